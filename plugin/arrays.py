@@ -1,0 +1,104 @@
+"""ARRAY values of CONTRACT §6: nested JSON lists or base64 blocks, in and out."""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+DTYPES = ("float16", "bfloat16", "float32", "float64", "int32", "int64", "bool")
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class Base64Array(BaseModel):
+    """Raw C-order little-endian bytes of an array, base64-encoded."""
+
+    dtype: Literal[DTYPES] = Field(description="Element type.")
+    shape: list[int] = Field(description="Dimensions, C order.")
+    base64: str = Field(description="The bytes, base64-encoded.")
+
+
+class ArrayError(ValueError):
+    """An array that cannot serve where it was given: `array_invalid` with this message."""
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name).newbyteorder("<")
+
+
+def _finite_tokens(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite_tokens(v) for v in value]
+    if isinstance(value, str):
+        if value in _NON_FINITE:
+            return _NON_FINITE[value]
+        raise ArrayError(f"{value!r} is not a number")
+    if value is None:
+        raise ArrayError("null is not a number")
+    return value
+
+
+def count_elements(value: Any) -> int:
+    """Elements of an ARRAY without decoding it, for the per-request limit."""
+    if isinstance(value, dict):
+        return math.prod(value.get("shape") or [0]) if isinstance(value.get("shape"), list) else 0
+    if isinstance(value, list):
+        return sum(count_elements(v) for v in value) if value and isinstance(value[0], list) else len(value)
+    return 1
+
+
+def decode(value: Any) -> np.ndarray:
+    if isinstance(value, dict):
+        block = Base64Array.model_validate(value)
+        dtype = _numpy_dtype(block.dtype)
+        try:
+            raw = base64.b64decode(block.base64, validate=True)
+        except ValueError as exc:
+            raise ArrayError(f"base64 is not valid: {exc}") from None
+        expected = math.prod(block.shape) * dtype.itemsize
+        if len(raw) != expected or any(d < 0 for d in block.shape):
+            raise ArrayError(f"shape {block.shape} of {block.dtype} needs {expected} bytes, got {len(raw)}")
+        return np.frombuffer(raw, dtype=dtype).reshape(block.shape).astype(dtype.newbyteorder("="))
+    try:
+        array = np.array(_finite_tokens(value))
+    except ValueError as exc:
+        raise ArrayError(f"ragged or malformed nested list: {str(exc).splitlines()[0]}") from None
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ArrayError("the nested list must hold only numbers or only booleans")
+    return array
+
+
+def cast(array: np.ndarray, dtype_name: str) -> np.ndarray:
+    """The array as `dtype_name`, allowed within a kind (ints to floats, floats to floats)."""
+    target = _numpy_dtype(dtype_name)
+    kind, to = array.dtype.kind, target.kind
+    if target.name == "bfloat16":
+        to = "f"
+    if array.dtype.name == "bfloat16":
+        kind = "f"
+    allowed = kind == to or (kind in "iu" and to in "iuf") or (kind == "b" and to == "b")
+    if not allowed:
+        raise ArrayError(f"values of type {array.dtype.name} cannot be cast to {dtype_name}")
+    return array.astype(target.newbyteorder("=") if target.byteorder != "|" else target)
+
+
+def encode(array: Any, as_base64: bool = False) -> Any:
+    array = np.asarray(array)
+    if as_base64:
+        name = array.dtype.name
+        little = array.astype(array.dtype.newbyteorder("<")) if array.dtype.byteorder not in "|<" else array
+        return {"dtype": name, "shape": list(array.shape),
+                "base64": base64.b64encode(np.ascontiguousarray(little).tobytes()).decode()}
+    if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            text = np.where(np.isnan(array), "NaN", np.where(array > 0, "Infinity", "-Infinity"))
+            return np.where(np.isfinite(array), array.astype(object), text.astype(object)).tolist()
+    return array.tolist()

@@ -1,0 +1,342 @@
+"""The card model: a card is declared once and everything else derives from the declaration.
+
+A card declares a Pydantic parameter model (its literal inputs: defaults, bounds, enums, help),
+its socket-only ports (tensors, layer instances), its outputs, title, category path, help and,
+for Keras-backed cards, the Keras class. From that come the CARD JSON of CONTRACT §3, parameter
+validation, and the object the executor builds.
+
+Card modules must not import TensorFlow or Keras at import time; Keras is reached through
+`keras_attribute` inside `build`.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from nncards.keras_objects import keras_attribute
+from nncards.problems import Problem
+from nncards.shorthands import BY_TYPE, Shorthand
+from nncards.types import INSTANCE_TYPES, TYPES
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a card (the PORT object of CONTRACT §3)."""
+
+    id: str
+    type: str
+    text: str
+    help: str
+    required: bool = False
+    multiplicity: Literal["1", "n"] = "1"
+    literal: bool = False
+    socket: bool = True
+    default: Any = None
+
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f"port {self.id!r}: unknown type id {self.type!r}")
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id, "text": self.text, "type": self.type, "help": self.help,
+            "multiplicity": self.multiplicity, "required": self.required,
+            "literal": self.literal, "socket": self.socket, "default": self.default,
+        }
+
+
+@dataclass(frozen=True)
+class PortType:
+    """Annotation marker for a parameter whose type id cannot be read off its Python type."""
+
+    id: str
+
+
+def tensor_input(id: str = "input", text: str = "Input", help: str = "The tensor to transform.",
+                 required: bool = False, multiplicity: Literal["1", "n"] = "1") -> Port:
+    return Port(id, "NeuralNetworkTensor", text, help, required=required, multiplicity=multiplicity)
+
+
+def layer_input(id: str = "layer", text: str = "Layer", help: str = "A layer instance.",
+                required: bool = True) -> Port:
+    return Port(id, "NeuralNetworkLayer", text, help, required=required)
+
+
+LAYER_OUTPUT = Port(
+    "layer", "NeuralNetworkLayer", "Layer instance",
+    "The layer object itself, for wrappers or to apply the same weights again elsewhere.",
+)
+TENSOR_OUTPUT = Port(
+    "output", "NeuralNetworkTensor", "Output",
+    "The result of applying the layer to the input tensor; present only when the input is wired.",
+)
+
+
+def shorthand_literal(type_id: str):
+    return Literal[tuple(BY_TYPE[type_id])]
+
+
+Initializer = Annotated[shorthand_literal("NeuralNetworkInitializer") | None, PortType("NeuralNetworkInitializer")]
+Regularizer = Annotated[shorthand_literal("NeuralNetworkRegularizer") | None, PortType("NeuralNetworkRegularizer")]
+Constraint = Annotated[shorthand_literal("NeuralNetworkConstraint") | None, PortType("NeuralNetworkConstraint")]
+
+
+def param(default: Any = ..., text: str = "", help: str = "", **constraints) -> Any:
+    """A literal input: its default, label (`text`), help and JSON Schema bounds."""
+    return Field(default, title=text, description=help, **constraints)
+
+
+class Params(BaseModel):
+    """Base of every card's parameter model: unknown keys and non-finite numbers are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class NoParams(Params):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}]})
+
+
+class ParamObject(BaseModel):
+    """Base of `Object` parameters: a small JSON object with listed keys."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+_SCALAR_TYPE_IDS = {bool: "Boolean", int: "Integer", float: "Float", str: "String"}
+
+
+def _type_id(annotation: Any, metadata: list) -> str:
+    for marker in metadata:
+        if isinstance(marker, PortType):
+            return marker.id
+    if typing.get_origin(annotation) is Annotated:
+        return _type_id(*typing.get_args(annotation)[:1], list(typing.get_args(annotation)[1:]))
+    members = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
+    kinds = set()
+    for member in members:
+        origin = typing.get_origin(member)
+        if origin is Annotated:
+            kinds.add(_type_id(member, []))
+        elif origin is list:
+            kinds.add("IntegerList")
+        elif origin is Literal:
+            kinds.add(_SCALAR_TYPE_IDS[type(typing.get_args(member)[0])])
+        elif isinstance(member, type) and issubclass(member, BaseModel):
+            kinds.add("Object")
+        else:
+            kinds.add(_SCALAR_TYPE_IDS[member])
+    if kinds == {"Integer", "Float"}:
+        return "Float"
+    if len(kinds) != 1:
+        raise TypeError(f"cannot tell the port type of {annotation!r}; annotate it with PortType")
+    return kinds.pop()
+
+
+def _bounds(name: str, info: FieldInfo) -> str | None:
+    lower = upper = None
+    for bound in info.metadata:
+        if isinstance(bound, annotated_types.Ge):
+            lower = f"{bound.ge} <= "
+        elif isinstance(bound, annotated_types.Gt):
+            lower = f"{bound.gt} < "
+        elif isinstance(bound, annotated_types.Le):
+            upper = f" <= {bound.le}"
+        elif isinstance(bound, annotated_types.Lt):
+            upper = f" < {bound.lt}"
+    if lower is None and upper is None:
+        return None
+    return f"{lower or ''}{name}{upper or ''}"
+
+
+class Card:
+    """A card declaration. Subclasses set the class attributes; instances are never made."""
+
+    id: ClassVar[str]
+    version: ClassVar[int] = 1
+    title: ClassVar[str]
+    path: ClassVar[tuple[str, ...]]
+    help: ClassVar[str]
+    keras: ClassVar[str | None] = None
+    Params: ClassVar[type[Params]] = NoParams
+    sockets: ClassVar[tuple[Port, ...]] = ()
+    outputs: ClassVar[tuple[Port, ...]] = ()
+    # For initializer sockets: the rank of the weight they initialize (checked against the
+    # initializer's own minimum rank at validation).
+    weight_ranks: ClassVar[dict[str, int]] = {}
+    # For instance-producing cards: the smallest weight rank the instance can serve.
+    min_weight_rank: ClassVar[int] = 1
+    # Whether the card's `build` makes a Keras layer (reported in a RUN RESULT's `layers`).
+    makes_layer: ClassVar[bool] = False
+    # "input" or "output" for the cards that mark the model's boundary.
+    model_role: ClassVar[str | None] = None
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    @classmethod
+    def param_ports(cls) -> list[Port]:
+        ports = []
+        for name, info in cls.Params.model_fields.items():
+            type_id = _type_id(info.annotation, info.metadata)
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump()
+            ports.append(Port(
+                name, type_id, info.title or name, info.description or "",
+                required=info.is_required(), literal=True,
+                socket=type_id in INSTANCE_TYPES, default=default,
+            ))
+        return ports
+
+    @classmethod
+    def inputs(cls) -> list[Port]:
+        return [*cls.sockets, *cls.param_ports()]
+
+    @classmethod
+    def input_port(cls, port_id: str) -> Port | None:
+        return next((p for p in cls.inputs() if p.id == port_id), None)
+
+    @classmethod
+    def output_port(cls, port_id: str) -> Port | None:
+        return next((p for p in cls.outputs if p.id == port_id), None)
+
+    @classmethod
+    def params_schema(cls) -> dict:
+        return cls.Params.model_json_schema()
+
+    @classmethod
+    def as_json(cls) -> dict:
+        return {
+            "id": cls.id, "version": cls.version, "title": cls.title, "path": list(cls.path),
+            "help": cls.help, "keras": cls.keras,
+            "inputs": [p.as_json() for p in cls.inputs()],
+            "outputs": [p.as_json() for p in cls.outputs],
+            "params_schema": cls.params_schema(),
+        }
+
+    @classmethod
+    def examples(cls) -> list[dict]:
+        return (cls.Params.model_config.get("json_schema_extra") or {}).get("examples", [{}])
+
+    # -- validation -------------------------------------------------------------------------
+
+    @classmethod
+    def validate_params(cls, node: str, params: dict) -> tuple[Params | None, list[Problem]]:
+        try:
+            return cls.Params.model_validate(params), []
+        except ValidationError as exc:
+            return None, [cls._problem(node, params, error) for error in exc.errors()]
+
+    @classmethod
+    def _problem(cls, node: str, params: dict, error: dict) -> Problem:
+        loc = error["loc"]
+        port = str(loc[0]) if loc else None
+        received = error.get("input")
+        kind = error["type"]
+        info = cls.Params.model_fields.get(port) if port else None
+        if kind == "extra_forbidden" and len(loc) == 1:
+            return Problem(code="unknown_param", node=node, port=port, received=received,
+                           message=f"{cls.id} has no parameter {port!r}",
+                           expected=sorted(cls.Params.model_fields))
+        if kind == "missing" and len(loc) == 1:
+            return Problem(code="missing_required_input", node=node, port=port,
+                           message=f"{port} is required")
+        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            expected = _bounds(".".join(map(str, loc)), info) if info and len(loc) == 1 else None
+            expected = expected or error["msg"].removeprefix("Input should be ")
+            return Problem(code="param_out_of_range", node=node, port=port, received=received,
+                           expected=expected, message=f"{port} must be {expected}, got {received!r}")
+        if kind == "param_out_of_range":
+            return Problem(code="param_out_of_range", node=node, port=port, received=received,
+                           expected=error["ctx"]["expected"], message=error["msg"])
+        if kind == "finite_number" or (isinstance(received, float) and not math.isfinite(received)):
+            return Problem(code="param_invalid", node=node, port=port, received=received,
+                           expected="a finite number",
+                           message=f"{port} must be a finite number, got {received!r}")
+        if kind == "literal_error":
+            return Problem(code="param_invalid", node=node, port=port, received=received,
+                           expected=f"one of {error['ctx']['expected']}",
+                           message=f"{port} must be one of {error['ctx']['expected']}, got {received!r}")
+        where = ".".join(map(str, loc))
+        return Problem(code="param_invalid", node=node, port=port, received=received,
+                       message=f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {received!r}")
+
+    @classmethod
+    def check(cls, node: str, params: Params, input_shapes: dict[str, Any]) -> list[Problem]:
+        """Problems that need the shapes of the wired tensors (called before `build`)."""
+        return []
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def resolve_instances(cls, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
+        """Parameter values with shorthand identifiers turned into Keras objects and wired
+        sockets taking the place of their parameter."""
+        values = {}
+        for port in cls.param_ports():
+            value = getattr(params, port.id)
+            if port.socket and isinstance(value, str):
+                value = BY_TYPE[port.type][value].build()
+            elif isinstance(value, BaseModel):
+                value = value.model_dump()
+            values[port.id] = value
+        values.update({k: v for k, v in sockets.items() if cls.input_port(k).type in INSTANCE_TYPES})
+        return values
+
+    @classmethod
+    def build(cls, node: str, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
+        """The values of the card's output ports, given its params and wired sockets."""
+        raise NotImplementedError
+
+
+class InstanceCard(Card):
+    """A card that makes a Keras initializer, regularizer or constraint from its params."""
+
+    @classmethod
+    def build(cls, node, params, sockets):
+        instance = keras_attribute(cls.keras)(**cls.resolve_instances(params, sockets))
+        return {cls.outputs[0].id: instance}
+
+
+class LayerCard(Card):
+    """A card that makes a Keras layer and applies it to its `input` socket when wired."""
+
+    sockets = (tensor_input(),)
+    outputs = (LAYER_OUTPUT, TENSOR_OUTPUT)
+    makes_layer = True
+
+    @classmethod
+    def layer_arguments(cls, node: str, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
+        arguments = cls.resolve_instances(params, sockets)
+        if "name" in arguments and arguments["name"] is None:
+            arguments["name"] = node
+        return arguments
+
+    @classmethod
+    def call_arguments(cls, sockets: dict[str, Any]) -> dict[str, Any]:
+        tensor_ports = [p.id for p in cls.sockets if p.type == "NeuralNetworkTensor" and p.id != "input"]
+        return {port: sockets[port] for port in tensor_ports if port in sockets}
+
+    @classmethod
+    def build(cls, node, params, sockets):
+        layer = keras_attribute(cls.keras)(**cls.layer_arguments(node, params, sockets))
+        outputs = {"layer": layer}
+        if "input" in sockets:
+            outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
+        return outputs
+
+
+def shorthand_of(type_id: str, identifier: str) -> Shorthand:
+    return BY_TYPE[type_id][identifier]
+
+
+def layer_name(card: type[Card], node: str, params: Params | None) -> str:
+    return getattr(params, "name", None) or node

@@ -1,0 +1,110 @@
+"""The `nncards` command line (CONTRACT §8)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _load(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        sys.exit(f"nncards: cannot read {path}: {exc}")
+
+
+def _print(document: dict) -> None:
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def as_run(document: dict) -> dict:
+    """A RUN document as is; a bare graph becomes a RUN predicting on one batch of zeros."""
+    if "graph" in document:
+        return document
+    inputs = {}
+    for node in document.get("nodes", []):
+        if node.get("card") == "input":
+            params = node.get("params", {})
+            shape = [1] + [d or 1 for d in params.get("shape", [])]
+            dtype = params.get("dtype", "float32")
+            zero = False if dtype == "bool" else (0 if dtype.startswith("int") else 0.0)
+            inputs[node["id"]] = _zeros(shape, zero)
+    return {"graph": document, "steps": [{"kind": "predict", "inputs": inputs}]}
+
+
+def _zeros(shape: list[int], zero):
+    return [_zeros(shape[1:], zero) for _ in range(shape[0])] if shape else zero
+
+
+def cmd_run(args) -> int:
+    from nncards.executor import run
+
+    result = run(as_run(_load(args.file)))
+    _print(result)
+    return 0 if result["status"] == "succeeded" else 1
+
+
+def cmd_validate(args) -> int:
+    from pydantic import ValidationError
+
+    from nncards.validation import validate
+
+    try:
+        result = validate(_load(args.file))
+    except ValidationError as exc:
+        _print({"valid": False, "errors": [{"code": "request_invalid", "port": "/".join(map(str, e["loc"])),
+                                            "message": e["msg"]} for e in exc.errors()], "shapes": {}})
+        return 1
+    _print(result)
+    return 0 if result["valid"] else 1
+
+
+def cmd_cards(args) -> int:
+    from nncards.registry import registry
+
+    reg = registry()
+    tree: dict = {}
+    for card in reg.cards.values():
+        branch = tree
+        for part in card.path:
+            branch = branch.setdefault(part, {})
+        branch.setdefault(None, []).append(card)
+    _print_tree(tree, 0)
+    for error in reg.load_errors:
+        print(f"! pack {error['pack']} failed to load: {error['message']}")
+    return 0
+
+
+def _print_tree(tree: dict, depth: int) -> None:
+    for card in tree.get(None, []):
+        print(f"{'  ' * depth}- {card.title} [{card.id}]")
+    for name, branch in tree.items():
+        if name is not None:
+            print(f"{'  ' * depth}{name}/")
+            _print_tree(branch, depth + 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nncards", description="Neural-network cards for visual node editors.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser("run", help="run a RUN file (or a bare graph on one batch of zeros)")
+    run_parser.add_argument("file")
+    run_parser.set_defaults(handler=cmd_run)
+
+    validate_parser = commands.add_parser("validate", help="validate a graph file")
+    validate_parser.add_argument("file")
+    validate_parser.set_defaults(handler=cmd_validate)
+
+    cards_parser = commands.add_parser("cards", help="list the card catalogue as a tree")
+    cards_parser.set_defaults(handler=cmd_cards)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

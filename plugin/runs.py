@@ -1,0 +1,117 @@
+"""The RUN request and RUN RESULT of CONTRACT §6 as Pydantic models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nncards.arrays import Base64Array
+from nncards.graph import Graph
+from nncards.problems import ErrorBody
+
+ArrayIn = Union[list[Any], Base64Array]
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion")
+LOSSES = (
+    "mse", "mae", "mape", "msle", "mean_squared_error", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "binary_crossentropy",
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_focal_crossentropy",
+    "categorical_focal_crossentropy", "hinge", "squared_hinge", "categorical_hinge", "huber",
+    "log_cosh", "kl_divergence", "poisson", "cosine_similarity",
+)
+METRICS = (
+    "mse", "mae", "mape", "msle", "mean_squared_error", "mean_absolute_error", "accuracy",
+    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "binary_crossentropy",
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence", "poisson",
+    "cosine_similarity", "root_mean_squared_error", "hinge", "squared_hinge", "log_cosh_error",
+)
+Loss = Literal[LOSSES]
+Metric = Literal[METRICS]
+Arrays = dict[str, ArrayIn]
+
+
+class Optimizer(BaseModel):
+    """A Keras optimizer by name; other keys are passed to its constructor as arguments."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    name: Literal[OPTIMIZERS] = Field("adam", description="The Keras optimizer.")
+    learning_rate: float = Field(0.001, gt=0, description="Step size.")
+
+
+class CallStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["call"]
+    inputs: Arrays = Field(description="Arrays keyed by Input node id.")
+    training: bool = Field(False, description="Run layers in training mode (batch statistics, updates).")
+
+
+class FitStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fit"]
+    inputs: Arrays = Field(description="Arrays keyed by Input node id.")
+    targets: Arrays = Field(description="Arrays keyed by Output node id.")
+    epochs: int = Field(1, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1)
+    shuffle: bool = True
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    loss: Loss | dict[str, Loss] = Field("mse", description="A loss, or one per Output node id.")
+    metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
+
+
+class EvaluateStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["evaluate"]
+    inputs: Arrays
+    targets: Arrays
+    batch_size: int = Field(32, ge=1)
+    loss: Loss | dict[str, Loss] | None = Field(None, description="Default: the last compile's, else mse.")
+    metrics: list[Metric] | dict[str, list[Metric]] | None = None
+
+
+class PredictStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["predict"]
+    inputs: Arrays
+    batch_size: int = Field(32, ge=1)
+
+
+Step = Annotated[Union[CallStep, FitStep, EvaluateStep, PredictStep], Field(discriminator="kind")]
+
+
+class Run(BaseModel):
+    """A graph, optional initial weights, and the steps to run on the one model built from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: Graph
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds every random draw of the run.")
+    weights: dict[str, dict[str, ArrayIn]] = Field(
+        default_factory=dict, description="Initial weights keyed by node id, then weight short name.")
+    steps: list[Step] = Field(default_factory=list)
+
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class LayerReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    class_: str = Field(alias="class")
+    config: dict[str, Any]
+    weights: dict[str, Any]
+
+
+class ModelReport(BaseModel):
+    inputs: dict[str, list[int | None]]
+    outputs: dict[str, Any]
+    params: int
+
+
+class RunResult(BaseModel):
+    run_id: str
+    status: RunStatus
+    error: ErrorBody | None = None
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    layers: dict[str, LayerReport] = Field(default_factory=dict)
+    model: ModelReport | None = None

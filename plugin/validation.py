@@ -1,0 +1,316 @@
+"""Graph validation: every structural problem in one pass, then shapes through Keras.
+
+`analyze` checks a graph without TensorFlow: ids, cards, params, edges, types, cycles, required
+inputs, layer names. `trace` then walks the well-formed part in topological order and builds it
+symbolically with Keras, which infers the shape of every tensor port; a node that Keras refuses
+becomes a problem that names it. The executor reuses `trace` to build the real model.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from nncards.card import Card, Params, layer_name
+from nncards.graph import Graph
+from nncards.limits import DEFAULT_LIMITS, Limits
+from nncards.problems import Problem
+from nncards.registry import registry
+from nncards.shorthands import BY_TYPE
+
+NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass
+class Wire:
+    edge: int
+    source: str
+    source_port: str
+
+
+@dataclass
+class Analysis:
+    graph: Graph
+    problems: list[Problem] = field(default_factory=list)
+    cards: dict[str, type[Card]] = field(default_factory=dict)
+    params: dict[str, Params] = field(default_factory=dict)
+    wires: dict[str, dict[str, list[Wire]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    order: list[str] = field(default_factory=list)
+    broken: set[str] = field(default_factory=set)
+
+    def add(self, problem: Problem) -> None:
+        self.problems.append(problem)
+        if problem.node is not None:
+            self.broken.add(problem.node)
+
+    def nodes_with_role(self, role: str) -> list[str]:
+        return [n for n in self.order if self.cards.get(n) and self.cards[n].model_role == role]
+
+
+def analyze(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> Analysis:
+    analysis = Analysis(graph)
+    if len(graph.nodes) > limits.max_nodes:
+        analysis.add(Problem(code="too_large", message=f"the graph has {len(graph.nodes)} nodes, more than the limit of {limits.max_nodes}",
+                             expected=f"at most {limits.max_nodes} nodes", received=len(graph.nodes)))
+    if len(graph.edges) > limits.max_edges:
+        analysis.add(Problem(code="too_large", message=f"the graph has {len(graph.edges)} edges, more than the limit of {limits.max_edges}",
+                             expected=f"at most {limits.max_edges} edges", received=len(graph.edges)))
+    if analysis.problems:
+        return analysis
+    _check_nodes(analysis, limits)
+    _check_edges(analysis)
+    _check_order(analysis)
+    _check_required(analysis)
+    _check_layer_names(analysis)
+    return analysis
+
+
+def _check_nodes(analysis: Analysis, limits: Limits) -> None:
+    seen = set()
+    for node in analysis.graph.nodes:
+        if not NODE_ID.fullmatch(node.id):
+            analysis.add(Problem(code="invalid_node_id", node=node.id, received=node.id,
+                                 expected="[A-Za-z0-9_.-]{1,64}",
+                                 message=f"node id {node.id!r} must be 1 to 64 letters, digits, '_', '.' or '-'"))
+        if node.id in seen:
+            analysis.add(Problem(code="duplicate_node_id", node=node.id, received=node.id,
+                                 message=f"node id {node.id!r} is used by more than one node"))
+            continue
+        seen.add(node.id)
+        card = registry().get(node.card)
+        if card is None:
+            analysis.add(Problem(code="unknown_card", node=node.id, received=node.card,
+                                 message=f"there is no card {node.card!r}"))
+            continue
+        analysis.cards[node.id] = card
+        params, problems = card.validate_params(node.id, node.params)
+        for problem in problems:
+            analysis.add(problem)
+        if params is None:
+            continue
+        analysis.params[node.id] = params
+        if card.model_role == "input":
+            _check_input_size(analysis, node.id, params, limits)
+        _check_shorthand_ranks(analysis, node.id, card, params)
+
+
+def _check_input_size(analysis: Analysis, node: str, params: Params, limits: Limits) -> None:
+    elements = math.prod(d for d in params.shape if d is not None)
+    if elements > limits.max_tensor_elements:
+        analysis.add(Problem(code="too_large", node=node, port="shape", received=params.shape,
+                             expected=f"at most {limits.max_tensor_elements} elements per sample",
+                             message=f"an input of shape {params.shape} has {elements} elements per sample, "
+                             f"more than the limit of {limits.max_tensor_elements}"))
+
+
+def _rank_problem(node: str, port: str, what: str, needs: int, rank: int) -> Problem:
+    return Problem(code="param_invalid", node=node, port=port, received=what,
+                   expected=f"an initializer that serves {rank}-D weights",
+                   message=f"{port}: {what} needs a weight of rank {needs} or more, "
+                   f"but this weight has rank {rank}")
+
+
+def _check_shorthand_ranks(analysis: Analysis, node: str, card: type[Card], params: Params) -> None:
+    for port, rank in card.weight_ranks.items():
+        value = getattr(params, port)
+        if port in params.model_fields_set and isinstance(value, str):
+            needs = BY_TYPE["NeuralNetworkInitializer"][value].min_rank
+            if needs > rank:
+                analysis.add(_rank_problem(node, port, f"initializer {value!r}", needs, rank))
+
+
+def _check_edges(analysis: Analysis) -> None:
+    nodes = {n.id: n for n in analysis.graph.nodes}
+    for index, edge in enumerate(analysis.graph.edges):
+        missing = [end for end in (edge.source, edge.target) if end not in nodes]
+        if missing:
+            analysis.add(Problem(code="dangling_edge", edge=index, node=missing[0], received=missing[0],
+                                 message=f"edge {index} refers to node {missing[0]!r}, which does not exist"))
+            continue
+        source, target = analysis.cards.get(edge.source), analysis.cards.get(edge.target)
+        if source is None or target is None:
+            continue  # the unknown card is already reported
+        out_port = source.output_port(edge.source_port)
+        if out_port is None:
+            analysis.add(Problem(code="unknown_port", edge=index, node=edge.source, port=edge.source_port,
+                                 expected=[p.id for p in source.outputs], received=edge.source_port,
+                                 message=f"{source.id} has no output port {edge.source_port!r}"))
+        in_port = target.input_port(edge.target_port)
+        if in_port is None or not in_port.socket:
+            sockets = [p.id for p in target.inputs() if p.socket]
+            reason = "no input port" if in_port is None else "no socket for the literal input"
+            analysis.add(Problem(code="unknown_port", edge=index, node=edge.target, port=edge.target_port,
+                                 expected=sockets, received=edge.target_port,
+                                 message=f"{target.id} has {reason} {edge.target_port!r}"))
+        if out_port is None or in_port is None or not in_port.socket:
+            continue
+        if out_port.type != in_port.type:
+            analysis.add(Problem(code="type_mismatch", edge=index, node=edge.target, port=edge.target_port,
+                                 expected=in_port.type, received=out_port.type,
+                                 message=f"{edge.target_port} takes {in_port.type}, but "
+                                 f"{edge.source}.{edge.source_port} gives {out_port.type}"))
+            continue
+        wires = analysis.wires[edge.target][edge.target_port]
+        if wires and in_port.multiplicity == "1":
+            analysis.add(Problem(code="multiple_edges_to_port", edge=index, node=edge.target, port=edge.target_port,
+                                 message=f"{edge.target_port} takes one edge, and edge {wires[0].edge} already brings one"))
+            continue
+        if edge.target_port in nodes[edge.target].params:
+            analysis.add(Problem(code="param_and_edge", edge=index, node=edge.target, port=edge.target_port,
+                                 message=f"{edge.target_port} is set both in params and by edge {index}; keep one"))
+            continue
+        wires.append(Wire(index, edge.source, edge.source_port))
+        rank = target.weight_ranks.get(edge.target_port)
+        if rank is not None and source.min_weight_rank > rank:
+            analysis.add(_rank_problem(edge.target, edge.target_port, source.id, source.min_weight_rank, rank))
+
+
+def _check_order(analysis: Analysis) -> None:
+    sorter = graphlib.TopologicalSorter({n.id: set() for n in analysis.graph.nodes})
+    for target, ports in analysis.wires.items():
+        for wires in ports.values():
+            sorter.add(target, *(w.source for w in wires))
+    try:
+        analysis.order = list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        for node in dict.fromkeys(cycle):
+            analysis.add(Problem(code="cycle", node=node, received=cycle,
+                                 message=f"node {node!r} is on a cycle: {' -> '.join(cycle)}"))
+        analysis.order = _acyclic_order(analysis, set(cycle))
+
+
+def _acyclic_order(analysis: Analysis, cyclic: set[str]) -> list[str]:
+    """A topological order of the nodes not on or after a cycle, so they still get shapes."""
+    remaining = {n.id: {w.source for ws in analysis.wires[n.id].values() for w in ws} for n in analysis.graph.nodes}
+    order, ready = [], [n for n, deps in remaining.items() if not deps and n not in cyclic]
+    done = set()
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        done.add(node)
+        ready.extend(n for n, deps in remaining.items()
+                     if n not in done and n not in ready and n not in cyclic and deps <= done)
+    return order
+
+
+def _check_required(analysis: Analysis) -> None:
+    for node, card in analysis.cards.items():
+        for port in card.sockets:
+            if port.required and not analysis.wires[node].get(port.id):
+                analysis.add(Problem(code="missing_required_input", node=node, port=port.id,
+                                     message=f"{port.id} of {card.id} must be connected"))
+    if not any(c.model_role == "input" for c in analysis.cards.values()):
+        analysis.add(Problem(code="no_inputs", message="the graph has no Input card"))
+    if not any(c.model_role == "output" for c in analysis.cards.values()):
+        analysis.add(Problem(code="no_outputs", message="the graph has no Output card"))
+
+
+def _check_layer_names(analysis: Analysis) -> None:
+    owners: dict[str, str] = {}
+    for node in analysis.graph.nodes:
+        card = analysis.cards.get(node.id)
+        if card is None or not (card.makes_layer or card.model_role == "input"):
+            continue
+        name = layer_name(card, node.id, analysis.params.get(node.id))
+        if name in owners and owners[name] != node.id:
+            analysis.add(Problem(code="duplicate_layer_name", node=node.id, port="name", received=name,
+                                 message=f"layer name {name!r} is already used by node {owners[name]!r}"))
+        owners.setdefault(name, node.id)
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sockets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_shape_of(v) for v in value]
+    return [None if d is None else int(d) for d in value.shape]
+
+
+def _elements(shape: list) -> int:
+    if shape and isinstance(shape[0], list):
+        return max(_elements(s) for s in shape)
+    return math.prod(d for d in shape[1:] if d is not None)
+
+
+def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
+    """Build the well-formed part of the graph with Keras, node by node in topological order."""
+    result = Trace()
+    skipped = set(analysis.broken)
+    for node in analysis.order:
+        card = analysis.cards.get(node)
+        if node in skipped or card is None or node not in analysis.params:
+            skipped.add(node)
+            continue
+        upstream = [w.source for ws in analysis.wires[node].values() for w in ws]
+        if any(u in skipped or u not in result.values for u in upstream):
+            skipped.add(node)
+            continue
+        sockets = {}
+        for port_id, wires in analysis.wires[node].items():
+            values = [result.values[w.source][w.source_port] if w.source_port in result.values[w.source] else None
+                      for w in wires]
+            if any(v is None for v in values):
+                continue
+            sockets[port_id] = values if card.input_port(port_id).multiplicity == "n" else values[0]
+        input_shapes = {p: _shape_of(v) for p, v in sockets.items()
+                        if card.input_port(p).type == "NeuralNetworkTensor"}
+        problems = card.check(node, analysis.params[node], input_shapes)
+        if not problems:
+            try:
+                outputs = card.build(node, analysis.params[node], sockets)
+            except Exception as exc:  # Keras refusing the node is a problem of that node
+                problems = [_build_problem(node, card, input_shapes, exc)]
+        if problems:
+            result.problems.extend(problems)
+            skipped.add(node)
+            continue
+        result.values[node] = outputs
+        result.sockets[node] = sockets
+        shapes = {p.id: _shape_of(outputs[p.id]) for p in card.outputs
+                  if p.type == "NeuralNetworkTensor" and p.id in outputs}
+        if shapes:
+            result.shapes[node] = shapes
+        for port, shape in shapes.items():
+            if _elements(shape) > limits.max_tensor_elements:
+                result.problems.append(Problem(
+                    code="too_large", node=node, port=port, received=shape,
+                    expected=f"at most {limits.max_tensor_elements} elements per sample",
+                    message=f"{port} has shape {shape}, more than {limits.max_tensor_elements} elements per sample"))
+                skipped.add(node)
+                result.values.pop(node)
+    return result
+
+
+def _build_problem(node: str, card: type[Card], input_shapes: dict, exc: Exception) -> Problem:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if input_shapes:
+        shapes = ", ".join(f"{p} {s}" for p, s in input_shapes.items())
+        return Problem(code="shape_mismatch", node=node, port=next(iter(input_shapes)), received=input_shapes,
+                       message=f"{card.id} cannot be applied to {shapes}: {text}")
+    return Problem(code="param_invalid", node=node, message=f"{card.id} could not be built: {text}")
+
+
+def validate(graph: dict | Graph, limits: Limits = DEFAULT_LIMITS) -> dict:
+    """The result of `POST /api/v1/graphs/validate` for a graph."""
+    graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
+    analysis = analyze(graph, limits)
+    if analysis.order and not any(p.code == "too_large" and p.node is None for p in analysis.problems):
+        traced = trace(analysis, limits)
+        problems, shapes = analysis.problems + traced.problems, traced.shapes
+    else:
+        problems, shapes = analysis.problems, {}
+    return {"valid": not problems, "errors": [p.as_json() for p in problems], "shapes": shapes}

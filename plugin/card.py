@@ -178,6 +178,12 @@ class Card:
     makes_layer: ClassVar[bool] = False
     # "input" or "output" for the cards that mark the model's boundary.
     model_role: ClassVar[str | None] = None
+    # The smallest valid graph of a card (docs, catalogue-wide tests) feeds its tensor sockets
+    # from Inputs of this per-sample shape and dtype, and each required layer socket from the
+    # `layer` output of a node of the given (card id, params).
+    example_input_shape: ClassVar[tuple[int | None, ...]] = (4,)
+    example_input_dtype: ClassVar[str] = "float32"
+    example_layers: ClassVar[dict[str, tuple[str, dict]]] = {}
 
     # -- metadata ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 from nncards.card import Card, Params, layer_name
 from nncards.graph import Graph
 from nncards.limits import DEFAULT_LIMITS, Limits
-from nncards.problems import Problem
+from nncards.problems import NncardsError, Problem
 from nncards.registry import registry
 from nncards.shorthands import BY_TYPE
 
@@ -272,6 +272,8 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
         if not problems:
             try:
                 outputs = card.build(node, analysis.params[node], sockets)
+            except NncardsError as exc:  # the card found the problems itself
+                problems = exc.problems
             except Exception as exc:  # Keras refusing the node is a problem of that node
                 problems = [_build_problem(node, card, input_shapes, exc)]
         if problems:

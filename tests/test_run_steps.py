@@ -1,0 +1,120 @@
+"""Runs: regularizers and constraints wired as cards, state across steps, seeds, the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nncards
+from graphs import bn_graph, edge, node
+
+ROOT = Path(__file__).parent.parent
+X = np.random.default_rng(3).normal(size=(8, 3)).astype("float32").tolist()
+Y = np.random.default_rng(4).normal(size=(8, 3)).astype("float32").tolist()
+GAMMA = [2.0, -1.0, 0.5]
+
+
+def evaluate_loss(graph):
+    result = nncards.run({"graph": graph, "weights": {"bn": {"gamma": GAMMA}},
+                          "steps": [{"kind": "evaluate", "inputs": {"x": X}, "targets": {"y": Y}}]})
+    assert result["status"] == "succeeded", result["error"]
+    return result["steps"][0]["metrics"]["loss"], result["layers"]["bn"]["weights"]["gamma"]
+
+
+def test_l2_regularizer_card_adds_exactly_lambda_times_squared_norm():
+    plain, _ = evaluate_loss(bn_graph([3]))
+    regularized, gamma = evaluate_loss(bn_graph([3], extra_nodes=[node("r", "regularizer_l2", l2=0.05)],
+                                                extra_edges=[edge("r", "regularizer", "bn", "gamma_regularizer")]))
+    assert regularized - plain == pytest.approx(0.05 * float(np.sum(np.square(gamma))), abs=1e-5)
+    assert regularized > plain
+
+
+def test_max_norm_constraint_card_holds_after_fit():
+    graph = bn_graph([3], extra_nodes=[node("c", "constraint_MaxNorm", max_value=1.0)],
+                     extra_edges=[edge("c", "constraint", "bn", "gamma_constraint")])
+    result = nncards.run({"graph": graph, "weights": {"bn": {"gamma": [3.0, 4.0, 0.0]}},
+                          "steps": [{"kind": "fit", "inputs": {"x": X}, "targets": {"y": Y}, "batch_size": 4,
+                                     "optimizer": {"name": "sgd", "learning_rate": 0.1}}]})
+    assert result["status"] == "succeeded", result["error"]
+    assert np.linalg.norm(result["layers"]["bn"]["weights"]["gamma"]) <= 1.0 + 1e-6
+
+
+def test_state_carries_between_steps_and_seed_makes_runs_reproducible():
+    graph = bn_graph([3], {"gamma_initializer": "random_normal"})
+    request = {"graph": graph, "seed": 11, "steps": [
+        {"kind": "call", "inputs": {"x": X}, "training": True},
+        {"kind": "fit", "inputs": {"x": X}, "targets": {"y": Y}, "epochs": 2, "batch_size": 4, "metrics": ["mae"]},
+        {"kind": "evaluate", "inputs": {"x": X}, "targets": {"y": Y}},
+        {"kind": "predict", "inputs": {"x": X[:2]}, "batch_size": 1},
+    ]}
+    first, second = nncards.run(request), nncards.run(request)
+    assert first["status"] == "succeeded", first["error"]
+    assert first["steps"] == second["steps"] and first["layers"] == second["layers"]
+    assert [s["kind"] for s in first["steps"]] == ["call", "fit", "evaluate", "predict"]
+    assert set(first["steps"][1]["history"]) == {"loss", "mae"} and len(first["steps"][1]["history"]["loss"]) == 2
+    assert set(first["steps"][2]["metrics"]) == {"loss", "mae"}  # evaluate reuses the last compile
+    # the training call and the fit both moved the moving mean: 1 call + 2 epochs × 2 batches
+    assert np.abs(first["layers"]["bn"]["weights"]["moving_mean"]).min() > 0
+    other_seed = nncards.run({**request, "seed": 12})
+    assert other_seed["layers"]["bn"]["weights"]["gamma"] != first["layers"]["bn"]["weights"]["gamma"]
+    assert first["model"] == {"inputs": {"x": [None, 3]}, "outputs": {"y": [None, 3]}, "params": 12}
+
+
+def test_failed_step_keeps_finished_steps_and_layer_state():
+    result = nncards.run({"graph": bn_graph([3]), "steps": [
+        {"kind": "call", "inputs": {"x": X}, "training": True},
+        {"kind": "predict", "inputs": {"x": [[1.0]]}},
+    ]})
+    assert result["status"] == "failed" and result["error"]["code"] == "array_invalid"
+    assert len(result["steps"]) == 1
+    assert result["layers"]["bn"]["weights"]["moving_mean"] != [0.0, 0.0, 0.0]
+
+
+def test_layer_card_without_input_produces_only_the_layer():
+    graph = bn_graph([3], extra_nodes=[node("spare", "layer_BatchNormalization")])
+    result = nncards.validate(graph)
+    assert result["valid"] and "spare" not in result["shapes"]
+
+
+def test_build_model_keys_inputs_and_outputs_by_node_id():
+    model = nncards.build_model(bn_graph([3]))
+    assert [t.shape for t in model.inputs] == [(None, 3)]
+    assert list(model.output) == ["y"]
+    assert model.get_layer("bn").__class__.__name__ == "BatchNormalization"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "nncards.cli", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_cli_runs_the_example_and_validates():
+    done = cli("run", "examples/batchnorm.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded"
+    assert [s["kind"] for s in result["steps"]] == ["call", "fit", "predict"]
+    assert set(result["layers"]["bn"]["weights"]) == {"gamma", "beta", "moving_mean", "moving_variance"}
+
+
+def test_cli_validate_and_cards(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(bn_graph([2], {"momentum": 7})))
+    done = cli("validate", str(bad))
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["errors"][0]["port"] == "momentum"
+    listing = cli("cards")
+    assert listing.returncode == 0
+    assert "Batch normalization layer [layer_BatchNormalization]" in listing.stdout
+    assert "Normalization/" in listing.stdout
+
+
+def test_cli_runs_a_bare_graph_on_one_batch_of_zeros(tmp_path):
+    graph = tmp_path / "graph.json"
+    graph.write_text(json.dumps(bn_graph([None, 2])))
+    done = cli("run", str(graph))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (step,) = json.loads(done.stdout)["steps"]
+    assert step["kind"] == "predict" and np.array(step["outputs"]["y"]).shape == (1, 1, 2)

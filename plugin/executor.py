@@ -252,7 +252,7 @@ class Session:
         }
 
 
-def _count_arrays(request: Run) -> int:
+def count_array_elements(request: Run) -> int:
     total = sum(arrays.count_elements(v if isinstance(v, list) else v.model_dump())
                 for layer in request.weights.values() for v in layer.values())
     for step in request.steps:
@@ -276,7 +276,7 @@ def run(request: dict | Run, observer: Observer | None = None, limits: Limits = 
                 problems = [Problem(code="request_invalid", port="/".join(map(str, e["loc"])), message=e["msg"])
                             for e in exc.errors()]
                 raise NncardsError("request_invalid", "The run request does not fit the RUN model.", problems)
-        elements = _count_arrays(request)
+        elements = count_array_elements(request)
         if elements > limits.max_array_elements:
             raise NncardsError("too_large", f"the request holds {elements} array elements, more than the limit "
                                f"of {limits.max_array_elements}")

@@ -1,0 +1,1 @@
+"""nncards' own Keras layers. Each module imports Keras, so only building a model imports them."""

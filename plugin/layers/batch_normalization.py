@@ -1,0 +1,239 @@
+"""Batch normalization with the options Keras 3 dropped: `fused`, `virtual_batch_size`, `adjustment`.
+
+The layer extends `keras.layers.BatchNormalization`, so its weights are stock Keras' (gamma,
+beta, moving_mean, moving_variance, all of shape `(C,)`) and move between the two both ways.
+The options reproduce Keras 2's (tf_keras) training outputs; moving statistics keep the Keras 3
+convention (biased variance) whichever option is in play. Semantics: BN_SEMANTICS.md §1, §4.4–4.5.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+# (rank, non-negative axis) → the data format the fused kernel understands.
+FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
+FUSED_DTYPES = ("float16", "bfloat16", "float32")
+ADJUSTMENT_KEYS = ("scale", "bias")
+
+
+def _adjustment_range(key: str, value) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"adjustment[{key!r}] must be a pair [low, high] of numbers. Received: {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if low > high:
+        raise ValueError(f"adjustment[{key!r}] must have low <= high. Received: {value!r}")
+    return low, high
+
+
+def _compose(scale, offset, then_scale, then_offset):
+    """The affine map `then ∘ first` of two per-feature maps `v ↦ v·scale + offset`."""
+    if then_scale is not None:
+        scale = scale * then_scale
+        offset = offset * then_scale
+    if then_offset is not None:
+        offset = offset + then_offset
+    return scale, offset
+
+
+@keras.saving.register_keras_serializable(package="nncards")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` plus Keras 2's fused kernel, ghost batches and adjustment.
+
+    Args:
+        fused: `None` uses TensorFlow's fused kernel when it can serve the layer (4-D or 5-D input
+            normalized on its channel axis, float16/bfloat16/float32, no renorm, ghost batch,
+            adjustment or synchronization) and the composite ops otherwise; `True` requires the
+            kernel (a `ValueError` when it cannot serve); `False` never uses it. The kernel gives
+            the same outputs, gradients and moving statistics as the composite ops.
+        virtual_batch_size: Ghost batch normalization: in training, the batch is split into
+            `batch / virtual_batch_size` strided groups (group `j` holds samples `j, j + G, …`),
+            each normalized with its own statistics; the moving statistics follow the group
+            averages. The batch must be divisible by it in training.
+        adjustment: `{"scale": [low, high], "bias": [low, high]}` (either key optional): in
+            training, the normalized values are multiplied by a per-feature uniform draw from
+            `scale` and shifted by one from `bias`, before gamma and beta.
+        **kwargs: the arguments of `keras.layers.BatchNormalization`.
+    """
+
+    def __init__(self, fused=None, virtual_batch_size=None, adjustment=None, **kwargs):
+        super().__init__(**kwargs)
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False. Received: fused={fused!r}")
+        if virtual_batch_size is not None and (
+                isinstance(virtual_batch_size, bool) or not isinstance(virtual_batch_size, int)
+                or virtual_batch_size < 1):
+            raise ValueError(f"virtual_batch_size must be a positive integer. "
+                             f"Received: virtual_batch_size={virtual_batch_size!r}")
+        if adjustment is not None:
+            if not isinstance(adjustment, dict) or set(adjustment) - set(ADJUSTMENT_KEYS):
+                raise ValueError(f"adjustment must be a dict with keys among {ADJUSTMENT_KEYS}. "
+                                 f"Received: adjustment={adjustment!r}")
+            adjustment = {key: list(_adjustment_range(key, value)) for key, value in adjustment.items()}
+            if virtual_batch_size is not None:
+                raise ValueError("virtual_batch_size and adjustment cannot be used together. "
+                                 f"Received: virtual_batch_size={virtual_batch_size}, adjustment={adjustment}")
+        if fused:
+            blocking = self._kernel_blockers(virtual_batch_size, adjustment)
+            if blocking:
+                raise ValueError(f"fused=True cannot be combined with {', '.join(blocking)}.")
+        self.fused = fused
+        self.virtual_batch_size = virtual_batch_size
+        self.adjustment = adjustment
+        self._adjustment_seed = keras.random.SeedGenerator() if adjustment is not None else None
+        self._data_format = None
+        self._mask_seen = False
+
+    def _kernel_blockers(self, virtual_batch_size, adjustment) -> list[str]:
+        options = {"renorm=True": self.renorm, "synchronized=True": self.synchronized,
+                   "virtual_batch_size": virtual_batch_size is not None, "adjustment": adjustment is not None}
+        return [name for name, used in options.items() if used]
+
+    @property
+    def fused_kernel(self) -> bool:
+        """Whether training and inference run on the fused kernel (known once built)."""
+        return self._data_format is not None and not self._mask_seen
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        rank = len(input_shape)
+        axis = self.axis % rank
+        if self.virtual_batch_size is not None and axis == 0:
+            raise ValueError(f"virtual_batch_size cannot be used when normalizing along the batch "
+                             f"axis. Received: axis={self.axis}")
+        data_format = FUSED_DATA_FORMATS.get((rank, axis))
+        usable = (data_format is not None and self.compute_dtype in FUSED_DTYPES
+                  and not self._kernel_blockers(self.virtual_batch_size, self.adjustment))
+        if self.fused and not usable:
+            raise ValueError(
+                f"fused=True needs a 4-D or 5-D input normalized on its channel axis (1 or last) "
+                f"in float16, bfloat16 or float32. Received: input rank {rank}, axis={self.axis}, "
+                f"dtype {self.compute_dtype}")
+        self._data_format = data_format if usable and self.fused is not False else None
+
+    def run_report(self) -> dict:
+        return {"fused_kernel": self.fused_kernel}
+
+    def check_fit(self, node: str, n_samples: int, batch_size: int) -> None:
+        """Refuse, before training, a fit whose batches cannot be split into ghost batches."""
+        if self.virtual_batch_size is None:
+            return
+        from nncards.problems import NncardsError, Problem
+
+        size = self.virtual_batch_size
+        batches = {min(batch_size, n_samples), n_samples % batch_size if n_samples > batch_size else 0} - {0}
+        bad = sorted(b for b in batches if b % size)
+        if bad:
+            message = (f"virtual_batch_size {size} must divide every training batch, but fitting "
+                       f"{n_samples} samples in batches of {batch_size} gives a batch of {bad[0]}")
+            problem = Problem(code="param_invalid", node=node, port="virtual_batch_size", received=size,
+                              expected=f"a divisor of the batch sizes {sorted(batches)}", message=message)
+            raise NncardsError("run_failed", message, [problem])
+
+    def get_config(self):
+        return {**super().get_config(), "fused": self.fused,
+                "virtual_batch_size": self.virtual_batch_size, "adjustment": self.adjustment}
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def call(self, inputs, training=None, mask=None):
+        training = bool(training and self.trainable)
+        if mask is not None:
+            if self.virtual_batch_size is not None:
+                raise ValueError("virtual_batch_size does not support masks; remove the mask or "
+                                 "the ghost batches.")
+            self._mask_seen = True
+        if self.fused_kernel:
+            return self._fused_call(inputs, training)
+        if not training or mask is not None or (self.virtual_batch_size is None and self.adjustment is None):
+            return super().call(inputs, training=training, mask=mask)
+        if self.virtual_batch_size is not None:
+            return self._ghost_call(inputs)
+        return self._adjusted_call(inputs)
+
+    def _affine(self, dtype):
+        size = self.moving_mean.shape[0]
+        gamma = tf.cast(self.gamma, dtype) if self.scale else tf.ones((size,), dtype)
+        beta = tf.cast(self.beta, dtype) if self.center else tf.zeros((size,), dtype)
+        return gamma, beta
+
+    def _fused_call(self, inputs, training):
+        inputs = tf.cast(inputs, self.compute_dtype)
+        gamma, beta = self._affine("float32")
+        if not training:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+                epsilon=self.epsilon, is_training=False, data_format=self._data_format)
+            return outputs
+        outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, epsilon=self.epsilon, is_training=True, data_format=self._data_format)
+        # The kernel reports the Bessel-corrected variance; the moving variance keeps the biased one.
+        count = tf.cast(tf.size(inputs) // tf.size(mean), "float32")
+        variance = unbiased * tf.math.divide_no_nan(count - 1.0, count)
+        self._update_moving(mean, variance)
+        return outputs
+
+    def _update_moving(self, mean, variance):
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+
+    def _renormalize(self, scale, offset, mean, variance, shape):
+        """Fold the renorm corrections of these statistics into `(scale, offset)` and update."""
+        r, d, _, _ = self._renorm_correction_and_moments(mean, variance)
+        r, d = (tf.reshape(tf.stop_gradient(v), shape) for v in (r, d))
+        self._update_renorm_statistics(mean, variance)
+        return _compose(r, d, scale, offset)
+
+    def _train_affine(self, mean, variance, scale, offset, shape):
+        """Batch statistics of shape (C,) → the training output, updating the moving statistics."""
+        if self.renorm:
+            scale, offset = self._renormalize(scale, offset, mean, variance, shape)
+        else:
+            self._update_moving(mean, variance)
+        return scale, offset
+
+    def _ghost_call(self, inputs):
+        x = tf.cast(inputs, tf.float32 if self.compute_dtype in FUSED_DTYPES[:2] else self.compute_dtype)
+        rank = len(x.shape)
+        batch = x.shape[0]
+        if batch is not None and batch % self.virtual_batch_size:
+            raise ValueError(f"virtual_batch_size={self.virtual_batch_size} must divide the training "
+                             f"batch size. Received: a batch of {batch}")
+        # Row-major reshape [B, …] → [V, B/V, …]: group j (axis 1) holds samples j, j + B/V, …
+        dynamic = tf.shape(x)
+        grouped = tf.reshape(x, tf.concat([[self.virtual_batch_size, -1], dynamic[1:]], 0))
+        channel = self.axis % rank + 1
+        axes = [i for i in range(rank + 1) if i not in (1, channel)]
+        group_mean, group_variance = keras.ops.moments(grouped, axes, keepdims=True, synchronized=self.synchronized)
+        shape = [1] * (rank + 1)
+        shape[channel] = -1
+        mean = tf.reshape(tf.reduce_mean(group_mean, axis=1), [-1])
+        variance = tf.reshape(tf.reduce_mean(group_variance, axis=1), [-1])
+        gamma, beta = self._affine(x.dtype)
+        scale, offset = self._train_affine(mean, variance, tf.reshape(gamma, shape), tf.reshape(beta, shape), shape)
+        outputs = tf.nn.batch_normalization(grouped, group_mean, group_variance, offset, scale, self.epsilon)
+        return tf.cast(tf.reshape(outputs, dynamic), self.compute_dtype)
+
+    def draw_adjustment(self, dtype):
+        """One training step's per-feature `(scale, bias)`, each of shape (C,)."""
+        size = self.moving_mean.shape[0]
+        draws = []
+        for key, neutral in (("scale", 1.0), ("bias", 0.0)):
+            low, high = self.adjustment.get(key, (neutral, neutral))
+            draws.append(keras.random.uniform((size,), low, high, dtype=dtype, seed=self._adjustment_seed))
+        return tuple(draws)
+
+    def _adjusted_call(self, inputs):
+        x = tf.cast(inputs, tf.float32 if self.compute_dtype in FUSED_DTYPES[:2] else self.compute_dtype)
+        rank = len(x.shape)
+        shape = [1] * rank
+        shape[self.axis % rank] = -1
+        mean, variance = self._moments(x, None)
+        adjust_scale, adjust_bias = (tf.reshape(v, shape) for v in self.draw_adjustment(x.dtype))
+        gamma, beta = self._affine(x.dtype)
+        scale, offset = _compose(adjust_scale, adjust_bias, tf.reshape(gamma, shape), tf.reshape(beta, shape))
+        scale, offset = self._train_affine(mean, variance, scale, offset, shape)
+        outputs = tf.nn.batch_normalization(x, tf.reshape(mean, shape), tf.reshape(variance, shape),
+                                            offset, scale, self.epsilon)
+        return tf.cast(outputs, self.compute_dtype)

@@ -8,6 +8,8 @@ from nncards.cards.common import (ACTIVITY, DATA_FORMAT, LAYER, USE_BIAS, KerasL
 
 class ConvolutionCard(KerasLayerCard):
     path = ("Layers", "Convolution")
+    example_input_shape = (8, 8, 3)
+    weight_ranks = {"kernel_initializer": 4, "bias_initializer": 1}  # 2-D kernels: (rows, cols, in, out)
 
 
 def window(dims: int, *paddings: str) -> dict:
@@ -64,8 +66,6 @@ class Conv2D(ConvolutionCard):
         "Conv2DParams", [{"filters": 2, "kernel_size": [3, 3]}, {"filters": 4, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}],
         **FILTERS, **window(2), **GROUPS, **KERNEL_AND_BIAS,
     )
-    weight_ranks = {"kernel_initializer": 4, "bias_initializer": 1}
-    example_input_shape = (8, 8, 3)
 
 
 class Conv2DTranspose(ConvolutionCard):
@@ -83,8 +83,6 @@ class Conv2DTranspose(ConvolutionCard):
                 minimum=0, optional=True),
         **KERNEL_AND_BIAS,
     )
-    weight_ranks = {"kernel_initializer": 4, "bias_initializer": 1}
-    example_input_shape = (8, 8, 3)
 
 
 class DepthwiseConv2D(ConvolutionCard):
@@ -98,7 +96,6 @@ class DepthwiseConv2D(ConvolutionCard):
         **window(2), **DEPTH_MULTIPLIER, **activation(), **USE_BIAS, **DEPTHWISE, **BIAS, **ACTIVITY, **LAYER,
     )
     weight_ranks = {"depthwise_initializer": 4, "bias_initializer": 1}
-    example_input_shape = (8, 8, 3)
 
 
 class SeparableConv2D(ConvolutionCard):
@@ -114,7 +111,6 @@ class SeparableConv2D(ConvolutionCard):
         **weights("pointwise", "glorot_uniform", "the 1×1 (pointwise) kernel"), **BIAS, **ACTIVITY, **LAYER,
     )
     weight_ranks = {"depthwise_initializer": 4, "pointwise_initializer": 4, "bias_initializer": 1}
-    example_input_shape = (8, 8, 3)
 
 
 CARDS = [Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D]

@@ -1,13 +1,20 @@
 """Normalization layers: the batch normalization card."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, Regularizer,
                           param, tensor_input)
+from nncards.keras_objects import keras_attribute
 from nncards.problems import Problem
+
+NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"
+# (rank, non-negative axis) pairs the fused kernel serves; kept in step with the layer module,
+# which this module may not import (it imports Keras).
+FUSED_LAYOUTS = {(4, 1), (4, 3), (5, 1), (5, 4)}
+FUSED_DTYPES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
 
 DTYPES = Literal["float32", "float16", "bfloat16", "float64", "mixed_float16", "mixed_bfloat16"]
 
@@ -27,11 +34,36 @@ class RenormClipping(ParamObject):
         return self
 
 
+Range = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class Adjustment(ParamObject):
+    scale: Range | None = param(
+        None, text="Scale range", help="`[low, high]` of the uniform factor drawn per feature; none: 1.",
+    )
+    bias: Range | None = param(
+        None, text="Bias range", help="`[low, high]` of the uniform offset drawn per feature; none: 0.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        for key in ("scale", "bias"):
+            low_high = getattr(self, key)
+            if low_high is not None and low_high[0] > low_high[1]:
+                raise PydanticCustomError(
+                    "param_out_of_range", "adjustment: {key} must be [low, high] with low <= high, got {value}",
+                    {"key": key, "value": low_high, "expected": f"{key}[0] <= {key}[1]"},
+                )
+        return self
+
+
 class BatchNormalizationParams(Params):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"momentum": 0.9},
         {"axis": 1, "momentum": 0.9, "epsilon": 1e-5},
         {"renorm": True, "renorm_clipping": {"rmax": 3.0, "rmin": 0.3333, "dmax": 5.0}},
+        {"virtual_batch_size": 2},
+        {"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}},
     ]})
 
     axis: int = param(
@@ -93,6 +125,34 @@ class BatchNormalizationParams(Params):
         "of per replica. It uses the one-pass formula E[x²] − E[x]², which loses precision on data "
         "with a large mean, even on one device.",
     )
+    fused: bool | None = param(
+        None, text="Fused kernel",
+        help="Use TensorFlow's fused batch normalization kernel, a faster implementation of the "
+        "same numbers (outputs, gradients and moving statistics agree with the plain computation "
+        "within float32 rounding). It serves 4-D and 5-D inputs normalized on their channel axis "
+        "(1 or the last) in a float32 or 16-bit type, without renorm, synchronization, ghost "
+        "batches, adjustment or a mask. Empty: use it where it serves, silently not elsewhere. "
+        "True: require it; any combination it cannot serve is an error on this parameter. "
+        "False: never use it.",
+    )
+    virtual_batch_size: int | None = param(
+        None, text="Virtual batch size", ge=1,
+        help="Ghost batch normalization: in training, split each batch into groups of this many "
+        "samples and normalize every group with its own statistics. The groups are strided: with "
+        "G = batch / virtual batch size groups, group j holds samples j, j + G, j + 2G, … (as in "
+        "Keras 2). The moving mean and variance follow the averages of the group statistics, so the "
+        "moving variance is the mean within-group variance. The training batch size must be a "
+        "multiple of this value, and a fit whose batches (the last one included) are not is refused "
+        "before training; inference takes any batch size. Not with adjustment or a mask.",
+    )
+    adjustment: Adjustment | None = param(
+        None, text="Adjustment",
+        help="Random per-feature adjustment in training: `{\"scale\": [low, high], \"bias\": "
+        "[low, high]}`. At every training step each feature's normalized values are multiplied by a "
+        "factor drawn uniformly from `scale` and shifted by an offset drawn from `bias`, before "
+        "gamma and beta (a missing key means no change). Draws come from the run's seed. Inference "
+        "is unaffected. Not with ghost batches.",
+    )
     trainable: bool = param(
         True, text="Trainable",
         help="Off: the layer always runs in inference mode, with the moving statistics, and nothing "
@@ -121,7 +181,21 @@ class BatchNormalization(LayerCard):
         "current batch, and the moving mean and variance move towards them. At inference "
         "(`predict`, `evaluate`, a `call` step without training) the moving statistics are used "
         "instead, so a sample's output does not depend on the rest of its batch.\n\n"
-        "The variance is the biased (divide by N) batch variance, as in Keras 3."
+        "Conventions: numbers follow Keras 3. The batch variance is the biased one (divide by N), "
+        "and so is the moving variance for every option, the fused kernel and ghost batches "
+        "included, although Keras 2's fused kernel kept the unbiased one. `momentum` weighs the "
+        "old moving value. Gamma, beta and the moving statistics always have one value per "
+        "feature, so weights move between this card and stock Keras both ways.\n\n"
+        "`synchronized` uses the one-pass variance E[x²] − E[x]², as Keras 3 does: on data with a "
+        "large mean compared with its spread it loses precision (even on one device), so center "
+        "such data first. Under a mirrored distribution, synchronized layers normalize with the "
+        "statistics of the global batch; the others normalize each replica's part with its own "
+        "statistics, and the moving statistics kept are those of the first replica (as in Keras 3).\n\n"
+        "Keras 2's options come back: `fused`, `virtual_batch_size` (ghost batches) and "
+        "`adjustment`. When one is in play, or when the fused kernel can serve the input, the node "
+        "builds nncards' own layer (a subclass of Keras 3's, saved as `nncards>BatchNormalization`); "
+        "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports `fused_kernel` "
+        "for the node."
     )
     Params = BatchNormalizationParams
     sockets = (
@@ -139,19 +213,51 @@ class BatchNormalization(LayerCard):
     }
 
     @classmethod
+    def build(cls, node, params, sockets):
+        arguments = cls.layer_arguments(node, params, sockets)
+        shape = sockets["input"].shape if "input" in sockets else None
+        if cls.uses_nncards_layer(params, shape, "mask" in sockets):
+            layer = keras_attribute(NNCARDS_LAYER)(**arguments)
+        else:
+            options = ("fused", "virtual_batch_size", "adjustment")
+            layer = keras_attribute(cls.keras)(**{k: v for k, v in arguments.items() if k not in options})
+            layer.run_report = lambda: {"fused_kernel": False}
+        outputs = {"layer": layer}
+        if "input" in sockets:
+            outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
+        return outputs
+
+    @classmethod
+    def uses_nncards_layer(cls, params, shape, masked: bool) -> bool:
+        """nncards' layer when a Keras 2 option is set or the fused kernel can serve the input."""
+        if params.fused is not None or params.virtual_batch_size is not None or params.adjustment is not None:
+            return True
+        return shape is not None and not masked and not cls._kernel_conflicts(params) and \
+            (len(shape), params.axis % len(shape)) in FUSED_LAYOUTS
+
+    @staticmethod
+    def _kernel_conflicts(params) -> list[str]:
+        conflicts = {
+            "renorm": params.renorm, "synchronized": params.synchronized,
+            "virtual_batch_size": params.virtual_batch_size is not None,
+            "adjustment": params.adjustment is not None, "dtype": params.dtype not in FUSED_DTYPES,
+        }
+        return [port for port, used in conflicts.items() if used]
+
+    @classmethod
     def check(cls, node, params, input_shapes):
+        problems = cls._option_problems(node, params, input_shapes)
         shape = input_shapes.get("input")
         if shape is None:
-            return []
+            return problems
         rank = len(shape)
         if not -rank <= params.axis < rank:
-            return [Problem(
+            return problems + [Problem(
                 code="param_out_of_range", node=node, port="axis", received=params.axis,
                 expected=f"{-rank} <= axis < {rank}",
                 message=f"axis must be between {-rank} and {rank - 1} for an input of rank {rank} "
                 f"(shape {shape}), got {params.axis}",
             )]
-        problems = []
         if shape[params.axis] is None:
             problems.append(Problem(
                 code="shape_mismatch", node=node, port="input", received=shape,
@@ -164,6 +270,38 @@ class BatchNormalization(LayerCard):
                 expected=f"a mask of rank {rank - 1}",
                 message=f"the mask must have one dimension fewer than the input (rank {rank}), got shape {mask}",
             ))
+        return problems
+
+    @classmethod
+    def _option_problems(cls, node, params, input_shapes) -> list[Problem]:
+        """Keras 2's rules on combining `fused`, `virtual_batch_size` and `adjustment`."""
+        problems = []
+
+        def invalid(port, message, expected):
+            received = params.adjustment.model_dump() if port == "adjustment" else getattr(params, port)
+            problems.append(Problem(code="param_invalid", node=node, port=port, received=received,
+                                    expected=expected, message=message))
+
+        shape, masked = input_shapes.get("input"), "mask" in input_shapes
+        axis = params.axis % len(shape) if shape and -len(shape) <= params.axis < len(shape) else None
+        if params.virtual_batch_size is not None:
+            if params.adjustment is not None:
+                invalid("virtual_batch_size", "virtual_batch_size cannot be combined with adjustment",
+                        "null when adjustment is set")
+            if masked:
+                invalid("virtual_batch_size", "virtual_batch_size cannot be combined with a mask", "null with a mask")
+            if axis == 0:
+                invalid("virtual_batch_size", "virtual_batch_size cannot be used when normalizing along the "
+                        "batch axis (axis 0)", "null when axis is 0")
+        if params.fused:
+            blockers = cls._kernel_conflicts(params) + (["a mask"] if masked else [])
+            if shape is not None and (len(shape), axis) not in FUSED_LAYOUTS:
+                blockers.append(f"axis {params.axis} of a rank-{len(shape)} input")
+            if blockers:
+                invalid("fused", f"fused is true, but the fused kernel cannot serve {', '.join(blockers)}; "
+                        "it needs a 4-D or 5-D input normalized on axis 1 or the last axis in a float32 or "
+                        "16-bit type, without renorm, synchronized, virtual_batch_size, adjustment or a mask",
+                        "null or false")
         return problems
 
 

@@ -51,7 +51,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             `batch / virtual_batch_size` strided groups (group `j` holds samples `j, j + G, …`),
             each normalized with its own statistics; the moving statistics follow the group
             averages. The batch must be divisible by it in training.
-        adjustment: `{"scale": [low, high], "bias": [low, high]}` (either key optional): in
+        adjustment: `{"scale": [low, high], "bias": [low, high]}` (a key missing or None means
+            no change): in
             training, the normalized values are multiplied by a per-feature uniform draw from
             `scale` and shifted by one from `bias`, before gamma and beta.
         **kwargs: the arguments of `keras.layers.BatchNormalization`.
@@ -70,7 +71,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             if not isinstance(adjustment, dict) or set(adjustment) - set(ADJUSTMENT_KEYS):
                 raise ValueError(f"adjustment must be a dict with keys among {ADJUSTMENT_KEYS}. "
                                  f"Received: adjustment={adjustment!r}")
-            adjustment = {key: list(_adjustment_range(key, value)) for key, value in adjustment.items()}
+            adjustment = {key: list(_adjustment_range(key, value))
+                          for key, value in adjustment.items() if value is not None}
             if virtual_batch_size is not None:
                 raise ValueError("virtual_batch_size and adjustment cannot be used together. "
                                  f"Received: virtual_batch_size={virtual_batch_size}, adjustment={adjustment}")

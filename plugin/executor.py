@@ -17,7 +17,7 @@ from nncards.graph import Graph
 from nncards.limits import DEFAULT_LIMITS, Limits
 from nncards.problems import NncardsError, Problem, json_safe, summarize
 from nncards.runs import CallStep, EvaluateStep, FitStep, PredictStep, Run
-from nncards.validation import analyze, trace
+from nncards.validation import analyze, check, trace
 
 
 class Observer(Protocol):
@@ -52,9 +52,11 @@ def build(graph: Graph, limits: Limits = DEFAULT_LIMITS):
     """The Keras model of a graph, with its layers and inputs keyed by node id."""
     import keras
 
-    analysis = analyze(graph, limits)
-    traced = trace(analysis, limits) if not analysis.problems else None
-    problems = analysis.problems + (traced.problems if traced else [])
+    problems, _ = check(graph, limits)
+    if not problems:
+        analysis = analyze(graph, limits)
+        traced = trace(analysis, limits)
+        problems = traced.problems
     if problems:
         raise NncardsError("graph_invalid", f"The graph is not valid: {summarize(problems)}", problems)
     inputs = {n: traced.values[n]["output"] for n in analysis.nodes_with_role("input")}

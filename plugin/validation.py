@@ -286,6 +286,13 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
                   if p.type == "NeuralNetworkTensor" and p.id in outputs}
         if shapes:
             result.shapes[node] = shapes
+        for weight in getattr(outputs.get("layer"), "weights", []):
+            if math.prod(weight.shape) > limits.max_tensor_elements:
+                result.problems.append(Problem(
+                    code="too_large", node=node, received=list(weight.shape),
+                    expected=f"at most {limits.max_tensor_elements} elements per weight",
+                    message=f"weight {weight.name} would have shape {list(weight.shape)}, more than "
+                    f"{limits.max_tensor_elements} elements"))
         for port, shape in shapes.items():
             if _elements(shape) > limits.max_tensor_elements:
                 result.problems.append(Problem(
@@ -306,13 +313,31 @@ def _build_problem(node: str, card: type[Card], input_shapes: dict, exc: Excepti
     return Problem(code="param_invalid", node=node, message=f"{card.id} could not be built: {text}")
 
 
+def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
+    """`trace` inside a Keras stateless scope: layers are built but their variables are never
+    allocated, so a graph is checked fast and a huge weight is refused before it exists."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    with keras.StatelessScope(initialize_variables=False):
+        try:
+            return trace(analysis, limits)
+        finally:
+            # Keras queues deferred variables for a later initialization that must never come.
+            global_state.set_global_attribute("uninitialized_variables", [])
+
+
+def check(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> tuple[list[Problem], dict]:
+    """Every problem of a graph, and the shapes of the tensor ports that could be inferred."""
+    analysis = analyze(graph, limits)
+    if not analysis.order or any(p.code == "too_large" and p.node is None for p in analysis.problems):
+        return analysis.problems, {}
+    traced = trace_without_weights(analysis, limits)
+    return analysis.problems + traced.problems, traced.shapes
+
+
 def validate(graph: dict | Graph, limits: Limits = DEFAULT_LIMITS) -> dict:
     """The result of `POST /api/v1/graphs/validate` for a graph."""
     graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
-    analysis = analyze(graph, limits)
-    if analysis.order and not any(p.code == "too_large" and p.node is None for p in analysis.problems):
-        traced = trace(analysis, limits)
-        problems, shapes = analysis.problems + traced.problems, traced.shapes
-    else:
-        problems, shapes = analysis.problems, {}
+    problems, shapes = check(graph, limits)
     return {"valid": not problems, "errors": [p.as_json() for p in problems], "shapes": shapes}

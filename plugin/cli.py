@@ -87,6 +87,12 @@ def _print_tree(tree: dict, depth: int) -> None:
             _print_tree(branch, depth + 1)
 
 
+def cmd_docs(args) -> int:
+    from nncards.docs import main as docs_main
+
+    return docs_main(Path.cwd(), check=args.check)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nncards", description="Neural-network cards for visual node editors.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cards_parser = commands.add_parser("cards", help="list the card catalogue as a tree")
     cards_parser.set_defaults(handler=cmd_cards)
+
+    docs_parser = commands.add_parser("docs", help="regenerate the card and type pages and card images here")
+    docs_parser.add_argument("--check", action="store_true",
+                             help="write nothing; exit 1 when a generated file is missing or out of date")
+    docs_parser.set_defaults(handler=cmd_docs)
 
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -87,6 +87,14 @@ def _print_tree(tree: dict, depth: int) -> None:
             _print_tree(branch, depth + 1)
 
 
+def cmd_serve(args) -> int:
+    from nncards.server.app import serve
+    from nncards.server.settings import from_arguments
+
+    serve(from_arguments(args))
+    return 0
+
+
 def cmd_docs(args) -> int:
     from nncards.docs import main as docs_main
 
@@ -112,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     docs_parser.add_argument("--check", action="store_true",
                              help="write nothing; exit 1 when a generated file is missing or out of date")
     docs_parser.set_defaults(handler=cmd_docs)
+
+    from nncards.server.settings import add_arguments
+
+    serve_parser = commands.add_parser(
+        "serve", help="serve the REST API and the editor",
+        description="Serve the card catalogue, validation and runs over REST (under /api/v1) and the editor "
+        "at /. Every option can also be set by its environment variable.")
+    add_arguments(serve_parser)
+    serve_parser.set_defaults(handler=cmd_serve)
 
     args = parser.parse_args(argv)
     return args.handler(args)

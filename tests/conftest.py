@@ -1,4 +1,81 @@
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+# -- a real `nncards serve` process on loopback, for the server, editor and fuzzing tests ---------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """`nncards serve` in its own process, on a free loopback port, with its own data folder.
+
+    `url` is the server's root (the API is under `url + "/api/v1"`); `client` an httpx client
+    on it. Extra command-line flags (limits, workers, ...) are passed through.
+    """
+
+    def __init__(self, data_dir: Path, *flags: str, startup_timeout: float = 60.0):
+        self.data_dir, self.flags = Path(data_dir), flags
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LiveServer":
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = self.url + "/api/v1"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "server.log"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "nncards.cli", "serve", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), *self.flags],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.client = httpx.Client(base_url=self.api, timeout=60)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nncards serve exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nncards serve did not answer /api/v1/health in time:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, clean: bool = True) -> None:
+        """A clean stop (SIGTERM, the server shuts down its workers) or an unclean one (SIGKILL)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM if clean else signal.SIGKILL)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.client.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> LiveServer:
+    """One `nncards serve` shared by every test that does not change the server's settings."""
+    server = LiveServer(tmp_path_factory.mktemp("live-server")).start()
+    yield server
+    server.stop()

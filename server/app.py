@@ -1,0 +1,91 @@
+"""The FastAPI application and `nncards serve`."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+import nncards
+from nncards.server import catalog, errors, graphs, runs
+from nncards.server.body_limit import BodyLimit
+from nncards.server.models import Health
+from nncards.server.service import RunService
+from nncards.server.settings import Settings
+from nncards.server.store import RunStore
+from nncards.server.validator import Validator
+
+API = "/api/v1"
+
+
+def assets_dir() -> Path | None:
+    """The `assets` folder: shipped inside the package, or beside it in a source checkout."""
+    for candidate in (Path(str(files("nncards"))) / "assets", Path(nncards.__file__).resolve().parent.parent / "assets"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    store = RunStore(settings.data_dir)
+    app.state.validator = Validator(settings.limits, settings.validation_cache_size)
+    app.state.runs = RunService(store, settings)
+    app.state.runs.start()
+    if settings.warm_up:
+        app.state.validator.warm_up()
+    try:
+        yield
+    finally:
+        await app.state.runs.close()
+        app.state.validator.close()
+        store.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="nncards", version=nncards.__version__, lifespan=lifespan,
+        description="Card catalogue, graph validation and graph execution for visual node editors.",
+    )
+    app.state.settings = settings
+    app.state.catalogue = catalog.CatalogueDocuments()
+    errors.install(app)
+    for router in (catalog.router, graphs.router, runs.router):
+        app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422]})
+
+    @app.get(API + "/health", response_model=Health, tags=["service"])
+    async def health() -> dict:
+        """The server is up."""
+        return {"status": "ok", "version": nncards.__version__}
+
+    if settings.benchmark:
+        static = bytes(len(app.state.catalogue.catalogue.body))
+
+        @app.get(API + "/benchmark/static", include_in_schema=False)
+        async def benchmark_static() -> Response:
+            return Response(static, media_type="application/json")
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["ETag"])
+    assets = assets_dir()
+    if assets is not None:
+        app.mount("/assets", StaticFiles(directory=assets), name="assets")
+        if (assets / "editor").is_dir():
+            app.mount("/", StaticFiles(directory=assets / "editor", html=True), name="editor")
+    return app
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

@@ -1,0 +1,105 @@
+"""The error envelope of CONTRACT §5 on every error answer, FastAPI's and Starlette's own included."""
+
+from __future__ import annotations
+
+import email.message
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from nncards.problems import ErrorEnvelope, NncardsError, Problem, error_body
+
+STATUS_OF_CODE = {
+    "bad_request": 400,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "run_finished": 409,
+    "too_large": 413,
+    "request_invalid": 422,
+    "graph_invalid": 422,
+}
+CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items() if code != "graph_invalid"}
+
+ERROR_RESPONSES = {
+    status: {"model": ErrorEnvelope, "description": f"`{code}`: the error envelope"}
+    for status, code in ((400, "bad_request"), (413, "too_large"), (422, "request_invalid"))
+}
+NOT_FOUND = {404: {"model": ErrorEnvelope, "description": "`not_found`: no such card or run"}}
+
+log = logging.getLogger("nncards.server")
+
+
+def error_response(status: int, code: str, message: str, problems: list[Problem] | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": error_body(code, message, problems)}, status_code=status, headers=headers)
+
+
+def not_found(what: str) -> NncardsError:
+    return NncardsError("not_found", f"There is no {what}.")
+
+
+def json_path(location: tuple) -> str:
+    """Where a field sits in the JSON body, as in `graph/nodes/0/id` ('' for the body itself)."""
+    parts = location[1:] if location and location[0] == "body" else location
+    return "/".join(str(part) for part in parts)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def _nncards_error(request: Request, exc: NncardsError) -> JSONResponse:
+    return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message, exc.problems)
+
+
+async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    body_errors = any(e["loc"] and e["loc"][0] == "body" for e in errors)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(400, "bad_request", "The request body is not valid JSON.")
+    if body_errors and request.headers.get("content-length") not in (None, "0") \
+            and not _is_json(request.headers.get("content-type")):
+        return error_response(400, "bad_request", "The request body must be JSON, sent as application/json "
+                              f"(got content type {request.headers.get('content-type')!r}).")
+    problems = []
+    for error in errors:
+        path = json_path(tuple(error["loc"]))
+        received = error.get("input")
+        problem = Problem(code="request_invalid", port=path, message=f"{path or 'body'}: {error['msg']}")
+        if received is None or isinstance(received, (bool, int, float, str)):
+            problem.received = received  # large values (whole objects) are left out of the answer
+        problems.append(problem)
+    first = problems[0].message if problems else "the request does not fit its model"
+    more = f" ({len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return error_response(422, "request_invalid", f"The request does not fit its model: {first}{more}.", problems)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = CODE_OF_STATUS.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    messages = {
+        404: f"There is nothing at {request.url.path}.",
+        405: f"{request.method} is not allowed on {request.url.path}.",
+        413: "The request body is larger than the server's limit.",
+    }
+    return error_response(exc.status_code, code, messages.get(exc.status_code, str(exc.detail)),
+                          headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", f"The server failed: {type(exc).__name__}.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(NncardsError, _nncards_error)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,87 @@
+"""Response models of the REST API, so that /openapi.json describes every answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nncards.problems import Problem
+from nncards.runs import RunStatus
+
+
+class PortInfo(BaseModel):
+    id: str = Field(description="The Keras keyword name, snake_case.")
+    text: str
+    type: str = Field(description="A type id of `GET /api/v1/types`.")
+    help: str
+    multiplicity: Literal["1", "n"]
+    required: bool
+    literal: bool = Field(description="The value can be typed in the node's params.")
+    socket: bool = Field(description="The value can arrive over an edge.")
+    default: Any = None
+
+
+class CardInfo(BaseModel):
+    id: str
+    version: int
+    title: str
+    path: list[str]
+    help: str
+    keras: str | None
+    inputs: list[PortInfo]
+    outputs: list[PortInfo]
+    params_schema: dict[str, Any] = Field(description="JSON Schema (draft 2020-12) of the literal inputs.")
+
+
+class LoadError(BaseModel):
+    pack: str
+    message: str
+
+
+class Catalogue(BaseModel):
+    api_version: Literal["1"]
+    cards: list[CardInfo]
+    load_errors: list[LoadError]
+
+
+class TypeInfo(BaseModel):
+    id: str
+    help: str
+    literal: bool
+    socket: bool
+    color: str = Field(description="CSS colour shared by the editor and the card images.")
+
+
+class TypeList(BaseModel):
+    types: list[TypeInfo]
+
+
+class ValidationResult(BaseModel):
+    valid: bool
+    errors: list[Problem]
+    shapes: dict[str, dict[str, list[Any]]] = Field(
+        description="Inferred output shapes by node and port, batch dimension first (null when unknown).")
+
+
+class RunCreated(BaseModel):
+    run_id: str
+    status: RunStatus
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: RunStatus
+    created_at: str = Field(description="ISO 8601, UTC.")
+    finished_at: str | None = Field(description="ISO 8601, UTC; null while the run is not finished.")
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary] = Field(description="Newest first.")
+    total: int = Field(description="Runs in the store.")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok"]
+    version: str

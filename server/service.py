@@ -1,0 +1,202 @@
+"""Runs as a service: queue, dispatch to worker processes, events, cancellation, time limit.
+
+Everything here runs on the event loop; the workers' messages arrive through it too, so the
+bookkeeping needs no locks. Every change of a run is written to the store first and then
+announced, so a subscriber that reads the store after an announcement never misses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from nncards.problems import NncardsError, json_safe
+from nncards.server.errors import not_found
+from nncards.server.settings import Settings
+from nncards.server.store import Event, RunRow, RunStore
+from nncards.server.workers import Worker, WorkerPool
+
+# How long DELETE waits for a running run to reach its next batch before its worker is killed.
+CANCEL_GRACE_SECONDS = 10.0
+
+
+def stopped_result(run_id: str, status: str, code: str, message: str) -> dict:
+    """The RUN RESULT of a run that the server, not the executor, ended."""
+    return {"run_id": run_id, "status": status, "error": {"code": code, "message": message},
+            "steps": [], "layers": {}, "model": None}
+
+
+def pending_result(row: RunRow) -> dict:
+    return {"run_id": row.run_id, "status": row.status, "error": None, "steps": [], "layers": {}, "model": None}
+
+
+class RunService:
+    def __init__(self, store: RunStore, settings: Settings):
+        self.store = store
+        self.limits = settings.limits
+        self.pool = WorkerPool(settings.workers, settings.worker_threads, self._on_message, self._on_crash)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: dict[str, dict] = {}  # requests of queued runs, by run id
+        self._news: dict[str, asyncio.Event] = {}
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        self._dispatcher: asyncio.Task | None = None
+
+    def start(self) -> None:
+        for run_id in self.store.unfinished():
+            self._finish(run_id, stopped_result(run_id, "failed", "run_interrupted",
+                                                "The server stopped while the run was queued or running."))
+        self.pool.start()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="nncards-dispatcher")
+
+    async def close(self) -> None:
+        if self._dispatcher:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        self.pool.close()
+
+    # -- life of a run ------------------------------------------------------------------------
+
+    async def submit(self, request: dict) -> str:
+        run_id = uuid.uuid4().hex
+        await asyncio.to_thread(self.store.create, run_id, request)
+        self._pending[run_id] = request
+        self._emit(run_id, "status", {"status": "queued"})
+        self._queue.put_nowait(run_id)
+        return run_id
+
+    async def _dispatch(self) -> None:
+        while True:
+            run_id = await self._queue.get()
+            if run_id not in self._pending:
+                continue  # cancelled while queued
+            worker = await self.pool.acquire()
+            request = self._pending.pop(run_id, None)
+            if request is None:
+                self.pool.release(worker)
+                continue
+            try:
+                await worker.start(run_id, request, self.limits)
+            except OSError:
+                pass  # the worker died; its listener reports the crash and fails the run
+
+    def _on_message(self, worker: Worker, message: tuple) -> None:
+        kind, run_id, *rest = message
+        if worker.run_id != run_id:
+            return  # a late word from a run the server already ended
+        if kind == "started":
+            self.store.started(run_id)
+            self._emit(run_id, "status", {"status": "running"})
+            self._deadlines[run_id] = asyncio.get_running_loop().call_later(
+                self.limits.max_run_seconds, self._time_out, worker, run_id)
+        elif kind == "event":
+            self._emit(run_id, *rest)
+        else:
+            self._finish(run_id, rest[0])
+            self.pool.release(worker)
+
+    def _on_crash(self, worker: Worker) -> None:
+        if worker.run_id is not None:
+            self._finish(worker.run_id, stopped_result(
+                worker.run_id, "failed", "run_failed",
+                f"The worker process stopped unexpectedly (exit code {worker.process.exitcode})."))
+
+    def _time_out(self, worker: Worker, run_id: str) -> None:
+        if worker.run_id != run_id:
+            return
+        self._kill(worker)
+        seconds = f"{self.limits.max_run_seconds:g}"
+        self._finish(run_id, stopped_result(run_id, "failed", "run_timeout",
+                                            f"The run passed the time limit of {seconds} s and was stopped."))
+
+    def _kill(self, worker: Worker) -> None:
+        worker.run_id = None
+        self.pool.replace(worker)
+
+    def _finish(self, run_id: str, result: dict) -> None:
+        deadline = self._deadlines.pop(run_id, None)
+        if deadline:
+            deadline.cancel()
+        result = json_safe(result)
+        self.store.finish(run_id, result)
+        self._emit(run_id, "status", {"status": result["status"]})
+        self._emit(run_id, "done", {"status": result["status"]})
+
+    def _emit(self, run_id: str, event: str, data: dict) -> None:
+        self.store.add_event(run_id, event, data)
+        news = self._news.pop(run_id, None)
+        if news:
+            news.set()
+
+    # -- what clients ask ---------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRow:
+        row = self.store.get(run_id)
+        if row is None:
+            raise not_found(f"run {run_id!r}")
+        return row
+
+    def result(self, run_id: str) -> dict:
+        row = self.get(run_id)
+        return row.result if row.finished else pending_result(row)
+
+    async def _news_of(self, run_id: str, timeout: float) -> None:
+        news = self._news.setdefault(run_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(news.wait(), timeout)
+
+    async def wait(self, run_id: str, seconds: float) -> bool:
+        """Wait until the run has finished, at most `seconds`; whether it has."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self.get(run_id).finished:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await self._news_of(run_id, remaining)
+        return True
+
+    async def cancel(self, run_id: str) -> dict:
+        if self.get(run_id).finished:
+            raise self._already_finished(run_id)
+        if self._pending.pop(run_id, None) is not None:
+            self._finish(run_id, stopped_result(run_id, "cancelled", "run_cancelled",
+                                                "The run was cancelled before it started."))
+        else:
+            await self._stop_running(run_id)
+        row = self.get(run_id)
+        if row.status != "cancelled":  # it finished on its own before reaching a batch end
+            raise self._already_finished(run_id)
+        return row.result
+
+    def _already_finished(self, run_id: str) -> NncardsError:
+        return NncardsError("run_finished", f"The run has already finished with status "
+                            f"{self.get(run_id).status!r}.")
+
+    async def _stop_running(self, run_id: str) -> None:
+        worker = self.pool.busy_with(run_id)
+        if worker:
+            worker.cancel.set()
+        if await self.wait(run_id, CANCEL_GRACE_SECONDS):
+            return
+        worker = self.pool.busy_with(run_id)
+        if worker:
+            self._kill(worker)
+        self._finish(run_id, stopped_result(run_id, "cancelled", "run_cancelled",
+                                            "The run was cancelled and its worker stopped."))
+
+    async def events(self, run_id: str, after: int) -> AsyncIterator[Event]:
+        """Every event after the id `after`, then the live ones, until the run is done."""
+        while True:
+            events = self.store.events(run_id, after)
+            for event in events:
+                yield event
+                after = event.id
+                if event.event == "done":
+                    return
+            if events:
+                continue  # more may have come while the subscriber read these
+            if self.get(run_id).finished:
+                return  # resumed after the last event
+            await self._news_of(run_id, 30.0)

@@ -1,0 +1,101 @@
+"""Server settings: embedded defaults, `NNCARDS_*` environment variables, `nncards serve` flags.
+
+Every field becomes a command-line flag (`max_run_seconds` → `--max-run-seconds`) and an
+environment variable (`NNCARDS_MAX_RUN_SECONDS`); a flag wins over the variable, the variable
+over the default. The field descriptions are the `--help` texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from nncards.limits import DEFAULT_LIMITS, Limits
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "nncards"
+
+
+def _default_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NNCARDS_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on; the default answers this machine only.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           description="Folder of the run database (runs.sqlite3); created when missing.")
+    workers: int = Field(default_factory=_default_workers, ge=1,
+                         description="Worker processes that execute runs side by side; further runs wait "
+                         "in a queue. Default: half the CPU cores, at least one.")
+    threads_per_worker: int | None = Field(None, ge=1, description="TensorFlow threads per worker process. "
+                                           "Default: the CPU cores shared evenly between the workers.")
+    max_nodes: int = Field(DEFAULT_LIMITS.max_nodes, ge=1, description="Most nodes a graph may hold.")
+    max_edges: int = Field(DEFAULT_LIMITS.max_edges, ge=0, description="Most edges a graph may hold.")
+    max_array_elements: int = Field(DEFAULT_LIMITS.max_array_elements, ge=1,
+                                    description="Most array elements (inputs, targets, weights) in one run request.")
+    max_body_bytes: int = Field(DEFAULT_LIMITS.max_body_bytes, ge=1, description="Largest request body, in bytes.")
+    max_run_seconds: float = Field(DEFAULT_LIMITS.max_run_seconds, gt=0,
+                                   description="Time a run may take once started; past it the worker is "
+                                   "stopped and the run fails with run_timeout.")
+    max_tensor_elements: int = Field(DEFAULT_LIMITS.max_tensor_elements, ge=1,
+                                     description="Most elements of any one tensor of a built model, per sample.")
+    max_wait_seconds: float = Field(60.0, ge=0, description="Longest a `POST /runs?wait=…` request is held open.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins (e.g. https://editor.example.org, or *) allowed to call the "
+        "API from a browser; none by default. The variable takes a comma-separated list.")
+    warm_up: bool = Field(True, description="Import TensorFlow in the background right after start-up, so "
+                          "that the first validation and the first run do not wait for it.")
+    validation_cache_size: int = Field(256, ge=0, description="Validation results kept, keyed by graph content.")
+    benchmark: bool = Field(False, description="Also serve /api/v1/benchmark/static, bytes as large as the "
+                            "catalogue, for benchmarks/catalog.py.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_nodes=self.max_nodes, max_edges=self.max_edges,
+                      max_array_elements=self.max_array_elements, max_body_bytes=self.max_body_bytes,
+                      max_run_seconds=self.max_run_seconds, max_tensor_elements=self.max_tensor_elements)
+
+    @property
+    def worker_threads(self) -> int:
+        return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; flags left out fall back to the environment, then to the default."""
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description} [env NNCARDS_{name.upper()}; default: {_shown(default)}]"
+        help_text = help_text.replace("%", "%%")
+        if field.annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif name == "cors_origins":
+            parser.add_argument(flag, nargs="+", metavar="ORIGIN", default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return "automatic" if value is None else str(value)
+
+
+def from_arguments(args: argparse.Namespace) -> Settings:
+    given = {name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)}
+    return Settings(**given)

@@ -157,6 +157,8 @@ class Session:
         if key == self.compiled_with:
             return
         arguments = {k: v for k, v in optimizer.items() if k != "name"}
+        if isinstance(metrics, list) and len(self.output_ids) > 1:
+            metrics = {output: metrics for output in self.output_ids}  # Keras wants one list per output
         self.model.compile(
             optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),
             loss=loss, metrics=metrics or None,
@@ -282,6 +284,10 @@ def run(request: dict | Run, observer: Observer | None = None, limits: Limits = 
         if elements > limits.max_array_elements:
             raise NncardsError("too_large", f"the request holds {elements} array elements, more than the limit "
                                f"of {limits.max_array_elements}")
+        if request.distribution is not None:
+            from nncards.distributed import run_distributed
+
+            return run_distributed(request, observer, limits, result["run_id"], as_base64)
         session = Session(request, limits, observer, as_base64)
         result["model"] = session.report_model()
         session.load_weights(request.weights)

@@ -118,3 +118,19 @@ def test_cli_runs_a_bare_graph_on_one_batch_of_zeros(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (step,) = json.loads(done.stdout)["steps"]
     assert step["kind"] == "predict" and np.array(step["outputs"]["y"]).shape == (1, 1, 2)
+
+
+def test_several_outputs_are_keyed_by_output_node_id():
+    graph = {"nodes": [node("x", "input", shape=[3]), node("a", "layer_BatchNormalization"),
+                       node("b", "layer_BatchNormalization", momentum=0.5), node("y1", "output"), node("y2", "output")],
+             "edges": [edge("x", "output", "a", "input"), edge("x", "output", "b", "input"),
+                       edge("a", "output", "y1", "input"), edge("b", "output", "y2", "input")]}
+    result = nncards.run({"graph": graph, "steps": [
+        {"kind": "fit", "inputs": {"x": X}, "targets": {"y1": Y, "y2": X}, "metrics": ["mae"],
+         "loss": {"y1": "mse", "y2": "mae"}},
+        {"kind": "predict", "inputs": {"x": X[:2]}},
+    ]})
+    assert result["status"] == "succeeded", result["error"]
+    assert set(result["steps"][0]["history"]) == {"loss", "y1_loss", "y1_mae", "y2_loss", "y2_mae"}
+    assert set(result["steps"][1]["outputs"]) == {"y1", "y2"}
+    assert result["model"]["outputs"] == {"y1": [None, 3], "y2": [None, 3]}

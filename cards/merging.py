@@ -1,0 +1,110 @@
+"""Merge layers: cards that combine several tensors, fed through one variadic `inputs` port."""
+
+from typing import ClassVar
+
+from nncards.card import param, tensor_input
+from nncards.keras_objects import keras_attribute
+from nncards.problems import Problem
+
+from nncards.cards.common import LAYER, KerasLayerCard, arguments, flag
+
+LAYER_ONLY = arguments("MergeParams", [{}], **LAYER)
+ELEMENTWISE = "The tensors must have the same shape, or shapes that broadcast to one another."
+
+
+class MergeCard(KerasLayerCard):
+    """A Keras merge layer called on the list of tensors wired to `inputs`, in edge order."""
+
+    id_prefix = "mergeLayer_"
+    path = ("Layers", "Merging")
+    Params = LAYER_ONLY
+    sockets = (tensor_input(
+        "inputs", "Inputs", "The tensors to combine, in the order of their edges in the graph.",
+        required=True, multiplicity="n"),)
+    input_count: ClassVar[tuple[int, int | None]] = (2, None)  # fewest and most tensors
+
+    @classmethod
+    def check(cls, node, params, input_shapes):
+        shapes = input_shapes.get("inputs", [])
+        fewest, most = cls.input_count
+        if len(shapes) >= fewest and (most is None or len(shapes) <= most):
+            return []
+        expected = f"exactly {most}" if fewest == most else f"at least {fewest}"
+        return [Problem(code="missing_required_input" if len(shapes) < fewest else "shape_mismatch",
+                        node=node, port="inputs", expected=f"{expected} tensors", received=shapes,
+                        message=f"{cls.id} combines {expected} tensors, got {len(shapes)}")]
+
+    @classmethod
+    def build(cls, node, params, sockets):
+        layer = keras_attribute(cls.keras)(**cls.layer_arguments(node, params, sockets))
+        return {"layer": layer, "output": layer(sockets["inputs"])}
+
+
+class Add(MergeCard):
+    title = "Add"
+    help = "Adds the tensors element by element. " + ELEMENTWISE
+
+
+class Subtract(MergeCard):
+    title = "Subtract"
+    help = "Subtracts the second tensor from the first, element by element. " + ELEMENTWISE
+    input_count = (2, 2)
+
+
+class Multiply(MergeCard):
+    title = "Multiply"
+    help = "Multiplies the tensors element by element, e.g. to gate one tensor by another. " + ELEMENTWISE
+
+
+class Average(MergeCard):
+    title = "Average"
+    help = "Averages the tensors element by element. " + ELEMENTWISE
+
+
+class Maximum(MergeCard):
+    title = "Maximum"
+    help = "Keeps the largest of the tensors' values at each position. " + ELEMENTWISE
+
+
+class Minimum(MergeCard):
+    title = "Minimum"
+    help = "Keeps the smallest of the tensors' values at each position. " + ELEMENTWISE
+
+
+class Concatenate(MergeCard):
+    title = "Concatenate"
+    help = "Joins the tensors end to end along one axis; all other axes must agree in size."
+    Params = arguments(
+        "ConcatenateParams", [{}, {"axis": 1}],
+        axis=(int, param(-1, text="Axis", help="The axis along which the tensors are joined; -1 is the last.")),
+        **LAYER,
+    )
+
+
+class Dot(MergeCard):
+    title = "Dot product"
+    help = (
+        "Dot product of two tensors, per sample: multiplies them along the given axes and sums, "
+        "e.g. the similarity of two embeddings, or attention scores between two sequences."
+    )
+    Params = arguments(
+        "DotParams", [{"axes": [1]}, {"axes": [1], "normalize": True}],
+        axes=(list[int], param(
+            ..., text="Axes", min_length=1, max_length=2,
+            help="The axis to sum over: one number for both tensors, or `[axis of the first, axis of "
+            "the second]`. Axis 0 would be the batch axis, so counting starts at 1 (negatives from the end).")),
+        **flag("normalize", False, "Normalize",
+               "L2-normalize both tensors along the axes first, so the result is the cosine similarity."),
+        **LAYER,
+    )
+    input_count = (2, 2)
+
+    @classmethod
+    def layer_arguments(cls, node, params, sockets):
+        arguments = super().layer_arguments(node, params, sockets)
+        axes = arguments["axes"]
+        arguments["axes"] = axes[0] if len(axes) == 1 else tuple(axes)
+        return arguments
+
+
+CARDS = [Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot]

@@ -40,35 +40,19 @@ class MergeCard(KerasLayerCard):
         return {"layer": layer, "output": layer(sockets["inputs"])}
 
 
-class Add(MergeCard):
-    title = "Add"
-    help = "Adds the tensors element by element. " + ELEMENTWISE
+def elementwise(keras_class: str, does: str, input_count: tuple[int, int | None] = (2, None)) -> type[MergeCard]:
+    """The card of a merge layer that combines same-shaped tensors position by position."""
+    return type(keras_class, (MergeCard,), {
+        "__module__": __name__, "title": keras_class, "help": f"{does} {ELEMENTWISE}", "input_count": input_count,
+    })
 
 
-class Subtract(MergeCard):
-    title = "Subtract"
-    help = "Subtracts the second tensor from the first, element by element. " + ELEMENTWISE
-    input_count = (2, 2)
-
-
-class Multiply(MergeCard):
-    title = "Multiply"
-    help = "Multiplies the tensors element by element, e.g. to gate one tensor by another. " + ELEMENTWISE
-
-
-class Average(MergeCard):
-    title = "Average"
-    help = "Averages the tensors element by element. " + ELEMENTWISE
-
-
-class Maximum(MergeCard):
-    title = "Maximum"
-    help = "Keeps the largest of the tensors' values at each position. " + ELEMENTWISE
-
-
-class Minimum(MergeCard):
-    title = "Minimum"
-    help = "Keeps the smallest of the tensors' values at each position. " + ELEMENTWISE
+Add = elementwise("Add", "Adds the tensors element by element.")
+Subtract = elementwise("Subtract", "Subtracts the second tensor from the first, element by element.", (2, 2))
+Multiply = elementwise("Multiply", "Multiplies the tensors element by element, e.g. to gate one tensor by another.")
+Average = elementwise("Average", "Averages the tensors element by element.")
+Maximum = elementwise("Maximum", "Keeps the largest of the tensors' values at each position.")
+Minimum = elementwise("Minimum", "Keeps the smallest of the tensors' values at each position.")
 
 
 class Concatenate(MergeCard):

@@ -80,6 +80,16 @@ class PredictStep(BaseModel):
 Step = Annotated[Union[CallStep, FitStep, EvaluateStep, PredictStep], Field(discriminator="kind")]
 
 
+class Distribution(BaseModel):
+    """Run the model replicated under a TensorFlow distribution strategy, in a fresh process."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: Literal["mirrored", "multi_worker_mirrored"] = Field(
+        description="`mirrored`: one machine, one replica per device; `multi_worker_mirrored`: "
+        "several machines, configured by the `TF_CONFIG` environment variable of each.")
+    devices: int = Field(1, ge=1, le=64, description="Logical CPU devices (replicas) per process.")
+
+
 class Run(BaseModel):
     """A graph, optional initial weights, and the steps to run on the one model built from it."""
 
@@ -90,6 +100,8 @@ class Run(BaseModel):
     weights: dict[str, dict[str, ArrayIn]] = Field(
         default_factory=dict, description="Initial weights keyed by node id, then weight short name.")
     steps: list[Step] = Field(default_factory=list)
+    distribution: Distribution | None = Field(
+        None, description="Replicate the model across devices; null runs it on one device.")
 
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -332,8 +332,12 @@ class LayerCard(Card):
         return {port: sockets[port] for port in tensor_ports if port in sockets}
 
     @classmethod
+    def make_layer(cls, node: str, params: Params, sockets: dict[str, Any]):
+        return keras_attribute(cls.keras)(**cls.layer_arguments(node, params, sockets))
+
+    @classmethod
     def build(cls, node, params, sockets):
-        layer = keras_attribute(cls.keras)(**cls.layer_arguments(node, params, sockets))
+        layer = cls.make_layer(node, params, sockets)
         outputs = {"layer": layer}
         if "input" in sockets:
             outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))

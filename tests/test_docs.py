@@ -1,0 +1,270 @@
+"""Generated docs and card images, the mkdocs site, and the guides' examples run for real."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nncards
+from nncards import cli
+from nncards.card import LayerCard, Params, param
+from nncards.card_image import render
+from nncards.docs import main as docs_main
+from nncards.docs.example import keras_code
+from nncards.registry import registry
+from nncards.types import TYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+BN_PAGE = DOCS / "cards" / "layer_BatchNormalization.md"
+
+# CONTRACT §3.1: literal input -> (default as the page shows it, range or allowed values, or None)
+BN_LITERALS = {
+    "axis": ("`-1`", None),
+    "momentum": ("`0.99`", "0 ≤ momentum ≤ 1"),
+    "epsilon": ("`0.001`", "epsilon > 0"),
+    "center": ("`true`", None),
+    "scale": ("`true`", None),
+    "renorm": ("`false`", None),
+    "renorm_clipping": ("`null`", "object with keys `rmax`, `rmin`, `dmax` or null"),
+    "renorm_momentum": ("`0.99`", "0 ≤ renorm_momentum ≤ 1"),
+    "synchronized": ("`false`", None),
+    "fused": ("`null`", "true or false or null"),
+    "virtual_batch_size": ("`null`", "virtual_batch_size ≥ 1 or null"),
+    "adjustment": ("`null`", "object with keys `scale`, `bias` or null"),
+    "trainable": ("`true`", None),
+    "name": ("`null`", None),
+    "dtype": ("`\"float32\"`", "one of `\"float32\"`, `\"float16\"`, `\"bfloat16\"`, `\"float64\"`, "
+              "`\"mixed_float16\"`, `\"mixed_bfloat16\"`"),
+    "beta_initializer": ("`\"zeros\"`", None),
+    "gamma_initializer": ("`\"ones\"`", None),
+    "moving_mean_initializer": ("`\"zeros\"`", None),
+    "moving_variance_initializer": ("`\"ones\"`", None),
+    "beta_regularizer": ("`null`", None),
+    "gamma_regularizer": ("`null`", None),
+    "beta_constraint": ("`null`", None),
+    "gamma_constraint": ("`null`", None),
+}
+BN_SOCKETS = {"input": "NeuralNetworkTensor", "mask": "NeuralNetworkTensor"}
+INSTANCE_SOCKETS = {"beta_initializer": "NeuralNetworkInitializer", "gamma_regularizer": "NeuralNetworkRegularizer",
+                    "gamma_constraint": "NeuralNetworkConstraint"}
+
+
+def fenced_blocks(markdown: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in order."""
+    return re.findall(r"^```(\w*)\n(.*?)^```$", markdown, re.S | re.M)
+
+
+def input_rows(page: str) -> dict[str, list[str]]:
+    """The Inputs table of a card page: port id -> its cells."""
+    section = page.split("## Inputs", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        match = re.match(r"\| \*\*.+?\*\* `(\w+)` \|", line)
+        if match:
+            rows[match.group(1)] = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+    return rows
+
+
+def test_generated_docs_are_current(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    status = cli.main(["docs", "--check"])
+    assert status == 0, capsys.readouterr().out
+
+
+def test_batch_normalization_page_lists_every_input_with_default_and_range():
+    rows = input_rows(BN_PAGE.read_text())
+    # columns: Input | Type | Default | Allowed values | Required | Set as | Keras keyword | Help
+    for port, (default, allowed) in BN_LITERALS.items():
+        assert port in rows, f"{port} is missing from the page"
+        cells = rows[port]
+        assert cells[2] == default, (port, cells[2])
+        if allowed is not None:
+            assert cells[3] == allowed, (port, cells[3])
+        assert cells[4] == "optional" and cells[6] == f"`{port}`" and cells[7] != "—"
+    for port, type_id in {**BN_SOCKETS, **INSTANCE_SOCKETS}.items():
+        assert f"[{type_id}](../types/{type_id}.md)" == rows[port][1]
+        assert "socket" in rows[port][5]
+    assert rows["momentum"][1] == "[Float](../types/Float.md)"
+    assert "rmin ≤ rmax" not in rows["renorm_clipping"][3]  # cross-key rules live in the help, not the schema
+    page = BN_PAGE.read_text()
+    assert "![Batch normalization layer card](../assets/cards/layer_BatchNormalization.svg)" in page
+    assert "| **d max** `dmax` | `null` | dmax ≥ 0 or null |" in page
+
+
+def test_batch_normalization_example_runs_and_matches_its_keras_code():
+    blocks = fenced_blocks(BN_PAGE.read_text())
+    run = json.loads(next(body for lang, body in blocks if lang == "json"))
+    python = next(body for lang, body in blocks if lang == "python")
+    result = nncards.run(run)
+    assert result["status"] == "succeeded", result["error"]
+    node = next(n for n in run["graph"]["nodes"] if n["card"] == "layer_BatchNormalization")
+    assert result["layers"][node["id"]]["config"]["momentum"] == node["params"]["momentum"]
+    step = run["steps"][0]
+    namespace = {}
+    exec(python, namespace)
+    model = namespace["model"]
+    inputs = {k: np.array(v, dtype="float32") for k, v in step["inputs"].items()}
+    expected = model(inputs, training=step["training"])
+    for output, value in result["steps"][0]["outputs"].items():
+        np.testing.assert_allclose(value, np.asarray(expected[output]), atol=1e-5)
+    layer = model.get_layer(node["id"])
+    np.testing.assert_allclose(result["layers"][node["id"]]["weights"]["moving_mean"],
+                               np.asarray(layer.moving_mean), atol=1e-6)
+
+
+def test_card_image_draws_every_port_in_its_type_colour():
+    card = registry().get("layer_BatchNormalization").as_json()
+    svg = render(card)
+    assert svg == render(card)
+    for port in card["inputs"] + card["outputs"]:
+        assert f">{port['text']}</text>" in svg
+    color = TYPES["NeuralNetworkInitializer"].color
+    gamma_row = svg.split(">Gamma initializer</text>")[1].split("</text>")[0]
+    assert f'fill="{color}"' in gamma_row and ">ones" in gamma_row
+    assert ">0.99</text>" in svg  # the momentum default
+    assert svg.count("<circle") == sum(p["socket"] for p in card["inputs"] + card["outputs"])
+
+
+class NoHelpParams(Params):
+    size: int = param(3, text="Size")
+
+
+class ThrowawayCard(LayerCard):
+    id = "layer_Throwaway"
+    title = "Throwaway"
+    path = ("Tests",)
+    help = "A card used only to show that missing help is refused."
+    keras = "keras.layers.Identity"
+    Params = NoHelpParams
+
+
+def test_missing_help_fails_the_check(tmp_path, capsys):
+    status = docs_main(tmp_path, check=True, cards=[*registry().cards.values(), ThrowawayCard])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "error" in out and "layer_Throwaway: input 'size' has no help text" in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_stale_missing_and_obsolete_files_fail_the_check(tmp_path, capsys):
+    cards = [registry().get("input"), registry().get("output")]
+    assert docs_main(tmp_path, check=True, cards=cards) == 1
+    assert "missing: docs/cards/input.md" in capsys.readouterr().out
+    assert docs_main(tmp_path, check=False, cards=cards) == 0
+    assert docs_main(tmp_path, check=True, cards=cards) == 0
+    (tmp_path / "docs/cards/input.md").write_text("edited by hand\n")
+    (tmp_path / "assets/cards/layer_Gone.svg").write_text("<svg/>")
+    capsys.readouterr()
+    assert docs_main(tmp_path, check=True, cards=cards) == 1
+    out = capsys.readouterr().out
+    assert "stale: docs/cards/input.md" in out and "obsolete: assets/cards/layer_Gone.svg" in out
+    docs_main(tmp_path, check=False, cards=cards)
+    assert not (tmp_path / "assets/cards/layer_Gone.svg").exists()
+
+
+def test_keras_code_wires_instance_cards_and_shorthands():
+    cards = registry().cards
+    graph = {"schema_version": 1, "nodes": [
+        {"id": "g", "card": "initializer_Constant", "params": {"value": 2.0}},
+        {"id": "x", "card": "input", "params": {"shape": [2]}},
+        {"id": "bn", "card": "layer_BatchNormalization", "params": {"gamma_regularizer": "l2"}},
+        {"id": "y", "card": "output", "params": {}}],
+        "edges": [{"source": "x", "source_port": "output", "target": "bn", "target_port": "input"},
+                  {"source": "g", "source_port": "initializer", "target": "bn", "target_port": "gamma_initializer"},
+                  {"source": "bn", "source_port": "output", "target": "y", "target_port": "input"}]}
+    code = keras_code(graph, cards)
+    assert "g = keras.initializers.Constant(value=2.0)" in code
+    assert ("bn = keras.layers.BatchNormalization(gamma_regularizer=keras.regularizers.L2(l2=0.01), "
+            "gamma_initializer=g, name='bn')") in code
+
+
+def test_mkdocs_builds_strict_with_card_images(tmp_path):
+    site = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (site / "cards/layer_BatchNormalization/index.html").read_text()
+    assert 'src="../../assets/cards/layer_BatchNormalization.svg"' in page
+    assert (site / "assets/cards/layer_BatchNormalization.svg").read_text().startswith("<svg")
+    pack_page = (site / "card-packs/index.html").read_text()  # the pack's files included, not their markers
+    assert "8&lt;" not in pack_page and "layer_Rescaling" in pack_page and "nncards_example_pack:cards" in pack_page
+
+
+def test_example_card_pack_installs_and_joins_the_catalogue(tmp_path):
+    source, target = tmp_path / "card_pack", tmp_path / "site-packages"
+    shutil.copytree(ROOT / "examples/card_pack", source)  # pip builds in the source tree: keep the repo clean
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(source)], check=True, capture_output=True)
+    probe = ("import json, sys, nncards; c = nncards.catalog(); "
+             "card = next(x for x in c['cards'] if x['id'] == 'layer_Rescaling'); "
+             "print(json.dumps({'card': card, 'errors': c['load_errors'], 'tf': 'tensorflow' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(target)})
+    seen = json.loads(done.stdout)
+    assert seen["errors"] == [] and seen["tf"] is False
+    assert seen["card"]["path"] == ["Layers", "Preprocessing"]
+    assert [p["id"] for p in seen["card"]["inputs"]] == ["input", "scale", "offset", "name"]
+
+
+@pytest.fixture(scope="module")
+def rest_examples():
+    """(status, command, sample language, sample) of each curl example of the REST guide."""
+    blocks = fenced_blocks((DOCS / "rest-api.md").read_text())
+    examples = []
+    for (lang, body), (sample_lang, sample) in zip(blocks, blocks[1:]):
+        if lang == "sh":
+            status = int(re.match(r"# answers (\d+)\n", body).group(1))
+            examples.append((status, body.split("\n", 1)[1].strip(), sample_lang, sample))
+    return examples
+
+
+def like(sample, actual, key=None):
+    """`actual` has every key of `sample`, recursively; codes and statuses are equal."""
+    if isinstance(sample, dict):
+        assert isinstance(actual, dict), (key, actual)
+        for name, value in sample.items():
+            assert name in actual, (name, actual)
+            like(value, actual[name], name)
+    elif isinstance(sample, list):
+        assert isinstance(actual, list), (key, actual)
+        if sample and actual:
+            like(sample[0], actual[0], key)
+    elif key in ("code", "status", "valid", "api_version", "kind", "class"):
+        assert actual == sample, (key, actual, sample)
+
+
+def test_rest_guide_curl_examples_against_a_live_server(live_server, rest_examples):
+    assert len(rest_examples) >= 10
+    env = {**os.environ}
+    for status, command, sample_lang, sample in rest_examples:
+        command = command.replace("http://127.0.0.1:8000", live_server.url)
+        done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=90)
+        body, _, code = done.stdout.rpartition("\n")
+        assert int(code) == status, (command, done.stdout, done.stderr)
+        if sample_lang == "json":
+            answer = json.loads(body)
+            like(json.loads(sample), answer)
+            if "run_id" in answer and answer.get("status") == "succeeded":
+                env["RUN_ID"] = answer["run_id"]
+        else:
+            for line in sample.splitlines():
+                if line.startswith("event:"):
+                    assert line in body.splitlines(), (line, body)
+    assert "RUN_ID" in env
+
+
+def test_getting_started_python_runs_from_the_repository(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    python = [body for lang, body in fenced_blocks((DOCS / "getting-started.md").read_text()) if lang == "python"]
+    assert python
+    for block in python:
+        exec(block, {})
+    assert capsys.readouterr().out.startswith("succeeded\n")

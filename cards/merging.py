@@ -3,7 +3,6 @@
 from typing import ClassVar
 
 from nncards.card import param, tensor_input
-from nncards.keras_objects import keras_attribute
 from nncards.problems import Problem
 
 from nncards.cards.common import LAYER, KerasLayerCard, arguments, flag
@@ -36,7 +35,7 @@ class MergeCard(KerasLayerCard):
 
     @classmethod
     def build(cls, node, params, sockets):
-        layer = keras_attribute(cls.keras)(**cls.layer_arguments(node, params, sockets))
+        layer = cls.make_layer(node, params, sockets)
         return {"layer": layer, "output": layer(sockets["inputs"])}
 
 

@@ -290,9 +290,6 @@ class BatchNormalization(LayerCard):
                         "null when adjustment is set")
             if masked:
                 invalid("virtual_batch_size", "virtual_batch_size cannot be combined with a mask", "null with a mask")
-            if axis == 0:
-                invalid("virtual_batch_size", "virtual_batch_size cannot be used when normalizing along the "
-                        "batch axis (axis 0)", "null when axis is 0")
         if params.fused:
             blockers = cls._kernel_conflicts(params) + (["a mask"] if masked else [])
             if shape is not None and (len(shape), axis) not in FUSED_LAYOUTS:

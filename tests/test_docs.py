@@ -181,8 +181,8 @@ def test_keras_code_wires_instance_cards_and_shorthands():
                   {"source": "bn", "source_port": "output", "target": "y", "target_port": "input"}]}
     code = keras_code(graph, cards)
     assert "g = keras.initializers.Constant(value=2.0)" in code
-    assert ("bn = keras.layers.BatchNormalization(gamma_regularizer=keras.regularizers.L2(l2=0.01), "
-            "gamma_initializer=g, name='bn')") in code
+    assert ("bn = keras.layers.BatchNormalization(gamma_initializer=g, "
+            "gamma_regularizer=keras.regularizers.L2(l2=0.01), name='bn')") in code
 
 
 def test_mkdocs_builds_strict_with_card_images(tmp_path):
@@ -268,3 +268,28 @@ def test_getting_started_python_runs_from_the_repository(monkeypatch, capsys):
     for block in python:
         exec(block, {})
     assert capsys.readouterr().out.startswith("succeeded\n")
+
+
+def test_every_keras_equivalent_builds_the_shapes_of_its_graph():
+    checked = 0
+    for page in sorted((DOCS / "cards").glob("*_*.md")):
+        blocks = fenced_blocks(page.read_text())
+        python = [body for lang, body in blocks if lang == "python"]
+        if not python:
+            continue
+        run = json.loads(next(body for lang, body in blocks if lang == "json"))
+        shapes = nncards.validate(run["graph"])["shapes"]
+        namespace = {}
+        exec(python[0], namespace)
+        step = run["steps"][0]
+        inputs = {n["id"]: np.array(step["inputs"][n["id"]], dtype=n["params"].get("dtype", "float32"))
+                  for n in run["graph"]["nodes"] if n["card"] == "input"}
+        outputs = namespace["model"](inputs, training=True)
+        for edge in run["graph"]["edges"]:
+            if edge["target"] in outputs:
+                expected = shapes[edge["source"]][edge["source_port"]]
+                actual = list(np.shape(outputs[edge["target"]]))
+                assert len(actual) == len(expected), page.name
+                assert all(e in (None, a) for e, a in zip(expected, actual)), (page.name, expected, actual)
+        checked += 1
+    assert checked >= len(registry().cards) - 5

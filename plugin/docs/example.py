@@ -38,13 +38,36 @@ def example_run(card: type[Card]) -> dict:
 
 # -- the equivalent Keras code ----------------------------------------------------------------
 
-def _argument(card: type[Card], key: str, value) -> str:
-    port = card.input_port(key)
-    if port is not None and port.type in BY_TYPE and isinstance(value, str):
-        shorthand = BY_TYPE[port.type][value]
-        arguments = ", ".join(f"{k}={v!r}" for k, v in shorthand.arguments.items())
-        return f"{key}={shorthand.keras_class}({arguments})"
-    return f"{key}={value!r}"
+class Code(str):
+    """A Python expression, shown as itself by `repr`."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _shorthand_code(type_id: str, identifier: str) -> Code:
+    shorthand = BY_TYPE[type_id][identifier]
+    return Code(f"{shorthand.keras_class}({', '.join(f'{k}={v!r}' for k, v in shorthand.arguments.items())})")
+
+
+def constructor_arguments(card: type[Card], node: str, params: dict, wired: dict[str, str]) -> str:
+    """The keyword arguments of the card's Keras class, as the card itself computes them
+    (`layer_arguments` / `resolve_instances`), limited to what the node sets or wires and what
+    the card derives: the other arguments keep their Keras defaults."""
+    shorthands = {key: _shorthand_code(card.input_port(key).type, value) for key, value in params.items()
+                  if card.input_port(key).type in BY_TYPE and isinstance(value, str)}
+    model = card.Params.model_validate(params)
+    # identifiers (set or default) stay code: building them would import Keras
+    model = model.model_copy(update={port.id: None for port in card.param_ports()
+                                     if port.type in BY_TYPE and isinstance(getattr(model, port.id), str)})
+    sockets = {port: Code(source) for port, source in wired.items()}
+    if issubclass(card, LayerCard):
+        arguments = card.layer_arguments(node, model, sockets)
+    else:
+        arguments = card.resolve_instances(model, sockets)
+    arguments = {**arguments, **shorthands, **{k: v for k, v in sockets.items() if k not in arguments}}
+    shown = {*params, *sockets, "name"} | (arguments.keys() - card.Params.model_fields.keys())
+    return ", ".join(f"{key}={value!r}" for key, value in arguments.items() if key in shown)
 
 
 def keras_code(graph: dict, cards: dict[str, type[Card]]) -> str | None:
@@ -74,11 +97,9 @@ def keras_code(graph: dict, cards: dict[str, type[Card]]) -> str | None:
         elif issubclass(card, (LayerCard, InstanceCard)) and card.keras:
             sockets = {port: sources for port, sources in wired.items()
                        if card.input_port(port).type == "NeuralNetworkTensor"}
-            arguments = [_argument(card, k, v) for k, v in params.items()]
-            arguments += [f"{port}={sources[0]}" for port, sources in wired.items() if port not in sockets]
-            if issubclass(card, LayerCard) and "name" in card.Params.model_fields and "name" not in params:
-                arguments.append(f"name={name!r}")
-            lines.append(f"{name} = {card.keras}({', '.join(arguments)})")
+            arguments = constructor_arguments(card, name, params, {port: sources[0] for port, sources in wired.items()
+                                                                   if port not in sockets})
+            lines.append(f"{name} = {card.keras}({arguments})")
             values[(name, card.outputs[0].id if issubclass(card, InstanceCard) else "layer")] = name
             if sockets:
                 variadic = "inputs" in sockets

@@ -33,6 +33,7 @@ class ApplyLayer(Card):
         tensor_input(help="The tensor to apply the layer to.", required=True),
     )
     outputs = (Port("output", "NeuralNetworkTensor", "Output", "The shared layer's result on this input."),)
+    example_layers = {"layer": ("layer_Dense", {"units": 2})}
 
     @classmethod
     def build(cls, node, params, sockets):

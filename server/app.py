@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -21,6 +22,7 @@ from nncards.server.store import RunStore
 from nncards.server.validator import Validator
 
 API = "/api/v1"
+WARM_UP_DELAY_SECONDS = 1.0
 
 
 def assets_dir() -> Path | None:
@@ -39,7 +41,9 @@ async def lifespan(app: FastAPI):
     app.state.runs = RunService(store, settings)
     app.state.runs.start()
     if settings.warm_up:
-        app.state.validator.warm_up()
+        # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
+        # answers, so that its start and the editor's first catalogue request come first.
+        asyncio.get_running_loop().call_later(WARM_UP_DELAY_SECONDS, app.state.validator.warm_up)
     try:
         yield
     finally:

@@ -79,7 +79,7 @@ export class Canvas extends EventTarget {
     const color = (type) => (this.catalog.types.get(type) || {}).color || "#999";
     for (const port of card ? card.outputs : []) {
       const socket = this.createSocket(node.id, "out", port, color(port.type));
-      const row = el("div", { class: "row out" }, el("span", { class: "label", text: port.text }), socket);
+      const row = el("div", { class: "row out", "data-port": port.id }, el("span", { class: "label", text: port.text }), socket);
       view.sockets.set(`out:${port.id}`, socket);
       rows.append(row);
     }
@@ -89,7 +89,7 @@ export class Canvas extends EventTarget {
         : el("span", { class: "type-bar", style: `background:${color(port.type)}`, title: port.type });
       const label = el("span", { class: `label${port.required ? " required" : ""}`, text: port.text });
       const value = el("span", { class: "value" });
-      const row = el("div", { class: "row in" }, marker, label, value);
+      const row = el("div", { class: "row in", "data-port": port.id }, marker, label, value);
       if (port.socket) view.sockets.set(`in:${port.id}`, marker);
       view.values.set(port.id, value);
       view.rows.set(port.id, row);

@@ -165,7 +165,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         gamma, beta = self._affine("float32")
         if not training:
             outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+                inputs, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"),
                 epsilon=self.epsilon, is_training=False, data_format=self._data_format)
             return outputs
         outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
@@ -177,8 +178,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return outputs
 
     def _update_moving(self, mean, variance):
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign(moving * self.momentum + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
 
     def _renormalize(self, scale, offset, mean, variance, shape):
         """Fold the renorm corrections of these statistics into `(scale, offset)` and update."""

@@ -1,5 +1,6 @@
 """The REST server, tested against a real `nncards serve` process on loopback."""
 
+import asyncio
 import base64
 import json
 import time
@@ -234,3 +235,50 @@ def test_openapi_is_complete(api, server):
     assert paths["/api/v1/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/Run")
     assert paths["/api/v1/cards"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"] \
         .endswith("/Catalogue")
+
+
+def test_editor_and_card_images(server):
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<html" in page.text.lower()
+    image = httpx.get(server.url + "/assets/cards/layer_BatchNormalization.svg")
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_cors_is_off_by_default_and_configurable(api, tmp_path, monkeypatch):
+    from nncards.server.app import create_app
+    from nncards.server.settings import Settings
+
+    editor = {"Origin": "http://editor.example"}
+    assert "access-control-allow-origin" not in api.get("/cards", headers=editor).headers
+
+    monkeypatch.setenv("NNCARDS_CORS_ORIGINS", "http://editor.example, http://other.example")
+    settings = Settings(data_dir=tmp_path)
+    assert settings.cors_origins == ["http://editor.example", "http://other.example"]
+    app = create_app(settings)  # the catalogue needs no lifespan: no worker is started
+
+    async def ask():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test/api/v1") as client:
+            return (await client.get("/cards", headers=editor),
+                    await client.options("/runs", headers={**editor, "Access-Control-Request-Method": "POST",
+                                                           "Access-Control-Request-Headers": "content-type"}),
+                    await client.get("/cards", headers={"Origin": "http://elsewhere.example"}))
+
+    answer, preflight, stranger = asyncio.run(ask())
+    assert answer.headers["access-control-allow-origin"] == "http://editor.example"
+    assert "etag" in answer.headers["access-control-expose-headers"].lower()
+    assert preflight.status_code == 200
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_serve_help_documents_limits_and_environment():
+    import subprocess
+    import sys
+
+    text = subprocess.run([sys.executable, "-m", "nncards.cli", "serve", "--help"], capture_output=True,
+                          text=True, check=True).stdout
+    for flag, default in (("--max-nodes", "2000"), ("--max-edges", "10000"), ("--max-array-elements", "16777216"),
+                          ("--max-body-bytes", "67108864"), ("--max-run-seconds", "600.0"), ("--host", "127.0.0.1"),
+                          ("--port", "8000"), ("--workers", ""), ("--cors-origins", "none")):
+        assert flag in text and default in text
+    assert "NNCARDS_MAX_RUN_SECONDS" in " ".join(text.split())

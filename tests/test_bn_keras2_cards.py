@@ -25,8 +25,9 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
     ({"fused": False}, X4, False),
     ({"virtual_batch_size": 4}, X4, False),
     ({"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}, "renorm": True}, X4, False),
+    ({"dtype": "bfloat16"}, X4, True),
     ({}, X2, False),
-], ids=["default-4d", "fused-nchw", "not-fused", "ghost", "adjustment-renorm", "default-2d"])
+], ids=["default-4d", "fused-nchw", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d"])
 def test_options_run_and_report_the_kernel(params, x, fused_kernel):
     result = fit_and_call(bn_graph(x.shape[1:], params), x)
     assert result["status"] == "succeeded", result["error"]

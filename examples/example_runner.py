@@ -8,7 +8,28 @@ import sys
 import time
 from typing import Callable
 
+import numpy as np
+
 import nncards
+from nncards.arrays import encode
+
+
+def train_and_test(graph: dict, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                   epochs: int, loss: str, metric: str, seed: int, extra_steps: tuple = ()) -> dict:
+    """A RUN that fits the graph's one input/output pair on `train`, then evaluates it on `test`."""
+    x_id = next(n["id"] for n in graph["nodes"] if n["card"] == "input")
+    y_id = next(n["id"] for n in graph["nodes"] if n["card"] == "output")
+    (x, y), (x_test, y_test) = train, test
+    return {
+        "graph": graph, "seed": seed,
+        "steps": [
+            {"kind": "fit", "inputs": {x_id: encode(x, True)}, "targets": {y_id: encode(y, True)},
+             "epochs": epochs, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
+             "loss": loss, "metrics": [metric]},
+            {"kind": "evaluate", "inputs": {x_id: encode(x_test, True)}, "targets": {y_id: encode(y_test, True)}},
+            *extra_steps,
+        ],
+    }
 
 
 def main(doc: str, run_request: Callable[..., dict], report: Callable[[dict], str], epochs: int,

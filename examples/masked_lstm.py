@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from example_runner import main
+from example_runner import main, train_and_test
 from nncards.arrays import encode
 
 LENGTH = 12
@@ -47,19 +47,12 @@ def graph() -> dict:
 
 
 def run_request(n_train: int = 2000, n_test: int = 400, epochs: int = 10, seed: int = 0) -> dict:
-    (x, y), (x_test, y_test) = data(n_train, seed), data(n_test, seed + 1)
-    return {
-        "graph": graph(), "seed": seed,
-        "steps": [
-            {"kind": "fit", "inputs": {"tokens": encode(x, True)}, "targets": {"high": encode(y, True)},
-             "epochs": epochs, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
-             "loss": "binary_crossentropy", "metrics": ["binary_accuracy"]},
-            {"kind": "evaluate", "inputs": {"tokens": encode(x_test, True)}, "targets": {"high": encode(y_test, True)}},
-            # the same test sequences with twice as much padding: predictions must not move
-            {"kind": "predict", "inputs": {"tokens": encode(x_test, True)}},
-            {"kind": "predict", "inputs": {"tokens": encode(np.pad(x_test, ((0, 0), (0, LENGTH))), True)}},
-        ],
-    }
+    test = data(n_test, seed + 1)
+    # the same test sequences with twice as much padding: predictions must not move
+    predictions = [{"kind": "predict", "inputs": {"tokens": encode(tokens, True)}}
+                   for tokens in (test[0], np.pad(test[0], ((0, 0), (0, LENGTH))))]
+    return train_and_test(graph(), data(n_train, seed), test, epochs, "binary_crossentropy", "binary_accuracy",
+                          seed, tuple(predictions))
 
 
 def report(result: dict) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from example_runner import main
-from nncards.arrays import encode
+from example_runner import main, train_and_test
 
 SIZE = 16
 CLASSES = ("square", "disc", "triangle")
@@ -79,16 +78,8 @@ def graph() -> dict:
 
 
 def run_request(n_train: int = 1500, n_test: int = 300, epochs: int = 8, seed: int = 0) -> dict:
-    (x, y), (x_test, y_test) = data(n_train, seed), data(n_test, seed + 1)
-    return {
-        "graph": graph(), "seed": seed,
-        "steps": [
-            {"kind": "fit", "inputs": {"image": encode(x, True)}, "targets": {"shape": encode(y, True)},
-             "epochs": epochs, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
-             "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
-            {"kind": "evaluate", "inputs": {"image": encode(x_test, True)}, "targets": {"shape": encode(y_test, True)}},
-        ],
-    }
+    return train_and_test(graph(), data(n_train, seed), data(n_test, seed + 1), epochs,
+                          "sparse_categorical_crossentropy", "accuracy", seed)
 
 
 def report(result: dict) -> str:

@@ -13,7 +13,7 @@ from nncards import arrays
 from nncards.executor import count_array_elements
 from nncards.problems import ErrorEnvelope, NncardsError, Problem, summarize
 from nncards.runs import Run, RunResult
-from nncards.server.errors import ERROR_RESPONSES, NOT_FOUND
+from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
 from nncards.server.graphs import GraphValidator
 from nncards.server.models import RunCreated, RunPage, RunSummary
 from nncards.server.service import RunService
@@ -25,11 +25,14 @@ def run_service(request: Request) -> RunService:
 
 Runs = Annotated[RunService, Depends(run_service)]
 ArrayFormat = Annotated[Literal["lists", "base64"], Query(
+    alias="arrays",
     description="How arrays in the RUN RESULT are written: nested lists, or `{dtype, shape, base64}` blocks.")]
 Wait = Annotated[str | None, Query(
     pattern=r"^(true|false|\d+(\.\d+)?)$",
     description="`true` (up to the server's cap, 60 s by default) or a number of seconds: hold the request "
     "until the run finishes and answer 200 with its RUN RESULT, or 202 when the time passes first.")]
+
+SQLITE_MAX_INTEGER = 2**63 - 1  # a larger offset or event id would overflow the store's query
 
 router = APIRouter(tags=["runs"])
 
@@ -92,7 +95,7 @@ async def create_run(run: Run, runs: Runs, checker: GraphValidator, request: Req
 
 @router.get("/runs", response_model=RunPage, responses=ERROR_RESPONSES)
 async def list_runs(runs: Runs, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> RunPage:
+                    offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INTEGER)] = 0) -> RunPage:
     """The runs in the store, newest first."""
     rows, total = runs.store.page(limit, offset)
     return RunPage(runs=[RunSummary(run_id=r, status=s, created_at=_iso(c), finished_at=_iso(f))
@@ -119,10 +122,11 @@ async def existing_run(run_id: str, runs: Runs) -> str:
 
 
 @router.get("/runs/{run_id}/events", response_class=EventSourceResponse,
-            responses={**NOT_FOUND, 200: {"description": "Events `status`, `step`, `epoch` and `done`; ids "
-                                          "increase from 1; the stream ends after `done`."}})
+            responses={**as_json_responses({**NOT_FOUND, 422: ERROR_RESPONSES[422], **ANY_ERROR}),
+                       200: {"description": "Events `status`, `step`, `epoch` and `done`; ids "
+                             "increase from 1; the stream ends after `done`."}})
 async def run_events(run_id: Annotated[str, Depends(existing_run)], runs: Runs,
-                     last_event_id: Annotated[int | None, Header(ge=0)] = None):
+                     last_event_id: Annotated[int, Header(ge=0, le=SQLITE_MAX_INTEGER)] = 0):
     """Every event of the run so far, then the live ones; `Last-Event-ID` resumes after that id."""
-    async for event in runs.events(run_id, last_event_id or 0):
+    async for event in runs.events(run_id, last_event_id):
         yield ServerSentEvent(event=event.event, id=str(event.id), data=event.data)

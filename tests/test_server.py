@@ -171,11 +171,14 @@ def test_wait_and_base64_arrays(api):
     expected = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3)
     np.testing.assert_allclose(result["steps"][0]["outputs"]["y"], expected, rtol=1e-5)
 
-    as_base64 = api.get(f"/runs/{result['run_id']}", params={"array_format": "base64"}).json()
+    as_base64 = api.get(f"/runs/{result['run_id']}", params={"arrays": "base64"}).json()
     block = as_base64["steps"][0]["outputs"]["y"]
     assert (block["dtype"], block["shape"]) == ("float32", [2, 2])
     decoded = np.frombuffer(base64.b64decode(block["base64"]), "<f4").reshape(2, 2)
     np.testing.assert_array_equal(decoded, np.array(result["steps"][0]["outputs"]["y"], dtype="float32"))
+    posted = api.post("/runs", params={"wait": "30", "arrays": "base64"}, json=run).json()
+    assert posted["steps"][0]["outputs"]["y"] == block
+    assert_envelope(api.get(f"/runs/{result['run_id']}", params={"arrays": "hex"}), 422, "request_invalid")
 
     slow = api.post("/runs", params={"wait": "0"}, json=fit_run(epochs=2))
     assert slow.status_code == 202 and slow.json()["status"] in ("queued", "running")

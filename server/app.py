@@ -11,6 +11,8 @@ from pathlib import Path
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 import nncards
 from nncards.server import catalog, errors, graphs, runs
@@ -23,6 +25,20 @@ from nncards.server.validator import Validator
 
 API = "/api/v1"
 WARM_UP_DELAY_SECONDS = 1.0
+
+
+class EditorMount(Mount):
+    """The editor's files at `/`, leaving every path under the API to the API's routes.
+
+    A mount at `/` matches any path: an API path asked with a method it does not take would
+    otherwise be answered by the static files (405 allowing GET and HEAD) rather than by the
+    API's router (405 allowing the route's own methods).
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and scope["path"].startswith(API + "/"):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def assets_dir() -> Path | None:
@@ -56,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
         title="nncards", version=nncards.__version__, lifespan=lifespan,
+        responses=errors.ANY_ERROR,
+        generate_unique_id_function=lambda route: route.name,  # operationIds: the route functions' names
         description="Card catalogue, graph validation and graph execution for visual node editors.",
     )
     app.state.settings = settings
@@ -84,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if assets is not None:
         app.mount("/assets", StaticFiles(directory=assets), name="assets")
         if (assets / "editor").is_dir():
-            app.mount("/", StaticFiles(directory=assets / "editor", html=True), name="editor")
+            app.router.routes.append(EditorMount("/", StaticFiles(directory=assets / "editor", html=True), name="editor"))
     return app
 
 

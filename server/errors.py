@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from nncards.problems import ErrorEnvelope, NncardsError, Problem, error_body
 
@@ -28,6 +29,19 @@ ERROR_RESPONSES = {
     for status, code in ((400, "bad_request"), (413, "too_large"), (422, "request_invalid"))
 }
 NOT_FOUND = {404: {"model": ErrorEnvelope, "description": "`not_found`: no such card or run"}}
+# Every route may also answer 404/405 (unknown path or method) or 500: documented once, app-wide.
+ANY_ERROR = {"default": {"model": ErrorEnvelope, "description": "Any other error answer: the error envelope"}}
+
+
+def as_json_responses(responses: dict) -> dict:
+    """Error answers documented as application/json on a route whose own media type is another.
+
+    FastAPI documents a response `model` under the route's media type (text/event-stream for
+    the events route), but errors are always answered as JSON.
+    """
+    reference = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    return {status: {"description": response["description"], "content": {"application/json": {"schema": reference}}}
+            for status, response in responses.items()}
 
 log = logging.getLogger("nncards.server")
 
@@ -89,8 +103,23 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         405: f"{request.method} is not allowed on {request.url.path}.",
         413: "The request body is larger than the server's limit.",
     }
-    return error_response(exc.status_code, code, messages.get(exc.status_code, str(exc.detail)),
-                          headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), **_allow_header(request)}
+    return error_response(exc.status_code, code, messages.get(exc.status_code, str(exc.detail)), headers=headers)
+
+
+def _allow_header(request: Request) -> dict:
+    """`Allow` listing the methods of every route on the path.
+
+    FastAPI makes one route per method, and the first route that matches the path alone raises
+    the 405 with its own methods only (OPTIONS /runs would allow just POST).
+    """
+    methods = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return {"Allow": ", ".join(sorted(methods))} if methods else {}
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -74,11 +74,17 @@ def _check_limits(run: Run, validation: dict, limit: int) -> None:
         raise NncardsError(code, f"The graph is not valid: {summarize(problems)}", problems)
 
 
+# OpenAPI links from a new run to what can be asked about it (clients and fuzzers follow them).
+RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.body#/run_id"}}
+             for name in ("get_run", "run_events", "cancel_run")}
+
+
 @router.post(
     "/runs", status_code=201, response_model=RunCreated,
     responses={**ERROR_RESPONSES,
-               200: {"model": RunResult, "description": "With `wait`: the run finished in time."},
-               202: {"model": RunCreated, "description": "With `wait`: the run is still going."}})
+               201: {"links": RUN_LINKS},
+               200: {"model": RunResult, "description": "With `wait`: the run finished in time.", "links": RUN_LINKS},
+               202: {"model": RunCreated, "description": "With `wait`: the run is still going.", "links": RUN_LINKS}})
 async def create_run(run: Run, runs: Runs, checker: GraphValidator, request: Request,
                      wait: Wait = None, array_format: ArrayFormat = "lists") -> JSONResponse:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
@@ -93,7 +99,7 @@ async def create_run(run: Run, runs: Runs, checker: GraphValidator, request: Req
     return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=201)
 
 
-@router.get("/runs", response_model=RunPage, responses=ERROR_RESPONSES)
+@router.get("/runs", response_model=RunPage)
 async def list_runs(runs: Runs, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
                     offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INTEGER)] = 0) -> RunPage:
     """The runs in the store, newest first."""
@@ -102,15 +108,14 @@ async def list_runs(runs: Runs, limit: Annotated[int, Query(ge=1, le=1000)] = 20
                          for r, s, c, f in rows], total=total)
 
 
-@router.get("/runs/{run_id}", response_model=RunResult, responses={**NOT_FOUND, **ERROR_RESPONSES})
+@router.get("/runs/{run_id}", response_model=RunResult, responses=NOT_FOUND)
 async def get_run(run_id: str, runs: Runs, array_format: ArrayFormat = "lists") -> JSONResponse:
     """The RUN RESULT; while the run is queued or running, its status alone."""
     return JSONResponse(present(runs.result(run_id), array_format))
 
 
 @router.delete("/runs/{run_id}", response_model=RunResult, responses={
-    **NOT_FOUND, **ERROR_RESPONSES,
-    409: {"model": ErrorEnvelope, "description": "`run_finished`: the run had already finished."}})
+    **NOT_FOUND, 409: {"model": ErrorEnvelope, "description": "`run_finished`: the run had already finished."}})
 async def cancel_run(run_id: str, runs: Runs, array_format: ArrayFormat = "lists") -> JSONResponse:
     """Cancel a queued run at once, a running one at its next batch."""
     return JSONResponse(present(await runs.cancel(run_id), array_format))

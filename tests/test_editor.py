@@ -3,9 +3,13 @@
 Cards are dragged from the palette and wires from socket to socket with real mouse moves; the
 numbers the editor shows after a run are checked against `nncards.run` on the same data and
 against the batch normalization update rule itself.
+
+The documentation's screenshot (docs/img/editor.png) is taken by the pipeline test:
+`NNCARDS_EDITOR_SCREENSHOT=docs/img/editor.png python -m pytest tests/test_editor.py -k pipeline`.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -93,9 +97,9 @@ def build_input_bn_by_keyboard(page: Page) -> None:
 
 
 def test_drag_and_drop_pipeline_runs_and_shows_the_moving_statistics(page):
-    drag_card(page, "input", "input", (300, 160))
-    drag_card(page, "layer_BatchNormalization", "batch normalization", (560, 110))
-    drag_card(page, "output", "output", (960, 160))
+    drag_card(page, "input", "input", (270, 160))
+    drag_card(page, "layer_BatchNormalization", "batch normalization", (520, 110))
+    drag_card(page, "output", "output", (900, 160))
     for node_id in ("input_1", BN, "output_1"):
         expect(page.get_by_test_id(f"node-{node_id}")).to_be_visible()
     drag_wire(page, "input_1", "output", BN, "input")
@@ -137,6 +141,35 @@ def test_drag_and_drop_pipeline_runs_and_shows_the_moving_statistics(page):
     # And the update rule itself: one training call from mean 0, variance 1, with momentum 0.9.
     np.testing.assert_allclose(shown_mean, 0.1 * data.mean(axis=0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(shown_variance, 0.9 + 0.1 * data.var(axis=0), rtol=1e-4)
+
+    if os.environ.get("NNCARDS_EDITOR_SCREENSHOT"):
+        page.get_by_test_id("palette-search").fill("")
+        select(page, BN)
+        page.screenshot(path=os.environ["NNCARDS_EDITOR_SCREENSHOT"])
+
+
+def test_fit_on_pasted_csv_draws_the_loss_curve_from_the_run_events(page, live_server):
+    build_input_bn_by_keyboard(page)
+    add_by_keyboard(page, "output", "output")
+    page.get_by_test_id(f"port-{BN}-out-output").press("Enter")
+    page.get_by_test_id("port-output_1-in-input").press("Enter")
+    page.get_by_test_id("run-mode-fit").check()
+    samples = np.arange(24).reshape(12, 2) / 10
+    page.get_by_test_id("fit-inputs-input_1").fill("\n".join(f"{a},{b}" for a, b in samples))
+    page.get_by_test_id("fit-targets-output_1").fill("\n".join(f"{a},{b}" for a, b in 2 * samples))
+    page.locator("[name=epochs]").fill("3")
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id(f"run-weight-{BN}-moving_mean")).to_be_visible(timeout=60_000)
+
+    run_id = page.locator("[data-run-id]").get_attribute("data-run-id")
+    result = live_server.client.get(f"/runs/{run_id}").json()
+    losses = result["steps"][0]["history"]["loss"]
+    assert len(losses) == 3 and result["steps"][1]["kind"] == "predict"
+    # The curve is drawn from the `epoch` events alone: one point per epoch, the last value labelled.
+    curve = page.get_by_test_id("loss-curve")
+    assert len(curve.locator("polyline[data-metric=loss]").get_attribute("points").split()) == 3
+    expect(curve).to_contain_text(f"loss {float(f'{losses[-1]:.4g}'):g}")
+    assert numbers(page, "run-output-1-output_1").shape == (12, 2)
 
 
 def test_a_wire_between_different_types_is_refused_with_a_reason(page):

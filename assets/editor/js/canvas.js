@@ -35,8 +35,10 @@ export class Canvas extends EventTarget {
     this.catalog = catalog;
     this.notify = notify;
     this.world = el("div", { class: "world" });
-    this.wires = svg("svg", { class: "wires", "aria-hidden": "false" });
-    this.world.append(this.wires);
+    this.wires = svg("svg", { class: "wires" });
+    // Shapes are written above the cards, so that a card never hides the label of its wire.
+    this.wireLabels = svg("svg", { class: "wire-labels", "aria-hidden": "true" });
+    this.world.append(this.wires, this.wireLabels);
     element.append(this.world);
     this.views = new Map(); // node id → {element, sockets: Map(key → button), values: Map(port → span), rows: Map(port → row)}
     this.selected = null;
@@ -170,6 +172,7 @@ export class Canvas extends EventTarget {
   drawEdges() {
     const origin = this.world.getBoundingClientRect();
     const children = [];
+    const labels = [];
     this.store.edges.forEach((edge, index) => {
       const from = this.socketCentre(edge.source, "out", edge.source_port, origin);
       const to = this.socketCentre(edge.target, "in", edge.target_port, origin);
@@ -185,14 +188,14 @@ export class Canvas extends EventTarget {
       group.edge = edge;
       group.append(svg("path", { d, class: "edge-hit" }), svg("path", { d, class: "edge-line", stroke: color }));
       if (shape) {
-        const label = svg("text", { x: (from.x + to.x) / 2, y: (from.y + to.y) / 2 - 6, class: "edge-shape", "text-anchor": "middle" });
-        label.textContent = shape;
-        group.append(label);
+        group.append(svg("title", {}, `shape ${shape}`));
+        labels.push(svg("text", { x: (from.x + to.x) / 2, y: (from.y + to.y) / 2 - 6, class: "edge-shape", "text-anchor": "middle" }, shape));
       }
       children.push(group);
     });
     if (this.draft) children.push(this.draft);
     this.wires.replaceChildren(...children);
+    this.wireLabels.replaceChildren(...labels);
   }
 
   // -- selection and wiring -------------------------------------------------------------------

@@ -32,7 +32,7 @@ export function drawCurve(svg, series, epochs) {
     const color = COLORS[index % COLORS.length];
     const coordinates = points.map((value, i) => `${x(i + 1)},${y(value)}`).join(" ");
     parts.push(node("polyline", { points: coordinates, fill: "none", stroke: color, "stroke-width": 2, "data-metric": metric }));
-    parts.push(node("text", { x: WIDTH - MARGIN.right, y: MARGIN.top + 12 * (index + 1), "text-anchor": "end", fill: color }, `${metric} ${points[points.length - 1].toPrecision(4)}`));
+    parts.push(node("text", { x: WIDTH - MARGIN.right, y: MARGIN.top + 12 * (index + 1), "text-anchor": "end", fill: color }, `${metric} ${Number(points[points.length - 1].toPrecision(4))}`));
   });
   svg.replaceChildren(...parts);
 }

@@ -70,7 +70,8 @@ export class Inspector {
       return;
     }
     const root = card.params_schema;
-    const parts = [el("h2", { text: card.title }), el("p", { class: "card-help", text: card.help }), this.idField(node)];
+    const about = el("details", { class: "card-help" }, el("summary", { text: "About this card" }), el("p", { text: card.help }));
+    const parts = [el("h2", { text: card.title }), about, this.idField(node)];
     for (const port of card.inputs.filter((p) => p.literal)) {
       const schema = (root.properties || {})[port.id];
       if (schema) parts.push(this.paramField(node, port, describe(schema, root), root));
@@ -79,6 +80,7 @@ export class Inspector {
     remove.addEventListener("click", () => this.store.removeNode(node.id));
     parts.push(remove);
     this.element.replaceChildren(...parts);
+    this.element.scrollTop = 0;
   }
 
   idField(node) {

@@ -270,5 +270,6 @@ export class RunPanel {
       parts.push(block);
     }
     this.result.replaceChildren(...parts);
+    this.result.scrollIntoView({ block: "nearest" });
   }
 }

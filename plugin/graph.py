@@ -6,7 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Position(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Strict: a position is numbers, as the schema says (lax mode would take "12" or true too).
+    model_config = ConfigDict(extra="allow", strict=True)
     x: float = 0.0
     y: float = 0.0
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from nncards.problems import ErrorEnvelope, NncardsError, Problem, error_body
 
@@ -110,15 +110,13 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def _allow_header(request: Request) -> dict:
-    """`Allow` listing the methods of every route on the path.
+    """`Allow` with every method the OpenAPI document gives the path.
 
     FastAPI makes one route per method, and the first route that matches the path alone raises
     the 405 with its own methods only (OPTIONS /runs would allow just POST).
     """
-    methods = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    methods = {method.upper() for template, operations in request.app.openapi()["paths"].items()
+               if compile_path(template)[0].match(request.url.path) for method in operations}
     return {"Allow": ", ".join(sorted(methods))} if methods else {}
 
 

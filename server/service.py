@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,8 @@ from nncards.server.errors import not_found
 from nncards.server.settings import Settings
 from nncards.server.store import Event, RunRow, RunStore
 from nncards.server.workers import Worker, WorkerPool
+
+log = logging.getLogger("nncards.server")
 
 # How long DELETE waits for a running run to reach its next batch before its worker is killed.
 CANCEL_GRACE_SECONDS = 10.0
@@ -81,6 +84,11 @@ class RunService:
                 await worker.start(run_id, request, self.limits)
             except OSError:
                 pass  # the worker died; its listener reports the crash and fails the run
+            except Exception as exc:  # the request could not be sent: fail this run, keep dispatching
+                log.exception("could not hand run %s to %s", run_id, worker.name)
+                self._finish(run_id, stopped_result(run_id, "failed", "run_failed",
+                                                    f"The run could not be started: {type(exc).__name__}."))
+                self.pool.release(worker)
 
     def _on_message(self, worker: Worker, message: tuple) -> None:
         kind, run_id, *rest = message

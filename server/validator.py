@@ -28,7 +28,8 @@ def canonical_hash(graph: Graph) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _warm_up() -> None:
+def warm_up_keras() -> None:
+    """Import TensorFlow and Keras and build a tiny graph once, so that later work starts warm."""
     import keras  # noqa: F401  (the import is the point: TensorFlow loads once, here)
 
     validate({"nodes": [{"id": "x", "card": "input", "params": {"shape": [1]}},
@@ -45,7 +46,7 @@ class Validator:
 
     def warm_up(self) -> None:
         """Start importing TensorFlow on the validation thread; returns at once."""
-        self._thread.submit(_warm_up).add_done_callback(
+        self._thread.submit(warm_up_keras).add_done_callback(
             lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
 
     async def validate(self, graph: Graph) -> dict:

@@ -51,6 +51,9 @@ def worker_main(connection, cancel, threads: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     from nncards.executor import run
+    from nncards.server.validator import warm_up_keras
+
+    warm_up_keras()
 
     while True:
         try:

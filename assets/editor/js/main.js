@@ -46,6 +46,8 @@ async function boot() {
 
   canvas.addEventListener("select", (event) => inspector.show(event.detail.id));
   store.addEventListener("change", (event) => {
+    const renamed = event.detail.renamed;
+    if (renamed && canvas.selected === renamed.from) canvas.selected = renamed.to;
     canvas.render();
     store.autosave();
     if (event.detail.kind === "layout") return;

@@ -90,7 +90,13 @@ export function problem(field, value, label) {
       const above = (field.maximum !== undefined && value > field.maximum) || (field.exclusiveMaximum !== undefined && value >= field.exclusiveMaximum);
       if (below || above) {
         if (field.minimum !== undefined && field.maximum !== undefined) return `${label} must be between ${field.minimum} and ${field.maximum}, got ${got}`;
-        return `${label} must satisfy ${boundsText(field)}, got ${got}`;
+        const rule = [
+          field.minimum !== undefined && `at least ${field.minimum}`,
+          field.exclusiveMinimum !== undefined && `greater than ${field.exclusiveMinimum}`,
+          field.maximum !== undefined && `at most ${field.maximum}`,
+          field.exclusiveMaximum !== undefined && `less than ${field.exclusiveMaximum}`,
+        ].filter(Boolean).join(" and ");
+        return `${label} must be ${rule}, got ${got}`;
       }
       return null;
     }

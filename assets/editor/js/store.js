@@ -1,7 +1,8 @@
 // The graph being edited (CONTRACT §4), its edit operations and its autosave.
 //
 // Every change dispatches a "change" event whose `detail.kind` says what changed: "structure"
-// (nodes, edges, params: the graph must be validated again) or "layout" (positions only).
+// (nodes, edges, params: the graph must be validated again; `renamed` {from, to} after a
+// rename), "layout" (positions only) or "field-error" (a value flagged in the form).
 
 const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const STORAGE_KEY = "nncards.editor.graph";
@@ -30,8 +31,8 @@ export class GraphStore extends EventTarget {
     this.fieldErrors = new Map(); // node id → Map(param → message): values flagged in the form, not sent
   }
 
-  changed(kind) {
-    this.dispatchEvent(new CustomEvent("change", { detail: { kind } }));
+  changed(kind, extra = {}) {
+    this.dispatchEvent(new CustomEvent("change", { detail: { kind, ...extra } }));
   }
 
   freshId(cardId) {
@@ -84,7 +85,7 @@ export class GraphStore extends EventTarget {
       this.fieldErrors.set(newId, this.fieldErrors.get(oldId));
       this.fieldErrors.delete(oldId);
     }
-    this.changed("structure");
+    this.changed("structure", { renamed: { from: oldId, to: newId } });
     return null;
   }
 

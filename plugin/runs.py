@@ -30,12 +30,15 @@ METRICS = (
 Loss = Literal[LOSSES]
 Metric = Literal[METRICS]
 Arrays = dict[str, ArrayIn]
+MAX_BATCH_SIZE = 2**31 - 1  # Keras counts batches in C longs
 
 
 class Optimizer(BaseModel):
     """A Keras optimizer by name; other keys are passed to its constructor as arguments."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    # The other arguments of Keras' optimizers are all scalars: nothing else reaches the constructor.
+    __pydantic_extra__: dict[str, bool | int | float | None] = Field(init=False)
     name: Literal[OPTIMIZERS] = Field("adam", description="The Keras optimizer.")
     learning_rate: float = Field(0.001, gt=0, description="Step size.")
 
@@ -53,7 +56,7 @@ class FitStep(BaseModel):
     inputs: Arrays = Field(description="Arrays keyed by Input node id.")
     targets: Arrays = Field(description="Arrays keyed by Output node id.")
     epochs: int = Field(1, ge=1, le=100_000)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
     shuffle: bool = True
     optimizer: Optimizer = Field(default_factory=Optimizer)
     loss: Loss | dict[str, Loss] = Field("mse", description="A loss, or one per Output node id.")
@@ -65,7 +68,7 @@ class EvaluateStep(BaseModel):
     kind: Literal["evaluate"]
     inputs: Arrays
     targets: Arrays
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
     loss: Loss | dict[str, Loss] | None = Field(None, description="Default: the last compile's, else mse.")
     metrics: list[Metric] | dict[str, list[Metric]] | None = None
 
@@ -74,7 +77,7 @@ class PredictStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["predict"]
     inputs: Arrays
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
 
 
 Step = Annotated[Union[CallStep, FitStep, EvaluateStep, PredictStep], Field(discriminator="kind")]

@@ -48,6 +48,10 @@ export class Canvas extends EventTarget {
     this.world.addEventListener("pointerdown", (event) => this.onPointerDown(event));
     this.world.addEventListener("click", (event) => this.onClick(event));
     this.world.addEventListener("keydown", (event) => this.onKeyDown(event));
+    this.world.addEventListener("dblclick", (event) => {
+      const edgeGroup = event.target.closest(".edge");
+      if (edgeGroup) this.store.disconnect(edgeGroup.edge);
+    });
     new ResizeObserver(() => this.drawEdges()).observe(this.world);
   }
 
@@ -214,7 +218,17 @@ export class Canvas extends EventTarget {
     return this.addCard(cardId, { x: Math.max(0, clientX - origin.left - 20), y: Math.max(0, clientY - origin.top - 15) });
   }
 
-  addCard(cardId, position = this.store.nextPosition()) {
+  /** A free spot for a card added with the keyboard: right of the right-most card, same top. */
+  nextPosition() {
+    let spot = null;
+    for (const node of this.store.nodes.values()) {
+      const right = node.position.x + this.views.get(node.id).element.offsetWidth + 60;
+      if (!spot || right > spot.x) spot = { x: right, y: node.position.y };
+    }
+    return spot || { x: 40, y: 40 };
+  }
+
+  addCard(cardId, position = this.nextPosition()) {
     const id = this.store.addNode(cardId, position);
     this.select(id);
     this.notify(`Added ${this.catalog.cards.get(cardId).title} as node ${id}.`);

@@ -50,14 +50,6 @@ export class GraphStore extends EventTarget {
     return id;
   }
 
-  /** A free spot for a node added with the keyboard: right of the right-most node. */
-  nextPosition() {
-    const nodes = [...this.nodes.values()];
-    if (!nodes.length) return { x: 40, y: 40 };
-    const rightMost = nodes.reduce((a, b) => (b.position.x > a.position.x ? b : a));
-    return { x: rightMost.position.x + 300, y: rightMost.position.y };
-  }
-
   removeNode(id) {
     this.nodes.delete(id);
     this.fieldErrors.delete(id);

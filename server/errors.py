@@ -87,10 +87,10 @@ async def _request_invalid(request: Request, exc: RequestValidationError) -> JSO
     for error in errors:
         path = json_path(tuple(error["loc"]))
         received = error.get("input")
-        problem = Problem(code="request_invalid", port=path, message=f"{path or 'body'}: {error['msg']}")
-        if received is None or isinstance(received, (bool, int, float, str)):
-            problem.received = received  # large values (whole objects) are left out of the answer
-        problems.append(problem)
+        # Scalars are echoed; objects and lists (possibly the whole body) are left out of the answer.
+        echo = {"received": received} if received is None or isinstance(received, (bool, int, float, str)) else {}
+        problems.append(Problem(code="request_invalid", port=path, message=f"{path or 'body'}: {error['msg']}",
+                                **echo))
     first = problems[0].message if problems else "the request does not fit its model"
     more = f" ({len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return error_response(422, "request_invalid", f"The request does not fit its model: {first}{more}.", problems)

@@ -270,6 +270,8 @@ export class RunPanel {
       parts.push(block);
     }
     this.result.replaceChildren(...parts);
-    this.result.scrollIntoView({ block: "nearest" });
+    // Bring the results into view, starting from the loss curve when there is one.
+    if (this.curve.hidden) this.result.scrollIntoView({ block: "nearest" });
+    else this.curve.scrollIntoView({ block: "start" });
   }
 }

@@ -100,6 +100,7 @@ def test_error_envelopes(api, server):
     error = assert_envelope(api.post("/graphs/validate", json={"nodes": [{"id": "x"}], "edges": 3}),
                             422, "request_invalid")
     assert {e["port"] for e in error["errors"]} == {"nodes/0/card", "edges"}
+    assert next(e for e in error["errors"] if e["port"] == "edges")["received"] == 3
     assert all(e["code"] == "request_invalid" for e in error["errors"])
     assert_envelope(api.get("/runs", params={"limit": 0}), 422, "request_invalid")
     assert_envelope(api.post("/graphs/validate", content=b"[" + b" " * BODY_LIMIT + b"]",

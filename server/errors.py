@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,10 +56,25 @@ def not_found(what: str) -> NncardsError:
     return NncardsError("not_found", f"There is no {what}.")
 
 
-def json_path(location: tuple) -> str:
-    """Where a field sits in the JSON body, as in `graph/nodes/0/id` ('' for the body itself)."""
-    parts = location[1:] if location and location[0] == "body" else location
-    return "/".join(str(part) for part in parts)
+def json_path(error: dict, body: Any) -> str:
+    """Where a field sits in the JSON body, as in `graph/nodes/0/id` ('' for the body itself).
+
+    Pydantic's location also names the union member it tried (`fit` for a step, `literal[...]`
+    or `list[...]` for a loss): following the body itself keeps only the keys and indexes that
+    are there, and the last one when the error is that it is missing.
+    """
+    location = tuple(error["loc"])
+    if not location or location[0] != "body":
+        return "/".join(str(part) for part in location)
+    path, value = [], body
+    for index, part in enumerate(location[1:], start=2):
+        if isinstance(value, dict) and part in value or isinstance(value, list) and isinstance(part, int) \
+                and -len(value) <= part < len(value):
+            path.append(str(part))
+            value = value[part]
+        elif index == len(location) and error["type"] == "missing":
+            path.append(str(part))
+    return "/".join(path)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -85,7 +101,7 @@ async def _request_invalid(request: Request, exc: RequestValidationError) -> JSO
                               f"(got content type {request.headers.get('content-type')!r}).")
     problems = []
     for error in errors:
-        path = json_path(tuple(error["loc"]))
+        path = json_path(error, exc.body)
         received = error.get("input")
         # Scalars are echoed; objects and lists (possibly the whole body) are left out of the answer.
         echo = {"received": received} if received is None or isinstance(received, (bool, int, float, str)) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from nncards.graph import Graph
 from nncards.server.errors import ERROR_RESPONSES
@@ -22,9 +23,11 @@ router = APIRouter(tags=["graphs"])
 
 
 @router.post("/graphs/validate", response_model=ValidationResult, responses=ERROR_RESPONSES)
-async def validate_graph(graph: Graph, checker: GraphValidator) -> dict:
+async def validate_graph(graph: Graph, checker: GraphValidator) -> JSONResponse:
     """Every problem of the graph in one pass, and the shapes that could be inferred.
 
     Any graph that fits the graph model gets 200; `valid` says whether it can be built.
     """
-    return await checker.validate(graph)
+    # Answered as validated, not re-serialized through the response model: that would add a
+    # `null` for every field a problem leaves out, unlike `nncards.validate` (CONTRACT §7).
+    return JSONResponse(await checker.validate(graph))

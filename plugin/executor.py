@@ -97,13 +97,7 @@ class Session:
     # -- data -------------------------------------------------------------------------------
 
     def _inputs(self, given: dict[str, Any]) -> dict[str, np.ndarray]:
-        unknown = sorted(set(given) - set(self.input_specs))
-        if unknown:
-            raise _array_problem(unknown[0], None, f"{unknown[0]!r} is not an Input node of the graph "
-                                 f"(inputs: {', '.join(self.input_specs)})")
-        missing = sorted(set(self.input_specs) - set(given))
-        if missing:
-            raise _array_problem(missing[0], None, f"no data given for Input node {missing[0]!r}")
+        self._match_nodes(given, list(self.input_specs), "Input", "data")
         data = {}
         for node, value in given.items():
             spec = self.input_specs[node]
@@ -117,19 +111,23 @@ class Session:
         return data
 
     def _targets(self, given: dict[str, Any]) -> dict[str, np.ndarray]:
-        unknown = sorted(set(given) - set(self.output_ids))
-        if unknown:
-            raise _array_problem(unknown[0], None, f"{unknown[0]!r} is not an Output node of the graph "
-                                 f"(outputs: {', '.join(self.output_ids)})")
-        missing = sorted(set(self.output_ids) - set(given))
-        if missing:
-            raise _array_problem(missing[0], None, f"no targets given for Output node {missing[0]!r}")
+        self._match_nodes(given, self.output_ids, "Output", "targets")
         data = {}
         for node, value in given.items():
             dtype = self.model.output[node].dtype
             data[node] = self._decode(node, value, "float32" if "float" in str(dtype) else str(dtype))
         self._same_batch(data, "targets")
         return data
+
+    @staticmethod
+    def _match_nodes(given: dict[str, Any], nodes: list[str], card: str, what: str) -> None:
+        unknown = sorted(set(given) - set(nodes))
+        if unknown:
+            raise _array_problem(unknown[0], None, f"{unknown[0]!r} is not an {card} node of the graph "
+                                 f"({card} nodes: {', '.join(nodes)})")
+        missing = sorted(set(nodes) - set(given))
+        if missing:
+            raise _array_problem(missing[0], None, f"no {what} given for {card} node {missing[0]!r}")
 
     @staticmethod
     def _decode(node: str, value: Any, dtype: str) -> np.ndarray:

@@ -53,7 +53,7 @@ def assets_dir() -> Path | None:
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     store = RunStore(settings.data_dir)
-    app.state.validator = Validator(settings.limits, settings.validation_cache_size)
+    app.state.validator = Validator(settings.limits, settings.validation_cache_size, settings.validation_workers)
     app.state.runs = RunService(store, settings)
     app.state.runs.start()
     if settings.warm_up:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         "API from a browser; none by default. The variable takes a comma-separated list.")
     warm_up: bool = Field(True, description="Import TensorFlow in the background right after start-up, so "
                           "that the first validation and the first run do not wait for it.")
+    validation_workers: int = Field(1, ge=1, description="Processes that validate graphs, apart from the "
+                                    "server's own so that a validation never stalls other requests; each one "
+                                    "holds a copy of TensorFlow.")
     validation_cache_size: int = Field(256, ge=0, description="Validation results kept, keyed by graph content.")
     benchmark: bool = Field(False, description="Also serve /api/v1/benchmark/static, bytes as large as the "
                             "catalogue, for benchmarks/catalog.py.")

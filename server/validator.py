@@ -1,8 +1,11 @@
-"""Graph validation for the server: off the event loop, TensorFlow warmed early, results cached.
+"""Graph validation for the server: in worker processes, TensorFlow warmed early, results cached.
 
-Keras keeps global state while it builds, so validations run one at a time on one thread. That
-thread starts by importing TensorFlow and Keras (the warm-up), so the first request does not pay
-for the import. Results are cached under a hash of the graph's content; node positions are left
+Keras' symbolic build is pure Python and holds the GIL for tens of milliseconds per graph: on a
+thread of the server it would stall the event loop, and every catalogue request with it. So
+validations run in spawned worker processes (never forked: TensorFlow's threads do not survive
+a fork), which import TensorFlow as they start (the warm-up). The server process itself never
+imports TensorFlow. A worker that dies is replaced and the validation tried once more.
+Results are cached in the server under a hash of the graph's content; node positions are left
 out of the hash because they do not change the result.
 """
 
@@ -12,13 +15,19 @@ import asyncio
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from nncards.graph import Graph
 from nncards.limits import Limits
+from nncards.problems import Problem
 from nncards.validation import validate
 
+SPAWN = multiprocessing.get_context("spawn")
+ATTEMPTS = 2  # a validation whose worker died is tried once more, on a fresh worker
 log = logging.getLogger("nncards.server")
 
 
@@ -37,17 +46,49 @@ def warm_up_keras() -> None:
               "edges": [{"source": "x", "source_port": "output", "target": "y", "target_port": "input"}]})
 
 
+def start_tensorflow(threads: int) -> None:
+    """Start of a worker process: TensorFlow imported, its thread pools capped, Keras warmed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    warm_up_keras()
+
+
+def _worker_lost(reason: BrokenProcessPool) -> dict:
+    problem = Problem(code="too_large", message=f"validating this graph stopped the validation process "
+                      f"{ATTEMPTS} times (it may need more memory than the server has): {reason}")
+    return {"valid": False, "errors": [problem.as_json()], "shapes": {}}
+
+
 class Validator:
-    def __init__(self, limits: Limits, cache_size: int):
+    def __init__(self, limits: Limits, cache_size: int, workers: int):
         self.limits = limits
         self.cache_size = cache_size
+        self.workers = workers
         self._cache: OrderedDict[str, dict] = OrderedDict()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nncards-validation")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        # Created on first use: a server that only serves the catalogue starts no worker.
+        if self._pool is None:
+            # One TensorFlow thread each: a symbolic build computes nothing worth parallelizing.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=SPAWN, initializer=start_tensorflow,
+                                             initargs=(1,))
+        return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self._pool is broken:  # concurrent validations see the same broken pool; replace it once
+            log.error("a validation worker stopped unexpectedly; starting a new one")
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def warm_up(self) -> None:
-        """Start importing TensorFlow on the validation thread; returns at once."""
-        self._thread.submit(warm_up_keras).add_done_callback(
-            lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
+        """Start the validation workers (they import TensorFlow as they start); returns at once."""
+        for _ in range(self.workers):
+            self._executor().submit(os.getpid).add_done_callback(
+                lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
 
     async def validate(self, graph: Graph) -> dict:
         key = canonical_hash(graph)
@@ -55,7 +96,17 @@ class Validator:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        result = await asyncio.get_running_loop().run_in_executor(self._thread, validate, graph, self.limits)
+        content = graph.model_dump()  # plain data: cheaper to send to a worker than the model
+        for _ in range(ATTEMPTS):
+            pool = self._executor()
+            try:
+                result = await asyncio.wrap_future(pool.submit(validate, content, self.limits))
+                break
+            except BrokenProcessPool as exc:
+                self._replace(pool)
+                lost = exc
+        else:
+            return _worker_lost(lost)  # not cached: a later request tries again
         if self.cache_size:
             self._cache[key] = result
             while len(self._cache) > self.cache_size:
@@ -63,4 +114,5 @@ class Validator:
         return result
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

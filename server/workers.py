@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -45,15 +44,10 @@ class PipeObserver:
 
 def worker_main(connection, cancel, threads: int) -> None:
     """Entry point of a worker process."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from nncards.server.validator import start_tensorflow
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    start_tensorflow(threads)
     from nncards.executor import run
-    from nncards.server.validator import warm_up_keras
-
-    warm_up_keras()
 
     while True:
         try:

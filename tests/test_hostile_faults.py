@@ -1,12 +1,16 @@
-"""Faults: a cancel lands within a batch; `kill -9` during a fit loses no finished run and leaves the database whole.
+"""Faults: a cancel lands within a batch; `kill -9` during a fit loses no finished run and leaves the database whole;
+killed worker processes are replaced and the requests they would have served still answered.
 
 The cancel test reads where training stopped from the layer itself: a batch normalization with
 momentum 0 keeps the mean of the last batch it saw as its moving mean, and with batches of one
 sample `i` holding the value `i`, that mean is the index of the last batch run.
 """
 
+import os
+import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ from conftest import LiveServer
 from test_server import assert_envelope, read_events
 
 from graphs import bn_graph
+
+import nncards
 
 SAMPLES = 1_000  # batches per epoch, one sample each
 
@@ -97,3 +103,34 @@ def test_kill_during_fit_keeps_finished_runs_and_the_database(server):
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     again = api.post("/runs", params={"wait": "true"}, json=call).json()
     assert again["status"] == "succeeded" and again["steps"] == finished[0]["steps"]
+
+
+def spawned_workers(server) -> set[int]:
+    """Pids of the processes the server spawned to run and to validate (not its resource tracker)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # the process ended while being looked at
+        if parent == server.process.pid and b"spawn_main" in command:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def test_killed_workers_are_replaced_and_requests_still_answered(server):
+    api = server.client
+    assert api.post("/graphs/validate", json=bn_graph([2])).json()["valid"]  # the validation worker is up
+    killed = spawned_workers(server)
+    assert len(killed) == 2  # the run worker (--workers 1) and the validation worker
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+
+    graph = bn_graph([5], {"momentum": 0.5})  # not in the server's validation cache
+    answer = api.post("/graphs/validate", json=graph)
+    assert answer.status_code == 200 and answer.json() == nncards.validate(graph)
+    call = {"graph": graph, "steps": [{"kind": "call", "inputs": {"x": [[1.0, 2.0, 3.0, 4.0, 5.0]]}}]}
+    assert api.post("/runs", params={"wait": "true"}, json=call).json()["status"] == "succeeded"
+    replacements = spawned_workers(server)
+    assert len(replacements) == 2 and not replacements & killed

@@ -9,9 +9,10 @@ becomes a problem that names it. The executor reuses `trace` to build the real m
 from __future__ import annotations
 
 import graphlib
+import json
 import math
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,10 +247,115 @@ def _elements(shape: list) -> int:
     return math.prod(d for d in shape[1:] if d is not None)
 
 
-def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
-    """Build the well-formed part of the graph with Keras, node by node in topological order."""
+TENSOR = "NeuralNetworkTensor"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """All that later nodes can tell of a symbolic tensor."""
+
+    shape: tuple
+    dtype: str
+    sparse: bool
+    ragged: bool
+
+    @classmethod
+    def of(cls, value: Any) -> TensorSpec | tuple:
+        """The spec of a symbolic tensor, or a tuple of specs for a list of them."""
+        import keras
+
+        if isinstance(value, (list, tuple)):
+            return tuple(cls.of(v) for v in value)
+        if not isinstance(value, keras.KerasTensor):
+            raise TypeError(f"not a symbolic tensor: {type(value).__name__}")
+        return cls(tuple(value.shape), str(value.dtype), bool(value.sparse), bool(value.ragged))
+
+    @staticmethod
+    def fresh(spec: TensorSpec | tuple) -> Any:
+        """A new symbolic tensor (or list of them) that fits the spec."""
+        import keras
+
+        if isinstance(spec, tuple):
+            return [TensorSpec.fresh(s) for s in spec]
+        return keras.KerasTensor(spec.shape, dtype=spec.dtype, sparse=spec.sparse, ragged=spec.ragged)
+
+
+class NodeMemo:
+    """What the symbolic build of a node gave, kept for the next graph that holds the same node.
+
+    An editor sends the same graph again and again with one change, and a change alters the
+    tensors of the nodes downstream of it only: the others need not be built again. The key is
+    everything that decides the build: the card, the node id (problems name it, and it is the
+    default layer name), the validated params, the size limit, and the shape and dtype of each
+    wired tensor. A node takes part only when tensors are all it takes and all that is taken
+    from it: a wired layer or instance is an object whose state a key cannot capture. A hit
+    gives the stored problems, or fresh symbolic tensors of the stored specs. Least recently
+    used entries go first; `hits` and `misses` count lookups.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[tuple, tuple[tuple[Problem, ...], dict | None]] = OrderedDict()
+
+    def key(self, analysis: Analysis, consumed: set[tuple[str, str]], node: str, sockets: dict,
+            limits: Limits) -> tuple | None:
+        """The node's key, or None when it cannot take part."""
+        card = analysis.cards[node]
+        if any(card.input_port(p).type != TENSOR for p in analysis.wires[node]):
+            return None
+        if any((node, p.id) in consumed for p in card.outputs if p.type != TENSOR):
+            return None
+        try:
+            inputs = tuple((port, TensorSpec.of(value)) for port, value in sorted(sockets.items()))
+        except TypeError:
+            return None
+        params = json.dumps(analysis.params[node].model_dump(mode="json"), sort_keys=True, allow_nan=True)
+        return card.id, node, params, inputs, limits.max_tensor_elements
+
+    def recall(self, key: tuple) -> tuple[dict | None, list[Problem] | None]:
+        """(outputs, problems) as a build would give them; (None, None) for a key never stored."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None, None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        problems, specs = entry
+        outputs = None if specs is None else {port: TensorSpec.fresh(spec) for port, spec in specs.items()}
+        return outputs, list(problems)
+
+    def store(self, key: tuple, card: type[Card], outputs: dict | None, problems: list[Problem]) -> None:
+        try:
+            specs = None if outputs is None else {p.id: TensorSpec.of(outputs[p.id]) for p in card.outputs
+                                                  if p.type == TENSOR and p.id in outputs}
+        except TypeError:
+            return
+        self._entries[key] = (tuple(problems), specs)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.hits = self.misses = 0
+
+
+# Validations of one process share it; the executor's real build never uses it.
+NODE_MEMO = NodeMemo(4096)
+
+
+def _consumed_outputs(analysis: Analysis) -> set[tuple[str, str]]:
+    return {(w.source, w.source_port) for ports in analysis.wires.values() for ws in ports.values() for w in ws}
+
+
+def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, memo: NodeMemo | None = None) -> Trace:
+    """Build the well-formed part of the graph with Keras, node by node in topological order.
+
+    With a `memo`, a node built before with the same card, params and input tensors takes its
+    result from there instead of being built again (see `NodeMemo`)."""
     result = Trace()
     skipped = set(analysis.broken)
+    consumed = _consumed_outputs(analysis) if memo is not None else set()
     for node in analysis.order:
         card = analysis.cards.get(node)
         if node in skipped or card is None or node not in analysis.params:
@@ -266,33 +372,22 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
             if any(v is None for v in values):
                 continue
             sockets[port_id] = values if card.input_port(port_id).multiplicity == "n" else values[0]
-        input_shapes = {p: _shape_of(v) for p, v in sockets.items()
-                        if card.input_port(p).type == "NeuralNetworkTensor"}
-        problems = card.check(node, analysis.params[node], input_shapes)
-        if not problems:
-            try:
-                outputs = card.build(node, analysis.params[node], sockets)
-            except NncardsError as exc:  # the card found the problems itself
-                problems = exc.problems
-            except Exception as exc:  # Keras refusing the node is a problem of that node
-                problems = [_build_problem(node, card, input_shapes, exc)]
-        if problems:
-            result.problems.extend(problems)
+        key = memo.key(analysis, consumed, node, sockets, limits) if memo is not None else None
+        outputs, problems = memo.recall(key) if key is not None else (None, None)
+        if problems is None:
+            outputs, problems = _build_node(card, node, analysis.params[node], sockets, limits)
+            if key is not None:
+                memo.store(key, card, outputs, problems)
+        result.problems.extend(problems)
+        if outputs is None:
             skipped.add(node)
             continue
         result.values[node] = outputs
         result.sockets[node] = sockets
         shapes = {p.id: _shape_of(outputs[p.id]) for p in card.outputs
-                  if p.type == "NeuralNetworkTensor" and p.id in outputs}
+                  if p.type == TENSOR and p.id in outputs}
         if shapes:
             result.shapes[node] = shapes
-        for weight in getattr(outputs.get("layer"), "weights", []):
-            if math.prod(weight.shape) > limits.max_tensor_elements:
-                result.problems.append(Problem(
-                    code="too_large", node=node, received=list(weight.shape),
-                    expected=f"at most {limits.max_tensor_elements} elements per weight",
-                    message=f"weight {weight.name} would have shape {list(weight.shape)}, more than "
-                    f"{limits.max_tensor_elements} elements"))
         for port, shape in shapes.items():
             if _elements(shape) > limits.max_tensor_elements:
                 result.problems.append(Problem(
@@ -302,6 +397,28 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
                 skipped.add(node)
                 result.values.pop(node)
     return result
+
+
+def _build_node(card: type[Card], node: str, params: Params, sockets: dict,
+                limits: Limits) -> tuple[dict | None, list[Problem]]:
+    """The node's output values and its problems; no outputs when it cannot be built. A built
+    node may still have problems: weights over the size limit."""
+    input_shapes = {p: _shape_of(v) for p, v in sockets.items() if card.input_port(p).type == TENSOR}
+    problems = card.check(node, params, input_shapes)
+    if problems:
+        return None, problems
+    try:
+        outputs = card.build(node, params, sockets)
+    except NncardsError as exc:  # the card found the problems itself
+        return None, exc.problems
+    except Exception as exc:  # Keras refusing the node is a problem of that node
+        return None, [_build_problem(node, card, input_shapes, exc)]
+    return outputs, [Problem(code="too_large", node=node, received=list(weight.shape),
+                             expected=f"at most {limits.max_tensor_elements} elements per weight",
+                             message=f"weight {weight.name} would have shape {list(weight.shape)}, more than "
+                             f"{limits.max_tensor_elements} elements")
+                     for weight in getattr(outputs.get("layer"), "weights", [])
+                     if math.prod(weight.shape) > limits.max_tensor_elements]
 
 
 def _build_problem(node: str, card: type[Card], input_shapes: dict, exc: Exception) -> Problem:
@@ -315,13 +432,14 @@ def _build_problem(node: str, card: type[Card], input_shapes: dict, exc: Excepti
 
 def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
     """`trace` inside a Keras stateless scope: layers are built but their variables are never
-    allocated, so a graph is checked fast and a huge weight is refused before it exists."""
+    allocated, so a graph is checked fast and a huge weight is refused before it exists. Nodes
+    met before come from the process's `NODE_MEMO`."""
     import keras
     from keras.src.backend.common import global_state
 
     with keras.StatelessScope(initialize_variables=False):
         try:
-            return trace(analysis, limits)
+            return trace(analysis, limits, NODE_MEMO)
         finally:
             # Keras queues deferred variables for a later initialization that must never come.
             global_state.set_global_attribute("uninitialized_variables", [])

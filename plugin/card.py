@@ -11,6 +11,7 @@ Card modules must not import TensorFlow or Keras at import time; Keras is reache
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
@@ -188,7 +189,8 @@ class Card:
     # -- metadata ---------------------------------------------------------------------------
 
     @classmethod
-    def param_ports(cls) -> list[Port]:
+    @functools.cache  # a card's ports never change; validation asks for them for every node
+    def param_ports(cls) -> tuple[Port, ...]:
         ports = []
         for name, info in cls.Params.model_fields.items():
             type_id = _type_id(info.annotation, info.metadata)
@@ -200,7 +202,7 @@ class Card:
                 required=info.is_required(), literal=True,
                 socket=type_id in INSTANCE_TYPES, default=default,
             ))
-        return ports
+        return tuple(ports)
 
     @classmethod
     def inputs(cls) -> list[Port]:

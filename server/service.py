@@ -39,7 +39,7 @@ class RunService:
     def __init__(self, store: RunStore, settings: Settings):
         self.store = store
         self.limits = settings.limits
-        self.pool = WorkerPool(settings.workers, settings.worker_threads, self._on_message, self._on_crash)
+        self.pool = WorkerPool(settings.workers, settings.worker_threads, settings.run_niceness, self._on_message, self._on_crash)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: dict[str, dict] = {}  # requests of queued runs, by run id
         self._news: dict[str, asyncio.Event] = {}

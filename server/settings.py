@@ -39,6 +39,9 @@ class Settings(BaseSettings):
                          "in a queue. Default: half the CPU cores, at least one.")
     threads_per_worker: int | None = Field(None, ge=1, description="TensorFlow threads per worker process. "
                                            "Default: the CPU cores shared evenly between the workers.")
+    run_niceness: int = Field(10, ge=0, le=19, description="Scheduling niceness of the processes that execute runs "
+                              "(0 to 19): the higher, the sooner training yields the CPU to the server's "
+                              "requests and validations; idle cores still go to training.")
     max_nodes: int = Field(DEFAULT_LIMITS.max_nodes, ge=1, description="Most nodes a graph may hold.")
     max_edges: int = Field(DEFAULT_LIMITS.max_edges, ge=0, description="Most edges a graph may hold.")
     max_array_elements: int = Field(DEFAULT_LIMITS.max_array_elements, ge=1,

@@ -2,7 +2,8 @@
 
 Workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
 TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
-soon as they start. A worker talks to the server over a pipe: the server sends a job, the
+soon as they start. They run at a lower priority (niceness) than the server: training takes
+the cores the server leaves idle, and a request or validation never queues behind it. A worker talks to the server over a pipe: the server sends a job, the
 worker says when it starts it (a fresh worker finishes importing TensorFlow first), sends
 events while the run goes and the RUN RESULT at its end. A shared flag asks
 the current run to stop at its next batch; a worker that must stop at once (time limit) is
@@ -15,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +44,9 @@ class PipeObserver:
         return self.cancel.is_set()
 
 
-def worker_main(connection, cancel, threads: int) -> None:
+def worker_main(connection, cancel, threads: int, niceness: int) -> None:
     """Entry point of a worker process."""
+    os.nice(niceness)
     from nncards.server.validator import start_tensorflow
 
     start_tensorflow(threads)
@@ -64,12 +67,12 @@ def worker_main(connection, cancel, threads: int) -> None:
 class Worker:
     _numbers = itertools.count(1)
 
-    def __init__(self, threads: int, on_message: Callable[[Worker, tuple], None],
+    def __init__(self, threads: int, niceness: int, on_message: Callable[[Worker, tuple], None],
                  on_exit: Callable[[Worker], None], loop: asyncio.AbstractEventLoop):
         self.name = f"nncards-worker-{next(self._numbers)}"
         self.cancel = SPAWN.Event()
         self.connection, child = SPAWN.Pipe()
-        self.process = SPAWN.Process(target=worker_main, args=(child, self.cancel, threads), name=self.name,
+        self.process = SPAWN.Process(target=worker_main, args=(child, self.cancel, threads, niceness), name=self.name,
                                      daemon=True)
         self.process.start()
         child.close()
@@ -105,9 +108,9 @@ class Worker:
 class WorkerPool:
     """A fixed number of workers; `acquire` waits for an idle one."""
 
-    def __init__(self, size: int, threads: int, on_message: Callable[[Worker, tuple], None],
+    def __init__(self, size: int, threads: int, niceness: int, on_message: Callable[[Worker, tuple], None],
                  on_crash: Callable[[Worker], None]):
-        self.size, self.threads = size, threads
+        self.size, self.threads, self.niceness = size, threads, niceness
         self._on_message, self._on_crash = on_message, on_crash
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self.workers: list[Worker] = []
@@ -117,7 +120,7 @@ class WorkerPool:
             self._idle.put_nowait(self._spawn())
 
     def _spawn(self) -> Worker:
-        worker = Worker(self.threads, self._on_message, self._exited, asyncio.get_running_loop())
+        worker = Worker(self.threads, self.niceness, self._on_message, self._exited, asyncio.get_running_loop())
         self.workers.append(worker)
         return worker
 

@@ -119,11 +119,17 @@ def spawned_workers(server) -> set[int]:
     return pids
 
 
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
+
+
 def test_killed_workers_are_replaced_and_requests_still_answered(server):
     api = server.client
     assert api.post("/graphs/validate", json=bn_graph([2])).json()["valid"]  # the validation worker is up
     killed = spawned_workers(server)
     assert len(killed) == 2  # the run worker (--workers 1) and the validation worker
+    # training yields the CPU to the server's own work: the run worker alone is niced (default 10)
+    assert sorted(niceness(pid) for pid in killed) == [0, 10]
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
 

@@ -48,12 +48,16 @@ def _array_problem(node: str, port: str | None, message: str) -> NncardsError:
     return NncardsError("array_invalid", message, [problem])
 
 
-def build(graph: Graph, limits: Limits = DEFAULT_LIMITS):
+def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None):
     """The Keras model of a graph, with its layers and inputs keyed by node id."""
     import keras
 
     problems, _ = check(graph, limits)
     if not problems:
+        if seed is not None:
+            # Seeded after the check: how much randomness the check consumes depends on what
+            # its memo already holds, and must not change the weights.
+            keras.utils.set_random_seed(seed)
         analysis = analyze(graph, limits)
         traced = trace(analysis, limits)
         problems = traced.problems
@@ -86,11 +90,8 @@ class Session:
     """One model and the state that carries between the steps of a run."""
 
     def __init__(self, request: Run, limits: Limits, observer: Observer, as_base64: bool):
-        import keras
-
-        keras.utils.set_random_seed(request.seed)
         self.request, self.limits, self.observer, self.as_base64 = request, limits, observer, as_base64
-        self.model, self.layers, self.input_specs = build(request.graph, limits)
+        self.model, self.layers, self.input_specs = build(request.graph, limits, seed=request.seed)
         self.output_ids = list(self.model.output.keys()) if isinstance(self.model.output, dict) else []
         self.compiled_with: tuple | None = None
 

@@ -17,7 +17,7 @@ from nncards.graph import Graph
 from nncards.limits import DEFAULT_LIMITS, Limits
 from nncards.problems import NncardsError, Problem, json_safe, summarize
 from nncards.runs import CallStep, EvaluateStep, FitStep, PredictStep, Run
-from nncards.validation import analyze, check, trace
+from nncards.validation import check, trace
 
 
 class Observer(Protocol):
@@ -52,13 +52,12 @@ def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None
     """The Keras model of a graph, with its layers and inputs keyed by node id."""
     import keras
 
-    problems, _ = check(graph, limits)
+    analysis, problems, _ = check(graph, limits)
     if not problems:
         if seed is not None:
             # Seeded after the check: how much randomness the check consumes depends on what
             # its memo already holds, and must not change the weights.
             keras.utils.set_random_seed(seed)
-        analysis = analyze(graph, limits)
         traced = trace(analysis, limits)
         problems = traced.problems
     if problems:

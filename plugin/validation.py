@@ -388,14 +388,15 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, memo: NodeMemo | 
                   if p.type == TENSOR and p.id in outputs}
         if shapes:
             result.shapes[node] = shapes
-        for port, shape in shapes.items():
-            if _elements(shape) > limits.max_tensor_elements:
-                result.problems.append(Problem(
-                    code="too_large", node=node, port=port, received=shape,
-                    expected=f"at most {limits.max_tensor_elements} elements per sample",
-                    message=f"{port} has shape {shape}, more than {limits.max_tensor_elements} elements per sample"))
-                skipped.add(node)
-                result.values.pop(node)
+        oversized = [Problem(code="too_large", node=node, port=port, received=shape,
+                             expected=f"at most {limits.max_tensor_elements} elements per sample",
+                             message=f"{port} has shape {shape}, more than {limits.max_tensor_elements} "
+                             "elements per sample")
+                     for port, shape in shapes.items() if _elements(shape) > limits.max_tensor_elements]
+        if oversized:
+            result.problems.extend(oversized)
+            skipped.add(node)
+            del result.values[node], result.sockets[node]
     return result
 
 
@@ -445,17 +446,18 @@ def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -
             global_state.set_global_attribute("uninitialized_variables", [])
 
 
-def check(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> tuple[list[Problem], dict]:
-    """Every problem of a graph, and the shapes of the tensor ports that could be inferred."""
+def check(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> tuple[Analysis, list[Problem], dict]:
+    """The structural analysis of a graph, every problem of it, and the shapes of the tensor
+    ports that could be inferred."""
     analysis = analyze(graph, limits)
     if not analysis.order or any(p.code == "too_large" and p.node is None for p in analysis.problems):
-        return analysis.problems, {}
+        return analysis, analysis.problems, {}
     traced = trace_without_weights(analysis, limits)
-    return analysis.problems + traced.problems, traced.shapes
+    return analysis, analysis.problems + traced.problems, traced.shapes
 
 
 def validate(graph: dict | Graph, limits: Limits = DEFAULT_LIMITS) -> dict:
     """The result of `POST /api/v1/graphs/validate` for a graph."""
     graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
-    problems, shapes = check(graph, limits)
+    _, problems, shapes = check(graph, limits)
     return {"valid": not problems, "errors": [p.as_json() for p in problems], "shapes": shapes}

@@ -2,7 +2,7 @@
 
 from nncards.card import param
 
-from nncards.cards.common import LAYER, KerasLayerCard, arguments
+from nncards.card import LAYER, KerasLayerCard, arguments
 
 
 class ActivationCard(KerasLayerCard):

@@ -2,7 +2,7 @@
 
 from nncards.card import param
 
-from nncards.cards.common import (ACTIVITY, DATA_FORMAT, LAYER, USE_BIAS, KerasLayerCard, activation,
+from nncards.card import (ACTIVITY, DATA_FORMAT, LAYER, USE_BIAS, KerasLayerCard, activation,
                                   arguments, padding, sizes, weights)
 
 

@@ -2,7 +2,7 @@
 
 from nncards.card import param
 
-from nncards.cards.common import (ACTIVATIONS, ACTIVITY, LAYER, LORA, USE_BIAS, KerasLayerCard,
+from nncards.card import (ACTIVATIONS, ACTIVITY, LAYER, LORA, USE_BIAS, KerasLayerCard,
                                   activation, arguments, flag, weights)
 
 

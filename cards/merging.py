@@ -3,9 +3,9 @@
 from typing import ClassVar
 
 from nncards.card import param, tensor_input
-from nncards.problems import Problem
+from nncards.contract.errors import Problem
 
-from nncards.cards.common import LAYER, KerasLayerCard, arguments, flag
+from nncards.card import LAYER, KerasLayerCard, arguments, flag
 
 LAYER_ONLY = arguments("MergeParams", [{}], **LAYER)
 ELEMENTWISE = "The tensors must have the same shape, or shapes that broadcast to one another."

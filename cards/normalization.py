@@ -7,8 +7,8 @@ from pydantic_core import PydanticCustomError
 
 from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, Regularizer,
                           param, tensor_input)
-from nncards.keras_objects import keras_attribute
-from nncards.problems import Problem
+from nncards.card.keras_objects import keras_attribute
+from nncards.contract.errors import Problem
 
 NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"
 # (rank, non-negative axis) pairs the fused kernel serves; kept in step with the layer module,

@@ -2,7 +2,7 @@
 
 from nncards.card import param
 
-from nncards.cards.common import DATA_FORMAT, LAYER, KerasLayerCard, arguments, flag, padding, sizes
+from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, flag, padding, sizes
 
 
 class PoolingCard(KerasLayerCard):

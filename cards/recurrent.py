@@ -8,7 +8,7 @@ from typing import Literal
 
 from nncards.card import LAYER_OUTPUT, TENSOR_OUTPUT, Port, param, tensor_input
 
-from nncards.cards.common import (ACTIVITY, LAYER, SEED, USE_BIAS, KerasLayerCard, activation, arguments,
+from nncards.card import (ACTIVITY, LAYER, SEED, USE_BIAS, KerasLayerCard, activation, arguments,
                                   flag, fraction, weights)
 
 CUDNN_CHOICES = {"auto": "auto", "always": True, "never": False}

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from nncards.card import param
 
-from nncards.cards.common import DATA_FORMAT, LAYER, NAMING, SEED, KerasLayerCard, arguments, fraction
+from nncards.card import DATA_FORMAT, LAYER, NAMING, SEED, KerasLayerCard, arguments, fraction
 
 
 class RegularizationCard(KerasLayerCard):

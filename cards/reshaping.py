@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from nncards.card import param
 
-from nncards.cards.common import DATA_FORMAT, LAYER, KerasLayerCard, arguments, sizes
+from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, sizes
 
 
 class ReshapingCard(KerasLayerCard):

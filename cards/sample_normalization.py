@@ -6,7 +6,7 @@ output never depends on the rest of its batch.
 
 from nncards.card import param
 
-from nncards.cards.common import LAYER, KerasLayerCard, arguments, flag, weights
+from nncards.card import LAYER, KerasLayerCard, arguments, flag, weights
 
 
 class SampleNormalizationCard(KerasLayerCard):

@@ -1,7 +1,7 @@
 """Weight sharing: the `apply_layer` card applies an existing layer instance to another tensor."""
 
 from nncards.card import Card, Port, layer_input, tensor_input
-from nncards.problems import NncardsError, Problem
+from nncards.contract.errors import NncardsError, Problem
 
 
 def _shape(tensor) -> list:

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 import nncards
-from nncards.arrays import encode
+from nncards.contract.arrays import encode
 
 
 def train_and_test(graph: dict, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],

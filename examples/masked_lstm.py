@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from example_runner import main, train_and_test
-from nncards.arrays import encode
+from nncards.contract.arrays import encode
 
 LENGTH = 12
 

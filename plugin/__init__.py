@@ -16,20 +16,20 @@ def catalog() -> dict:
 
 def validate(graph: dict) -> dict:
     """Validation of a graph, as `POST /api/v1/graphs/validate` answers it."""
-    from nncards.validation import validate as _validate
+    from nncards.build.validation import validate as _validate
 
     return _validate(graph)
 
 
 def run(request: dict) -> dict:
     """A finished RUN RESULT; a bad graph or a failing step gives status "failed", never raises."""
-    from nncards.executor import run as _run
+    from nncards.execute.runner import run as _run
 
     return _run(request)
 
 
 def build_model(graph: dict):
     """The `keras.Model` a graph describes; raises `NncardsError` when the graph is not valid."""
-    from nncards.executor import build_model as _build_model
+    from nncards.execute.runner import build_model as _build_model
 
     return _build_model(graph)

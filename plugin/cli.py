@@ -40,7 +40,7 @@ def _zeros(shape: list[int], zero):
 
 
 def cmd_run(args) -> int:
-    from nncards.executor import run
+    from nncards.execute.runner import run
 
     result = run(as_run(_load(args.file)))
     _print(result)
@@ -50,7 +50,7 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     from pydantic import ValidationError
 
-    from nncards.validation import validate
+    from nncards.build.validation import validate
 
     try:
         result = validate(_load(args.file))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from nncards.registry import registry
 from nncards.server.errors import NOT_FOUND, not_found
 from nncards.server.models import CardInfo, Catalogue, TypeList
-from nncards.types import TYPES
+from nncards.contract.types import TYPES
 
 
 @dataclass(frozen=True)

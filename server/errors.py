@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from nncards.problems import ErrorEnvelope, NncardsError, Problem, error_body
+from nncards.contract.errors import ErrorEnvelope, NncardsError, Problem, error_body
 
 STATUS_OF_CODE = {
     "bad_request": 400,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from nncards.graph import Graph
+from nncards.contract.graph import Graph
 from nncards.server.errors import ERROR_RESPONSES
 from nncards.server.models import ValidationResult
 from nncards.server.validator import Validator

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nncards.problems import Problem
-from nncards.runs import RunStatus
+from nncards.contract.errors import Problem
+from nncards.contract.run import RunStatus
 
 
 class PortInfo(BaseModel):

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-from nncards.problems import NncardsError, json_safe
+from nncards.contract.errors import NncardsError, json_safe
 from nncards.server.errors import not_found
 from nncards.server.settings import Settings
 from nncards.server.store import Event, RunRow, RunStore

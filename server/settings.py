@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-from nncards.limits import DEFAULT_LIMITS, Limits
+from nncards.contract.limits import DEFAULT_LIMITS, Limits
 
 
 def _default_data_dir() -> Path:

@@ -21,10 +21,10 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from nncards.graph import Graph
-from nncards.limits import Limits
-from nncards.problems import Problem
-from nncards.validation import validate
+from nncards.contract.graph import Graph
+from nncards.contract.limits import Limits
+from nncards.contract.errors import Problem
+from nncards.build.validation import validate
 
 SPAWN = multiprocessing.get_context("spawn")
 ATTEMPTS = 2  # a validation whose worker died is tried once more, on a fresh worker

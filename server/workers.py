@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from nncards.limits import Limits
+from nncards.contract.limits import Limits
 
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("nncards.server")
@@ -50,7 +50,7 @@ def worker_main(connection, cancel, threads: int, niceness: int) -> None:
     from nncards.server.validator import start_tensorflow
 
     start_tensorflow(threads)
-    from nncards.executor import run
+    from nncards.execute.runner import run
 
     while True:
         try:

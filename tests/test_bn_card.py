@@ -81,7 +81,7 @@ def test_constant_gamma_initializer_card():
 
 
 def test_mixed_float16_outputs_float16_keeps_float32_variables():
-    from nncards.executor import run
+    from nncards.execute.runner import run
 
     result = run({
         "graph": bn_graph([3], {"dtype": "mixed_float16"}),
@@ -93,7 +93,7 @@ def test_mixed_float16_outputs_float16_keeps_float32_variables():
     assert {w["dtype"] for w in result["layers"]["bn"]["weights"].values()} == {"float32"}
     stock = keras.layers.BatchNormalization(dtype="mixed_float16")
     expected = stock_twice(stock, X2)
-    from nncards import arrays
+    from nncards.contract import arrays
 
     for step, theirs in zip(result["steps"], expected):
         np.testing.assert_allclose(arrays.decode(step["outputs"]["y"]).astype("float64"), theirs, atol=1e-5)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import nncards
-from nncards.examples import example_run, smallest_graph
+from nncards.docs.smallest import smallest_graph, smallest_run
 from nncards.registry import registry
-from nncards.types import INSTANCE_TYPES
+from nncards.contract.types import INSTANCE_TYPES
 
 CARDS = registry().cards
 EXAMPLES = [(card_id, index) for card_id, card in CARDS.items() for index in range(len(card.examples()))]
@@ -43,7 +43,7 @@ def test_every_example_builds_in_the_smallest_graph(card_id, index):
 
 def test_every_example_predicts_in_one_model_of_all_smallest_graphs():
     """All smallest graphs side by side in one model (one predict instead of a hundred)."""
-    runs = {f"{card_id}-{index}.": example_run(CARDS[card_id], CARDS[card_id].examples()[index], batch=2)
+    runs = {f"{card_id}-{index}.": smallest_run(CARDS[card_id], CARDS[card_id].examples()[index], batch=2)
             for card_id, index in EXAMPLES}
     parts = [_prefixed(run["graph"], prefix) for prefix, run in runs.items()]
     inputs = {prefix + node: value for prefix, run in runs.items() for node, value in run["steps"][0]["inputs"].items()}

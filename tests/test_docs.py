@@ -14,11 +14,11 @@ import pytest
 import nncards
 from nncards import cli
 from nncards.card import LayerCard, Params, param
-from nncards.card_image import render
+from nncards.docs.card_image import render
 from nncards.docs import main as docs_main
 from nncards.docs.example import keras_code
 from nncards.registry import registry
-from nncards.types import TYPES
+from nncards.contract.types import TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

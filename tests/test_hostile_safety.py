@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 import nncards
-from nncards.runs import LOSSES, METRICS, OPTIMIZERS, Run
+from nncards.contract.run import LOSSES, METRICS, OPTIMIZERS, Run
 from nncards.server.settings import Settings
 
 ROOT = Path(__file__).parent.parent

@@ -4,8 +4,8 @@ from graphs import edge, node
 from test_catalogue import CARDS, EXAMPLES, _prefixed
 
 import nncards
-from nncards.examples import smallest_graph
-from nncards.validation import NODE_MEMO
+from nncards.docs.smallest import smallest_graph
+from nncards.build.validation import NODE_MEMO
 
 
 def chain(first_units: int, names: dict | None = None) -> dict:

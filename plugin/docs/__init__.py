@@ -4,7 +4,7 @@
 
 - `docs/cards/<card id>.md` and `docs/cards/index.md` (the category tree from each card's path),
 - `docs/types/<type id>.md` and `docs/types/index.md`,
-- `assets/cards/<card id>.svg` (see `nncards.card_image` for the look).
+- `assets/cards/<card id>.svg` (see `nncards.docs.card_image` for the look).
 
 These folders hold only generated files: regenerating removes the pages of cards that are
 gone. `nncards docs --check` writes nothing and fails when a file is missing, stale or
@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from nncards.card import Card
-from nncards.card_image import render
+from nncards.docs.card_image import render
 from nncards.docs.schema_text import object_keys
-from nncards.types import TYPES
+from nncards.contract.types import TYPES
 
 GENERATED_DIRS = {"docs/cards": ".md", "docs/types": ".md", "assets/cards": ".svg"}
 

@@ -1,4 +1,4 @@
-"""The example of a card page: the card's smallest valid graph (`nncards.examples`) run on a
+"""The example of a card page: the card's smallest valid graph (`nncards.docs.smallest`) run on a
 small batch, and the plain Keras code that builds the same model."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import graphlib
 import itertools
 
 from nncards.card import Card, InstanceCard, LayerCard
-from nncards.examples import smallest_graph
-from nncards.shorthands import BY_TYPE
+from nncards.docs.smallest import smallest_graph
+from nncards.contract.shorthands import BY_TYPE
 
 
 def _sample(shape: list, dtype: str, offset: int):

@@ -121,7 +121,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         """Refuse, before training, a fit whose batches cannot be split into ghost batches."""
         if self.virtual_batch_size is None:
             return
-        from nncards.problems import NncardsError, Problem
+        from nncards.contract.errors import NncardsError, Problem
 
         size = self.virtual_batch_size
         batches = {min(batch_size, n_samples), n_samples % batch_size if n_samples > batch_size else 0} - {0}

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
-from nncards.card import Constraint, Initializer, LayerCard, Params, Regularizer, param
+from nncards.card.base import Constraint, Initializer, LayerCard, Params, Regularizer, param
 
 Argument = tuple[Any, Any]  # (annotation, FieldInfo), as a field of a Pydantic model
 

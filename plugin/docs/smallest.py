@@ -12,7 +12,7 @@ from typing import Any
 
 from nncards.card import Card
 from nncards.registry import registry
-from nncards.types import INSTANCE_TYPES
+from nncards.contract.types import INSTANCE_TYPES
 
 CONSUMER = "layer_Dense"  # takes every instance type on its kernel ports
 
@@ -68,7 +68,7 @@ def zeros(shape: list[int], dtype: str) -> Any:
     return value
 
 
-def example_run(card: type[Card], params: dict | None = None, batch: int = 2) -> dict:
+def smallest_run(card: type[Card], params: dict | None = None, batch: int = 2) -> dict:
     """A RUN of the card's smallest graph with one `predict` step on a batch of zeros."""
     graph = smallest_graph(card, params)
     inputs = {n["id"]: zeros([batch, *(d or 3 for d in n["params"]["shape"])], n["params"].get("dtype", "float32"))

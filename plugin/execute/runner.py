@@ -12,12 +12,12 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from nncards import arrays
-from nncards.graph import Graph
-from nncards.limits import DEFAULT_LIMITS, Limits
-from nncards.problems import NncardsError, Problem, json_safe, summarize
-from nncards.runs import CallStep, EvaluateStep, FitStep, PredictStep, Run
-from nncards.validation import check, trace
+from nncards.contract import arrays
+from nncards.contract.graph import Graph
+from nncards.contract.limits import DEFAULT_LIMITS, Limits
+from nncards.contract.errors import NncardsError, Problem, json_safe, summarize
+from nncards.contract.run import CallStep, EvaluateStep, FitStep, PredictStep, Run
+from nncards.build.validation import check, trace
 
 
 class Observer(Protocol):
@@ -283,7 +283,7 @@ def run(request: dict | Run, observer: Observer | None = None, limits: Limits = 
             raise NncardsError("too_large", f"the request holds {elements} array elements, more than the limit "
                                f"of {limits.max_array_elements}")
         if request.distribution is not None:
-            from nncards.distributed import run_distributed
+            from nncards.execute.distributed import run_distributed
 
             return run_distributed(request, observer, limits, result["run_id"], as_base64)
         session = Session(request, limits, observer, as_base64)

@@ -12,7 +12,7 @@ the visual rules are fixed here, in one place:
   inputs, left-aligned, in the card's port order; `PADDING` (8 px) above and below the rows.
 - **Sockets**: a port that can take or give an edge has a socket centred on the card edge
   (inputs on the left, outputs on the right): a circle of radius 5 filled with the type colour
-  (`nncards.types.TYPES[...].color`) and outlined `#2b2d42`; a variadic port
+  (`nncards.contract.types.TYPES[...].color`) and outlined `#2b2d42`; a variadic port
   (`multiplicity: "n"`) has a 8 × 14 rounded bar instead of a circle, since it takes several
   edges. A literal-only input has no socket: a 3 px bar in its type colour marks its type
   inside the left edge.
@@ -33,7 +33,7 @@ import json
 import math
 from xml.sax.saxutils import escape, quoteattr
 
-from nncards.types import TYPES
+from nncards.contract.types import TYPES
 
 MIN_WIDTH = 200
 CHAR_WIDTH = 6.6

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nncards.arrays import Base64Array
-from nncards.graph import Graph
-from nncards.problems import ErrorBody
+from nncards.contract.arrays import Base64Array
+from nncards.contract.graph import Graph
+from nncards.contract.errors import ErrorBody
 
 ArrayIn = Union[list[Any], Base64Array]
 

@@ -3,8 +3,8 @@
 from pydantic import ConfigDict
 
 from nncards.card import Card, Params, Port, param, tensor_input
-from nncards.keras_objects import keras_attribute
-from nncards.problems import Problem
+from nncards.card.keras_objects import keras_attribute
+from nncards.contract.errors import Problem
 
 
 class NormalizeBatchInTrainingParams(Params):

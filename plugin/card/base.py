@@ -22,10 +22,10 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from nncards.keras_objects import keras_attribute
-from nncards.problems import Problem
-from nncards.shorthands import BY_TYPE, Shorthand
-from nncards.types import INSTANCE_TYPES, TYPES
+from nncards.card.keras_objects import keras_attribute
+from nncards.contract.errors import Problem
+from nncards.contract.shorthands import BY_TYPE, Shorthand
+from nncards.contract.types import INSTANCE_TYPES, TYPES
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import tempfile
 import threading
 from typing import Any
 
-from nncards.limits import Limits
-from nncards.runs import Run
+from nncards.contract.limits import Limits
+from nncards.contract.run import Run
 
 POLL_SECONDS = 0.1
 CANCEL = "cancel"
@@ -78,7 +78,7 @@ def worker_main() -> None:
     cancel = threading.Event()
     threading.Thread(target=_watch_for_cancel, args=(cancel,), daemon=True).start()
     strategy = strategy_for(job["request"].pop("distribution"))
-    from nncards.executor import run
+    from nncards.execute.runner import run
 
     relay = _Relay(channel, cancel)
     with strategy.scope():
@@ -92,7 +92,7 @@ def run_distributed(request: Run, observer, limits: Limits, run_id: str, as_base
     job = {"request": request.model_dump(mode="json", by_alias=True), "limits": dataclasses.asdict(limits),
            "run_id": run_id, "as_base64": as_base64}
     with tempfile.TemporaryFile("w+") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "nncards.distributed"], stdin=subprocess.PIPE,
+        worker = subprocess.Popen([sys.executable, "-m", "nncards.execute.distributed"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=log, text=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout] + [lines.put(None)],

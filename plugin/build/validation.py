@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nncards.card import Card, Params, layer_name
-from nncards.graph import Graph
-from nncards.limits import DEFAULT_LIMITS, Limits
-from nncards.problems import NncardsError, Problem
+from nncards.contract.graph import Graph
+from nncards.contract.limits import DEFAULT_LIMITS, Limits
+from nncards.contract.errors import NncardsError, Problem
 from nncards.registry import registry
-from nncards.shorthands import BY_TYPE
+from nncards.contract.shorthands import BY_TYPE
 
 NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

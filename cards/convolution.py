@@ -1,20 +1,21 @@
-"""Convolution layers: Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D and SeparableConv2D cards."""
+"""Convolution layers of every rank: plain, transposed, depthwise and separable convolutions.
 
-from nncards.card import param
+Each family's arguments are declared once as a function of the number of spatial axes, and
+`ranked` makes its 1-D, 2-D and 3-D cards (Keras has depthwise and separable ones in 1-D and 2-D).
+"""
 
-from nncards.card import (ACTIVITY, DATA_FORMAT, LAYER, USE_BIAS, KerasLayerCard, activation,
-                                  arguments, padding, sizes, weights)
+from nncards.card import (ACTIVITY, DATA_FORMAT, LAYER, USE_BIAS, KerasLayerCard, activation, arguments,
+                          padding, param, sizes, weights)
+from nncards.cards.spatial import RANKS, ranked
 
 
 class ConvolutionCard(KerasLayerCard):
     path = ("Layers", "Convolution")
-    example_input_shape = (8, 8, 3)
-    weight_ranks = {"kernel_initializer": 4, "bias_initializer": 1}  # 2-D kernels: (rows, cols, in, out)
 
 
 def window(dims: int, *paddings: str) -> dict:
     """Where a convolution window goes: its size, its steps, padding and the channel layout."""
-    one = 1 if dims == 1 else [1] * dims
+    one = RANKS[dims].each(1)
     return {
         **sizes("kernel_size", dims, ..., "Kernel size", "Extent of the window along each spatial axis."),
         **sizes("strides", dims, one, "Strides", "Step between two window positions; above 1 shrinks the output."),
@@ -42,75 +43,79 @@ KERNEL_AND_BIAS = {
 DEPTHWISE = weights("depthwise", "glorot_uniform", "the per-channel (depthwise) kernel")
 
 
-class Conv1D(ConvolutionCard):
-    title = "1D convolution layer"
-    help = (
-        "Slides `filters` learned windows along a sequence (`batch, steps, channels`) and outputs "
-        "one channel per filter at each position: local patterns in time series or text."
-    )
-    Params = arguments(
-        "Conv1DParams", [{"filters": 2, "kernel_size": 3}, {"filters": 4, "kernel_size": 2, "padding": "causal", "dilation_rate": 2}],
-        **FILTERS, **window(1, "causal"), **GROUPS, **KERNEL_AND_BIAS,
-    )
-    weight_ranks = {"kernel_initializer": 3, "bias_initializer": 1}
-    example_input_shape = (8, 3)
+def output_padding(dims: int) -> dict:
+    return sizes("output_padding", dims, None, "Output padding",
+                 "Extra steps added on one side of the output along each axis, to pick among the output "
+                 "sizes a stride allows; each must be smaller than its stride. Empty: inferred.",
+                 minimum=0, optional=True)
 
 
-class Conv2D(ConvolutionCard):
-    title = "2D convolution layer"
-    help = (
-        "Slides `filters` learned windows over an image (`batch, rows, columns, channels`) and "
-        "outputs one feature map per filter: the basic building block of image networks."
-    )
-    Params = arguments(
-        "Conv2DParams", [{"filters": 2, "kernel_size": [3, 3]}, {"filters": 4, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}],
-        **FILTERS, **window(2), **GROUPS, **KERNEL_AND_BIAS,
+def convolution(dims: int) -> type:
+    rank = RANKS[dims]
+    k = rank.each
+    return ranked(
+        ConvolutionCard, f"Conv{dims}D", dims, f"{dims}D convolution layer",
+        f"Slides `filters` learned windows over {rank.data} and outputs one channel per filter at "
+        f"each position: it finds {rank.patterns}.",
+        arguments(f"Conv{dims}DParams", [
+            {"filters": 2, "kernel_size": k(3)},
+            {"filters": 4, "kernel_size": k(2), "padding": "causal" if dims == 1 else "same",
+             "dilation_rate": k(2), "activation": "relu"},
+        ], **FILTERS, **window(dims, *(("causal",) if dims == 1 else ())), **GROUPS, **KERNEL_AND_BIAS),
+        weight_ranks={"kernel_initializer": dims + 2, "bias_initializer": 1},
     )
 
 
-class Conv2DTranspose(ConvolutionCard):
-    title = "2D transposed convolution layer"
-    help = (
-        "The reverse of a strided convolution's geometry: spreads each input pixel over a learned "
-        "window, so strides above 1 enlarge the image. Used in decoders and segmentation networks."
-    )
-    Params = arguments(
-        "Conv2DTransposeParams", [{"filters": 2, "kernel_size": [3, 3]}, {"filters": 2, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}],
-        **FILTERS, **window(2),
-        **sizes("output_padding", 2, None, "Output padding",
-                "Extra rows and columns added on one side of the output, to pick among the output "
-                "sizes a stride allows; each must be smaller than its stride. Empty: inferred.",
-                minimum=0, optional=True),
-        **KERNEL_AND_BIAS,
+def transposed(dims: int) -> type:
+    rank = RANKS[dims]
+    k = rank.each
+    return ranked(
+        ConvolutionCard, f"Conv{dims}DTranspose", dims, f"{dims}D transposed convolution layer",
+        f"The reverse of a strided convolution's geometry on {rank.data}: spreads each input position "
+        "over a learned window, so strides above 1 enlarge the output. Used in decoders, generators "
+        "and segmentation networks.",
+        arguments(f"Conv{dims}DTransposeParams", [
+            {"filters": 2, "kernel_size": k(3)},
+            {"filters": 2, "kernel_size": k(3), "strides": k(2), "padding": "same"},
+        ], **FILTERS, **window(dims), **output_padding(dims), **KERNEL_AND_BIAS),
+        weight_ranks={"kernel_initializer": dims + 2, "bias_initializer": 1},
     )
 
 
-class DepthwiseConv2D(ConvolutionCard):
-    title = "Depthwise 2D convolution layer"
-    help = (
-        "Convolves each input channel with its own windows, without mixing channels: "
-        "`depth_multiplier` output channels per input channel. Far cheaper than a full convolution."
+def depthwise(dims: int) -> type:
+    rank = RANKS[dims]
+    k = rank.each
+    return ranked(
+        ConvolutionCard, f"DepthwiseConv{dims}D", dims, f"Depthwise {dims}D convolution layer",
+        f"Convolves each channel of {rank.data} with its own windows, without mixing channels: "
+        "`depth_multiplier` output channels per input channel. Far cheaper than a full convolution.",
+        arguments(f"DepthwiseConv{dims}DParams", [
+            {"kernel_size": k(3)}, {"kernel_size": k(3), "depth_multiplier": 2, "padding": "same"},
+        ], **window(dims), **DEPTH_MULTIPLIER, **activation(), **USE_BIAS, **DEPTHWISE, **BIAS, **ACTIVITY, **LAYER),
+        weight_ranks={"depthwise_initializer": dims + 2, "bias_initializer": 1},
     )
-    Params = arguments(
-        "DepthwiseConv2DParams", [{"kernel_size": [3, 3]}, {"kernel_size": [3, 3], "depth_multiplier": 2, "padding": "same"}],
-        **window(2), **DEPTH_MULTIPLIER, **activation(), **USE_BIAS, **DEPTHWISE, **BIAS, **ACTIVITY, **LAYER,
-    )
-    weight_ranks = {"depthwise_initializer": 4, "bias_initializer": 1}
 
 
-class SeparableConv2D(ConvolutionCard):
-    title = "Separable 2D convolution layer"
-    help = (
-        "A depthwise convolution (each channel on its own) followed by a 1×1 pointwise convolution "
-        "that mixes the channels into `filters` outputs: most of a full convolution's power for a "
-        "fraction of its weights."
+def separable(dims: int) -> type:
+    rank = RANKS[dims]
+    k = rank.each
+    return ranked(
+        ConvolutionCard, f"SeparableConv{dims}D", dims, f"Separable {dims}D convolution layer",
+        f"A depthwise convolution of {rank.data} (each channel on its own) followed by a pointwise "
+        "convolution with a window of one that mixes the channels into `filters` outputs: most of a "
+        "full convolution's power for a fraction of its weights.",
+        arguments(f"SeparableConv{dims}DParams", [
+            {"filters": 2, "kernel_size": k(3)}, {"filters": 4, "kernel_size": k(3), "depth_multiplier": 2},
+        ], **FILTERS, **window(dims), **DEPTH_MULTIPLIER, **activation(), **USE_BIAS, **DEPTHWISE,
+            **weights("pointwise", "glorot_uniform", "the pointwise kernel (window of one)"), **BIAS, **ACTIVITY,
+            **LAYER),
+        weight_ranks={"depthwise_initializer": dims + 2, "pointwise_initializer": dims + 2, "bias_initializer": 1},
     )
-    Params = arguments(
-        "SeparableConv2DParams", [{"filters": 2, "kernel_size": [3, 3]}, {"filters": 4, "kernel_size": [3, 3], "depth_multiplier": 2}],
-        **FILTERS, **window(2), **DEPTH_MULTIPLIER, **activation(), **USE_BIAS, **DEPTHWISE,
-        **weights("pointwise", "glorot_uniform", "the 1×1 (pointwise) kernel"), **BIAS, **ACTIVITY, **LAYER,
-    )
-    weight_ranks = {"depthwise_initializer": 4, "pointwise_initializer": 4, "bias_initializer": 1}
 
 
-CARDS = [Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D]
+CARDS = [
+    *(convolution(dims) for dims in (1, 2, 3)),
+    *(transposed(dims) for dims in (1, 2, 3)),
+    *(depthwise(dims) for dims in (1, 2)),
+    *(separable(dims) for dims in (1, 2)),
+]

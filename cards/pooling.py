@@ -1,8 +1,8 @@
-"""Pooling layers: windowed max/average pooling and their global forms."""
-
-from nncards.card import param
+"""Pooling layers of every rank: windowed max/average pooling, adaptive pooling to a fixed output
+size, and global pooling over all positions."""
 
 from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, flag, padding, sizes
+from nncards.cards.spatial import RANKS, ranked
 
 
 class PoolingCard(KerasLayerCard):
@@ -24,61 +24,58 @@ GLOBAL = {
            "Keep the pooled axes with size 1, so the output has the input's rank."),
     **LAYER,
 }
-MAX_HELP = "Keeps the largest value of each window, per channel: "
-AVERAGE_HELP = "Averages each window, per channel: "
+# What each kind of pooling does to a window, and what that is good for.
+KINDS = {
+    "Max": ("Max", "Keeps the largest value of each window, per channel", "keeps its strongest local responses"),
+    "Average": ("Average", "Averages each window, per channel", "smooths it"),
+}
 
 
-class MaxPooling1D(PoolingCard):
-    title = "Max pooling 1D layer"
-    help = MAX_HELP + "shortens a sequence and keeps its strongest local responses."
-    Params = arguments("MaxPooling1DParams", [{}, {"pool_size": 3, "strides": 1, "padding": "same"}], **pool_window(1, 2))
-    example_input_shape = (8, 3)
-
-
-class MaxPooling2D(PoolingCard):
-    title = "Max pooling 2D layer"
-    help = MAX_HELP + "shrinks an image and keeps its strongest local responses."
-    Params = arguments("MaxPooling2DParams", [{}, {"pool_size": [3, 3], "strides": [1, 1], "padding": "same"}], **pool_window(2, [2, 2]))
-    example_input_shape = (8, 8, 3)
-
-
-class AveragePooling1D(PoolingCard):
-    title = "Average pooling 1D layer"
-    help = AVERAGE_HELP + "shortens and smooths a sequence."
-    Params = arguments("AveragePooling1DParams", [{"pool_size": 2}, {"pool_size": 3, "strides": 1, "padding": "same"}], **pool_window(1, ...))
-    example_input_shape = (8, 3)
-
-
-class AveragePooling2D(PoolingCard):
-    title = "Average pooling 2D layer"
-    help = AVERAGE_HELP + "shrinks and smooths an image."
-    Params = arguments("AveragePooling2DParams", [{"pool_size": [2, 2]}, {"pool_size": [3, 3], "strides": [1, 1], "padding": "same"}], **pool_window(2, ...))
-    example_input_shape = (8, 8, 3)
-
-
-class GlobalAveragePooling1D(PoolingCard):
-    title = "Global average pooling 1D layer"
-    help = (
-        "Averages a sequence over all its steps, one value per channel. Masked steps (from a "
-        "Masking layer or an Embedding with `mask_zero`) are left out of the average."
+def windowed(kind: str, dims: int) -> type:
+    name, does, effect = KINDS[kind]
+    k = RANKS[dims].each
+    # Keras gives max pooling a default window of 2 but makes average pooling's required.
+    default = k(2) if kind == "Max" else ...
+    return ranked(
+        PoolingCard, f"{kind}Pooling{dims}D", dims, f"{name} pooling {dims}D layer",
+        f"{does}: shrinks {RANKS[dims].data} and {effect}.",
+        arguments(f"{kind}Pooling{dims}DParams", [{"pool_size": k(2)}, {"pool_size": k(3), "strides": k(1), "padding": "same"}],
+                  **pool_window(dims, default)),
     )
-    Params = arguments("GlobalAveragePooling1DParams", [{}, {"keepdims": True}], **GLOBAL)
-    example_input_shape = (5, 3)
 
 
-class GlobalAveragePooling2D(PoolingCard):
-    title = "Global average pooling 2D layer"
-    help = "Averages each feature map over all its pixels, one value per channel: the usual bridge from convolutions to a classifier."
-    Params = arguments("GlobalAveragePooling2DParams", [{}, {"keepdims": True}], **GLOBAL)
-    example_input_shape = (4, 4, 3)
+def adaptive(kind: str, dims: int) -> type:
+    name, does, _ = KINDS[kind]
+    k = RANKS[dims].each
+    return ranked(
+        PoolingCard, f"Adaptive{kind}Pooling{dims}D", dims, f"Adaptive {name.lower()} pooling {dims}D layer",
+        f"{does}, with windows sized so that the output of {RANKS[dims].data} has exactly "
+        "`output_size` positions along each spatial axis, whatever the input's size: a fixed-size "
+        "summary for a classifier after inputs of varying size.",
+        arguments(f"Adaptive{kind}Pooling{dims}DParams", [{"output_size": k(2)}, {"output_size": k(3)}],
+                  **sizes("output_size", dims, ..., "Output size", "Number of output positions along each spatial axis."),
+                  **DATA_FORMAT, **LAYER),
+    )
 
 
-class GlobalMaxPooling2D(PoolingCard):
-    title = "Global max pooling 2D layer"
-    help = "Keeps the largest value of each feature map, one value per channel: whether a pattern occurs anywhere in the image."
-    Params = arguments("GlobalMaxPooling2DParams", [{}, {"keepdims": True}], **GLOBAL)
-    example_input_shape = (4, 4, 3)
+GLOBAL_DOES = {
+    "Max": "Keeps the largest value of each channel over all positions of {data}: whether a pattern occurs anywhere.",
+    "Average": "Averages each channel over all positions of {data}: the usual bridge from convolutions to a classifier.",
+}
 
 
-CARDS = [MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
-         GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling2D]
+def global_pooling(kind: str, dims: int) -> type:
+    masked = " Masked steps (from a Masking layer or an Embedding with `mask_zero`) are left out." \
+        if (kind, dims) == ("Average", 1) else ""
+    return ranked(
+        PoolingCard, f"Global{kind}Pooling{dims}D", dims, f"Global {KINDS[kind][0].lower()} pooling {dims}D layer",
+        GLOBAL_DOES[kind].format(data=RANKS[dims].data) + " One value per channel remains." + masked,
+        arguments(f"Global{kind}Pooling{dims}DParams", [{}, {"keepdims": True}], **GLOBAL),
+    )
+
+
+CARDS = [
+    *(windowed(kind, dims) for kind in KINDS for dims in (1, 2, 3)),
+    *(adaptive(kind, dims) for kind in KINDS for dims in (1, 2, 3)),
+    *(global_pooling(kind, dims) for kind in KINDS for dims in (1, 2, 3)),
+]

@@ -1,12 +1,12 @@
-"""Reshaping layers: Flatten, Reshape, Permute, ZeroPadding2D and UpSampling2D cards."""
+"""Reshaping layers: Flatten, Reshape, Permute, RepeatVector, and zero padding, cropping and
+up-sampling of every rank."""
 
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from nncards.card import param
-
-from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, sizes
+from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, param, sizes
+from nncards.cards.spatial import RANKS, keras_margins, margins, ranked
 
 
 class ReshapingCard(KerasLayerCard):
@@ -19,12 +19,6 @@ def _one_unknown(cls, target_shape):
     if target_shape.count(-1) > 1:
         raise ValueError("at most one dimension may be -1")
     return target_shape
-
-
-def _two_or_four(cls, padding):
-    if len(padding) not in (2, 4):
-        raise ValueError(f"padding takes 2 or 4 numbers, got {len(padding)}")
-    return padding
 
 
 def _permutation(cls, dims):
@@ -69,41 +63,81 @@ class Permute(ReshapingCard):
     example_input_shape = (3, 4)
 
 
-class ZeroPadding2D(ReshapingCard):
-    title = "Zero padding 2D layer"
-    help = "Adds rows and columns of zeros around each image."
-    Params = arguments(
-        "ZeroPadding2DParams", [{}, {"padding": [1, 0, 2, 2]}],
-        {"_two_or_four": field_validator("padding")(_two_or_four)},
-        padding=(list[Annotated[int, Field(ge=0)]], param(
-            [1, 1], text="Padding", min_length=2, max_length=4,
-            help="`[rows, columns]` added on both sides, or `[top, bottom, left, right]`.")),
-        **DATA_FORMAT, **LAYER,
+class RepeatVector(ReshapingCard):
+    title = "Repeat vector layer"
+    help = (
+        "Repeats each sample's feature vector `n` times along a new time axis: `(batch, features)` "
+        "becomes `(batch, n, features)`. Feeds one summary vector to every step of a recurrent "
+        "decoder."
     )
-    example_input_shape = (4, 4, 3)
+    Params = arguments(
+        "RepeatVectorParams", [{"n": 3}],
+        n=(int, param(..., text="Repetitions", help="How many steps the new time axis has.", ge=1)),
+        **LAYER,
+    )
+
+
+class MarginCard(ReshapingCard):
+    """A layer that adds or removes an amount on each side of each spatial axis."""
+
+    margin: str  # the name of the Keras argument holding the amounts
 
     @classmethod
     def layer_arguments(cls, node, params, sockets):
         arguments = super().layer_arguments(node, params, sockets)
-        padding = arguments["padding"]
-        if len(padding) == 4:
-            arguments["padding"] = (tuple(padding[:2]), tuple(padding[2:]))
+        arguments[cls.margin] = keras_margins(arguments[cls.margin], cls.dims)
         return arguments
 
 
-class UpSampling2D(ReshapingCard):
-    title = "Up-sampling 2D layer"
-    help = "Enlarges each image by whole factors, repeating or interpolating pixels."
-    Params = arguments(
-        "UpSampling2DParams", [{}, {"size": [2, 3], "interpolation": "bilinear"}],
-        **sizes("size", 2, [2, 2], "Size", "Factor by which rows and columns are multiplied."),
-        **DATA_FORMAT,
-        interpolation=(Literal["nearest", "bilinear", "bicubic", "lanczos3", "lanczos5", "area"], param(
-            "nearest", text="Interpolation",
-            help="How new pixels get their values: `nearest` repeats pixels; the others blend neighbours.")),
-        **LAYER,
+def zero_padding(dims: int) -> type:
+    fields, validators = margins("padding", dims, [1] * dims, "Padding", "Zeros added")
+    return ranked(
+        MarginCard, f"ZeroPadding{dims}D", dims, f"Zero padding {dims}D layer",
+        f"Adds zeros around {RANKS[dims].data}, along each spatial axis, e.g. to keep a "
+        "convolution's output the size of its input or to line two branches up.",
+        arguments(f"ZeroPadding{dims}DParams", [{}, {"padding": list(range(2 * dims))}], validators,
+                  **fields, **DATA_FORMAT, **LAYER),
+        margin="padding",
     )
-    example_input_shape = (4, 4, 3)
 
 
-CARDS = [Flatten, Reshape, Permute, ZeroPadding2D, UpSampling2D]
+def cropping(dims: int) -> type:
+    # Keras' defaults: one step off each end of a sequence, nothing off an image, one off each side of a volume.
+    fields, validators = margins("cropping", dims, [0, 0] if dims == 2 else [1] * dims, "Cropping", "Positions removed")
+    data_format = DATA_FORMAT if dims > 1 else {}  # Keras' Cropping1D always crops the steps axis
+    return ranked(
+        MarginCard, f"Cropping{dims}D", dims, f"Cropping {dims}D layer",
+        f"Cuts positions off the borders of {RANKS[dims].data}, along each spatial axis; the channels "
+        "are kept. Lines up the two sides of a skip connection whose sizes differ.",
+        arguments(f"Cropping{dims}DParams", [{"cropping": [1] * dims}, {"cropping": [0, 1] * dims}], validators,
+                  **fields, **data_format, **LAYER),
+        margin="cropping",
+    )
+
+
+INTERPOLATIONS = Literal["nearest", "bilinear", "bicubic", "lanczos3", "lanczos5", "area"]
+
+
+def up_sampling(dims: int) -> type:
+    extra = {} if dims != 2 else {"interpolation": (INTERPOLATIONS, param(
+        "nearest", text="Interpolation",
+        help="How new pixels get their values: `nearest` repeats pixels; the others blend neighbours."))}
+    data_format = DATA_FORMAT if dims > 1 else {}  # Keras' UpSampling1D always repeats the steps axis
+    k = RANKS[dims].each
+    return ranked(
+        ReshapingCard, f"UpSampling{dims}D", dims, f"Up-sampling {dims}D layer",
+        f"Enlarges {RANKS[dims].data} by whole factors along each spatial axis"
+        + (", repeating or interpolating pixels." if dims == 2 else ", repeating each position."),
+        arguments(f"UpSampling{dims}DParams", [{}, {"size": k(3) if dims == 1 else [2, 3, 1][:dims]}, *(
+            [{"size": [2, 2], "interpolation": "bilinear"}] if dims == 2 else [])],
+                  **sizes("size", dims, k(2), "Size", "Factor by which each spatial axis is enlarged."),
+                  **data_format, **extra, **LAYER),
+    )
+
+
+CARDS = [
+    Flatten, Reshape, Permute, RepeatVector,
+    *(zero_padding(dims) for dims in (1, 2, 3)),
+    *(cropping(dims) for dims in (1, 2, 3)),
+    *(up_sampling(dims) for dims in (1, 2, 3)),
+]

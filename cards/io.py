@@ -4,7 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, field_validator
 
-from nncards.card import Card, Params, Port, param, tensor_input
+from nncards.card import Card, ModelRole, Params, Port, param, tensor_input
 from nncards.card.keras_objects import keras_attribute
 
 
@@ -44,7 +44,7 @@ class InputCard(Card):
     keras = "keras.Input"
     Params = InputParams
     outputs = (Port("output", "NeuralNetworkTensor", "Output", "The symbolic tensor of this input, batch dimension first."),)
-    model_role: ClassVar[str] = "input"
+    model_role = ModelRole.INPUT
 
     @classmethod
     def build(cls, node, params, sockets):
@@ -61,7 +61,7 @@ class OutputCard(Card):
         "model, reported and trained against under this node's id."
     )
     sockets = (tensor_input(help="The tensor to expose as a model output.", required=True),)
-    model_role: ClassVar[str] = "output"
+    model_role = ModelRole.OUTPUT
 
     @classmethod
     def build(cls, node, params, sockets):

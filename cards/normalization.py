@@ -221,11 +221,29 @@ class BatchNormalization(LayerCard):
         else:
             options = ("fused", "virtual_batch_size", "adjustment")
             layer = keras_attribute(cls.keras)(**{k: v for k, v in arguments.items() if k not in options})
-            layer.run_report = lambda: {"fused_kernel": False}
         outputs = {"layer": layer}
         if "input" in sockets:
             outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
         return outputs
+
+    @classmethod
+    def report(cls, params, layer):
+        return {"fused_kernel": isinstance(layer, keras_attribute(NNCARDS_LAYER)) and layer.fused_kernel}
+
+    @classmethod
+    def check_fit(cls, node, params, layer, samples, batch_size):
+        """A fit whose batches cannot be split into ghost batches is refused before training."""
+        size = params.virtual_batch_size
+        if size is None:
+            return []
+        batches = {min(batch_size, samples), samples % batch_size if samples > batch_size else 0} - {0}
+        bad = sorted(b for b in batches if b % size)
+        if not bad:
+            return []
+        return [Problem(code="param_invalid", node=node, port="virtual_batch_size", received=size,
+                        expected=f"a divisor of the batch sizes {sorted(batches)}",
+                        message=f"virtual_batch_size {size} must divide every training batch, but fitting "
+                        f"{samples} samples in batches of {batch_size} gives a batch of {bad[0]}")]
 
     @classmethod
     def uses_nncards_layer(cls, params, shape, masked: bool) -> bool:

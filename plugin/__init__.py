@@ -11,7 +11,7 @@ def catalog() -> dict:
     """The card catalogue, as `GET /api/v1/cards` answers it."""
     from nncards.registry import registry
 
-    return registry().catalog()
+    return registry().catalogue().model_dump(mode="json")
 
 
 def validate(graph: dict) -> dict:
@@ -23,13 +23,13 @@ def validate(graph: dict) -> dict:
 
 def run(request: dict) -> dict:
     """A finished RUN RESULT; a bad graph or a failing step gives status "failed", never raises."""
-    from nncards.execute.runner import run as _run
+    from nncards.execute.entry import execute
 
-    return _run(request)
+    return execute(request).as_json()
 
 
 def build_model(graph: dict):
     """The `keras.Model` a graph describes; raises `NncardsError` when the graph is not valid."""
-    from nncards.execute.runner import build_model as _build_model
+    from nncards.build.model import build_model as _build_model
 
     return _build_model(graph)

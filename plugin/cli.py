@@ -40,7 +40,7 @@ def _zeros(shape: list[int], zero):
 
 
 def cmd_run(args) -> int:
-    from nncards.execute.runner import run
+    from nncards import run
 
     result = run(as_run(_load(args.file)))
     _print(result)

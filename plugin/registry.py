@@ -6,12 +6,13 @@ import functools
 from importlib.metadata import entry_points
 
 from nncards.card import Card
+from nncards.contract.catalog import Catalogue, LoadError
 
 ENTRY_POINT_GROUP = "nncards.cards"
 
 
 class Registry:
-    def __init__(self, cards: list[type[Card]], load_errors: list[dict]):
+    def __init__(self, cards: list[type[Card]], load_errors: list[LoadError]):
         self.cards: dict[str, type[Card]] = {}
         self.load_errors = list(load_errors)
         for card in cards:
@@ -20,12 +21,9 @@ class Registry:
     def get(self, card_id: str) -> type[Card] | None:
         return self.cards.get(card_id)
 
-    def catalog(self) -> dict:
-        return {
-            "api_version": "1",
-            "cards": [card.as_json() for card in self.cards.values()],
-            "load_errors": self.load_errors,
-        }
+    def catalogue(self) -> Catalogue:
+        return Catalogue(api_version="1", cards=[card.info() for card in self.cards.values()],
+                         load_errors=self.load_errors)
 
 
 def _pack_cards(entry_point) -> list[type[Card]]:
@@ -34,7 +32,7 @@ def _pack_cards(entry_point) -> list[type[Card]]:
     if bad:
         raise TypeError(f"expected card classes, got {bad!r}")
     for card in cards:
-        card.as_json()  # a declaration that cannot describe itself is a load error
+        card.info()  # a declaration that cannot describe itself is a load error
     return list(cards)
 
 
@@ -49,12 +47,12 @@ def registry() -> Registry:
         try:
             pack = _pack_cards(entry_point)
         except Exception as exc:  # a broken pack is reported, never fatal
-            errors.append({"pack": entry_point.name, "message": f"{type(exc).__name__}: {exc}"})
+            errors.append(LoadError(pack=entry_point.name, message=f"{type(exc).__name__}: {exc}"))
             continue
         clashes = sorted(c.id for c in pack if c.id in known)
         if clashes:
-            errors.append({"pack": entry_point.name,
-                           "message": f"card ids already taken, pack cards skipped: {', '.join(clashes)}"})
+            errors.append(LoadError(pack=entry_point.name,
+                                    message=f"card ids already taken, pack cards skipped: {', '.join(clashes)}"))
         cards.extend(c for c in pack if c.id not in known)
         known.update(c.id for c in pack)
     return Registry(cards, errors)

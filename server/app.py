@@ -17,11 +17,11 @@ from starlette.types import Scope
 import nncards
 from nncards.server import catalog, errors, graphs, runs
 from nncards.server.body_limit import BodyLimit
-from nncards.server.models import Health
+from nncards.contract.catalog import Health
 from nncards.server.service import RunService
 from nncards.server.settings import Settings
 from nncards.server.store import RunStore
-from nncards.server.validator import Validator
+from nncards.server.validator import ValidationService
 
 API = "/api/v1"
 WARM_UP_DELAY_SECONDS = 1.0
@@ -53,7 +53,7 @@ def assets_dir() -> Path | None:
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     store = RunStore(settings.data_dir)
-    app.state.validator = Validator(settings.limits, settings.validation_cache_size, settings.validation_workers)
+    app.state.validator = ValidationService(settings.limits, settings.validation_cache_size, settings.validation_workers)
     app.state.runs = RunService(store, settings)
     app.state.runs.start()
     if settings.warm_up:

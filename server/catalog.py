@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from nncards.registry import registry
 from nncards.server.errors import NOT_FOUND, not_found
-from nncards.server.models import CardInfo, Catalogue, TypeList
+from nncards.contract.catalog import CardInfo, Catalogue, TypeInfo, TypeList
 from nncards.contract.types import TYPES
 
 
@@ -42,10 +42,11 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 class CatalogueDocuments:
     def __init__(self):
-        catalogue = registry().catalog()
+        catalogue = registry().catalogue().model_dump(mode="json")
         self.catalogue = Document.of(catalogue)
         self.cards = {card["id"]: Document.of(card) for card in catalogue["cards"]}
-        self.types = Document.of({"types": [t.as_json() for t in TYPES.values()]})
+        types = TypeList(types=[TypeInfo(**vars(t)) for t in TYPES.values()])
+        self.types = Document.of(types.model_dump(mode="json"))
 
 
 def documents(request: Request) -> CatalogueDocuments:

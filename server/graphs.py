@@ -9,15 +9,15 @@ from fastapi.responses import JSONResponse
 
 from nncards.contract.graph import Graph
 from nncards.server.errors import ERROR_RESPONSES
-from nncards.server.models import ValidationResult
-from nncards.server.validator import Validator
+from nncards.contract.catalog import ValidationResult
+from nncards.server.validator import ValidationService
 
 
-def validator(request: Request) -> Validator:
+def validator(request: Request) -> ValidationService:
     return request.app.state.validator
 
 
-GraphValidator = Annotated[Validator, Depends(validator)]
+GraphValidator = Annotated[ValidationService, Depends(validator)]
 
 router = APIRouter(tags=["graphs"])
 

@@ -10,12 +10,12 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from nncards.contract import arrays
-from nncards.execute.runner import count_array_elements
+from nncards.execute.entry import count_array_elements
 from nncards.contract.errors import ErrorEnvelope, NncardsError, Problem, summarize
 from nncards.contract.run import Run, RunResult
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
 from nncards.server.graphs import GraphValidator
-from nncards.server.models import RunCreated, RunPage, RunSummary
+from nncards.contract.catalog import RunCreated, RunPage, RunSummary
 from nncards.server.service import RunService
 
 

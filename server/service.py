@@ -13,7 +13,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-from nncards.contract.errors import NncardsError, json_safe
+from nncards.contract.errors import ErrorCode, NncardsError
+from nncards.contract.events import DoneEvent, RunEvent, StatusEvent
+from nncards.contract.run import RunResult, RunStatus
+from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.server.errors import not_found
 from nncards.server.settings import Settings
 from nncards.server.store import Event, RunRow, RunStore
@@ -23,16 +26,6 @@ log = logging.getLogger("nncards.server")
 
 # How long DELETE waits for a running run to reach its next batch before its worker is killed.
 CANCEL_GRACE_SECONDS = 10.0
-
-
-def stopped_result(run_id: str, status: str, code: str, message: str) -> dict:
-    """The RUN RESULT of a run that the server, not the executor, ended."""
-    return {"run_id": run_id, "status": status, "error": {"code": code, "message": message},
-            "steps": [], "layers": {}, "model": None}
-
-
-def pending_result(row: RunRow) -> dict:
-    return {"run_id": row.run_id, "status": row.status, "error": None, "steps": [], "layers": {}, "model": None}
 
 
 class RunService:
@@ -48,7 +41,7 @@ class RunService:
 
     def start(self) -> None:
         for run_id in self.store.unfinished():
-            self._finish(run_id, stopped_result(run_id, "failed", "run_interrupted",
+            self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_INTERRUPTED,
                                                 "The server stopped while the run was queued or running."))
         self.pool.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nncards-dispatcher")
@@ -66,7 +59,7 @@ class RunService:
         run_id = uuid.uuid4().hex
         await asyncio.to_thread(self.store.create, run_id, request)
         self._pending[run_id] = request
-        self._emit(run_id, "status", {"status": "queued"})
+        self._emit(run_id, StatusEvent(status=RunStatus.QUEUED))
         self._queue.put_nowait(run_id)
         return run_id
 
@@ -86,29 +79,29 @@ class RunService:
                 pass  # the worker died; its listener reports the crash and fails the run
             except Exception as exc:  # the request could not be sent: fail this run, keep dispatching
                 log.exception("could not hand run %s to %s", run_id, worker.name)
-                self._finish(run_id, stopped_result(run_id, "failed", "run_failed",
+                self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED,
                                                     f"The run could not be started: {type(exc).__name__}."))
                 self.pool.release(worker)
 
-    def _on_message(self, worker: Worker, message: tuple) -> None:
-        kind, run_id, *rest = message
+    def _on_message(self, worker: Worker, message: WorkerMessage) -> None:
+        run_id = message.run_id
         if worker.run_id != run_id:
             return  # a late word from a run the server already ended
-        if kind == "started":
-            self.store.started(run_id)
-            self._emit(run_id, "status", {"status": "running"})
-            self._deadlines[run_id] = asyncio.get_running_loop().call_later(
-                self.limits.max_run_seconds, self._time_out, worker, run_id)
-        elif kind == "event":
-            self._emit(run_id, *rest)
-        else:
-            self._finish(run_id, rest[0])
-            self.pool.release(worker)
+        match message:
+            case RunStarted():
+                self.store.started(run_id)
+                self._emit(run_id, StatusEvent(status=RunStatus.RUNNING))
+                self._deadlines[run_id] = asyncio.get_running_loop().call_later(
+                    self.limits.max_run_seconds, self._time_out, worker, run_id)
+            case RunProgress(event=event):
+                self._emit(run_id, event)
+            case RunFinished(result=result):
+                self._finish(run_id, result)
+                self.pool.release(worker)
 
     def _on_crash(self, worker: Worker) -> None:
         if worker.run_id is not None:
-            self._finish(worker.run_id, stopped_result(
-                worker.run_id, "failed", "run_failed",
+            self._finish(worker.run_id, RunResult.stopped(worker.run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED,
                 f"The worker process stopped unexpectedly (exit code {worker.process.exitcode})."))
 
     def _time_out(self, worker: Worker, run_id: str) -> None:
@@ -116,24 +109,23 @@ class RunService:
             return
         self._kill(worker)
         seconds = f"{self.limits.max_run_seconds:g}"
-        self._finish(run_id, stopped_result(run_id, "failed", "run_timeout",
+        self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_TIMEOUT,
                                             f"The run passed the time limit of {seconds} s and was stopped."))
 
     def _kill(self, worker: Worker) -> None:
         worker.run_id = None
         self.pool.replace(worker)
 
-    def _finish(self, run_id: str, result: dict) -> None:
+    def _finish(self, run_id: str, result: RunResult) -> None:
         deadline = self._deadlines.pop(run_id, None)
         if deadline:
             deadline.cancel()
-        result = json_safe(result)
-        self.store.finish(run_id, result)
-        self._emit(run_id, "status", {"status": result["status"]})
-        self._emit(run_id, "done", {"status": result["status"]})
+        self.store.finish(run_id, result.as_json())
+        self._emit(run_id, StatusEvent(status=result.status))
+        self._emit(run_id, DoneEvent(status=result.status))
 
-    def _emit(self, run_id: str, event: str, data: dict) -> None:
-        self.store.add_event(run_id, event, data)
+    def _emit(self, run_id: str, event: RunEvent) -> None:
+        self.store.add_event(run_id, event.type, event.data())
         news = self._news.pop(run_id, None)
         if news:
             news.set()
@@ -148,7 +140,7 @@ class RunService:
 
     def result(self, run_id: str) -> dict:
         row = self.get(run_id)
-        return row.result if row.finished else pending_result(row)
+        return row.result if row.finished else RunResult.pending(row.run_id, row.status).as_json()
 
     async def _news_of(self, run_id: str, timeout: float) -> None:
         news = self._news.setdefault(run_id, asyncio.Event())
@@ -169,7 +161,7 @@ class RunService:
         if self.get(run_id).finished:
             raise self._already_finished(run_id)
         if self._pending.pop(run_id, None) is not None:
-            self._finish(run_id, stopped_result(run_id, "cancelled", "run_cancelled",
+            self._finish(run_id, RunResult.stopped(run_id, RunStatus.CANCELLED, ErrorCode.RUN_CANCELLED,
                                                 "The run was cancelled before it started."))
         else:
             await self._stop_running(run_id)
@@ -191,7 +183,7 @@ class RunService:
         worker = self.pool.busy_with(run_id)
         if worker:
             self._kill(worker)
-        self._finish(run_id, stopped_result(run_id, "cancelled", "run_cancelled",
+        self._finish(run_id, RunResult.stopped(run_id, RunStatus.CANCELLED, ErrorCode.RUN_CANCELLED,
                                             "The run was cancelled and its worker stopped."))
 
     async def events(self, run_id: str, after: int) -> AsyncIterator[Event]:

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from nncards.contract.graph import Graph
 from nncards.contract.limits import Limits
 from nncards.contract.errors import Problem
-from nncards.build.validation import validate
+from nncards.build.validation import Validator, validate
 
 SPAWN = multiprocessing.get_context("spawn")
 ATTEMPTS = 2  # a validation whose worker died is tried once more, on a fresh worker
@@ -56,13 +56,27 @@ def start_tensorflow(threads: int) -> None:
     warm_up_keras()
 
 
+# The validation worker process's own validator (and so its memo), made as the process starts.
+_IN_WORKER: dict[str, Validator] = {}
+
+
+def start_validation_worker(limits: Limits) -> None:
+    # One TensorFlow thread: a symbolic build computes nothing worth parallelizing.
+    start_tensorflow(1)
+    _IN_WORKER["validator"] = Validator(limits)
+
+
+def validate_in_worker(graph: dict) -> dict:
+    return _IN_WORKER["validator"].validate(graph)
+
+
 def _worker_lost(reason: BrokenProcessPool) -> dict:
     problem = Problem(code="too_large", message=f"validating this graph stopped the validation process "
                       f"{ATTEMPTS} times (it may need more memory than the server has): {reason}")
     return {"valid": False, "errors": [problem.as_json()], "shapes": {}}
 
 
-class Validator:
+class ValidationService:
     def __init__(self, limits: Limits, cache_size: int, workers: int):
         self.limits = limits
         self.cache_size = cache_size
@@ -73,9 +87,8 @@ class Validator:
     def _executor(self) -> ProcessPoolExecutor:
         # Created on first use: a server that only serves the catalogue starts no worker.
         if self._pool is None:
-            # One TensorFlow thread each: a symbolic build computes nothing worth parallelizing.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=SPAWN, initializer=start_tensorflow,
-                                             initargs=(1,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=SPAWN, initializer=start_validation_worker,
+                                             initargs=(self.limits,))
         return self._pool
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -100,7 +113,7 @@ class Validator:
         for _ in range(ATTEMPTS):
             pool = self._executor()
             try:
-                result = await asyncio.wrap_future(pool.submit(validate, content, self.limits))
+                result = await asyncio.wrap_future(pool.submit(validate_in_worker, content))
                 break
             except BrokenProcessPool as exc:
                 self._replace(pool)

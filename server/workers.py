@@ -21,24 +21,23 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
+from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
+from nncards.execute.options import RunOptions
 
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("nncards.server")
 
 
 class PipeObserver:
-    """The executor's Observer inside a worker: forwards progress, reads the cancel flag."""
+    """A run's observer inside a worker: forwards its events, reads the cancel flag."""
 
     def __init__(self, connection, run_id: str, cancel):
         self.connection, self.run_id, self.cancel = connection, run_id, cancel
 
-    def step(self, index: int, kind: str, state: str) -> None:
-        self.connection.send(("event", self.run_id, "step", {"index": index, "kind": kind, "state": state}))
-
-    def epoch(self, step: int, epoch: int, epochs: int, metrics: dict) -> None:
-        self.connection.send(("event", self.run_id, "epoch",
-                              {"step": step, "epoch": epoch, "epochs": epochs, "metrics": metrics}))
+    def emit(self, event: RunEvent) -> None:
+        self.connection.send(RunProgress(run_id=self.run_id, event=event))
 
     def cancelled(self) -> bool:
         return self.cancel.is_set()
@@ -50,7 +49,7 @@ def worker_main(connection, cancel, threads: int, niceness: int) -> None:
     from nncards.server.validator import start_tensorflow
 
     start_tensorflow(threads)
-    from nncards.execute.runner import run
+    from nncards.execute.entry import execute
 
     while True:
         try:
@@ -58,16 +57,16 @@ def worker_main(connection, cancel, threads: int, niceness: int) -> None:
         except (EOFError, OSError):
             return
         run_id, request, limits = job
-        connection.send(("started", run_id))
-        result = run(request, observer=PipeObserver(connection, run_id, cancel), limits=limits,
-                     run_id=run_id, as_base64=True)
-        connection.send(("result", run_id, result))
+        connection.send(RunStarted(run_id=run_id))
+        options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
+                             as_base64=True)
+        connection.send(RunFinished(run_id=run_id, result=execute(request, options)))
 
 
 class Worker:
     _numbers = itertools.count(1)
 
-    def __init__(self, threads: int, niceness: int, on_message: Callable[[Worker, tuple], None],
+    def __init__(self, threads: int, niceness: int, on_message: Callable[[Worker, WorkerMessage], None],
                  on_exit: Callable[[Worker], None], loop: asyncio.AbstractEventLoop):
         self.name = f"nncards-worker-{next(self._numbers)}"
         self.cancel = SPAWN.Event()
@@ -108,7 +107,7 @@ class Worker:
 class WorkerPool:
     """A fixed number of workers; `acquire` waits for an idle one."""
 
-    def __init__(self, size: int, threads: int, niceness: int, on_message: Callable[[Worker, tuple], None],
+    def __init__(self, size: int, threads: int, niceness: int, on_message: Callable[[Worker, WorkerMessage], None],
                  on_crash: Callable[[Worker], None]):
         self.size, self.threads, self.niceness = size, threads, niceness
         self._on_message, self._on_crash = on_message, on_crash

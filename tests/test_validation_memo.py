@@ -3,9 +3,8 @@
 from graphs import edge, node
 from test_catalogue import CARDS, EXAMPLES, _prefixed
 
-import nncards
+from nncards.build.validation import Validator
 from nncards.docs.smallest import smallest_graph
-from nncards.build.validation import NODE_MEMO
 
 
 def chain(first_units: int, names: dict | None = None) -> dict:
@@ -21,22 +20,22 @@ def chain(first_units: int, names: dict | None = None) -> dict:
     return {"nodes": nodes, "edges": [edge(a, "output", b, "input") for a, b in zip(ids, ids[1:])]}
 
 
-def cold_and_warm(graph: dict) -> tuple[dict, dict, int]:
-    """The graph validated with an empty memo, then again; the builds the second time."""
-    NODE_MEMO.clear()
-    cold = nncards.validate(graph)
-    builds = NODE_MEMO.misses
-    warm = nncards.validate(graph)
-    return cold, warm, NODE_MEMO.misses - builds
+def cold_and_warm(graph: dict) -> tuple[Validator, dict, dict, int]:
+    """The graph validated by a new validator, then again; the builds the second time."""
+    validator = Validator()
+    cold = validator.validate(graph)
+    builds = validator.memo.misses
+    warm = validator.validate(graph)
+    return validator, cold, warm, validator.memo.misses - builds
 
 
 def test_every_smallest_graph_validates_the_same_from_the_memo():
     parts = [_prefixed(smallest_graph(CARDS[c], CARDS[c].examples()[i]), f"{c}-{i}.") for c, i in EXAMPLES]
     graph = {"nodes": [n for p in parts for n in p["nodes"]], "edges": [e for p in parts for e in p["edges"]]}
-    cold, warm, builds = cold_and_warm(graph)
+    validator, cold, warm, builds = cold_and_warm(graph)
     assert cold["valid"], cold["errors"]
     assert warm == cold
-    assert builds == 0 and NODE_MEMO.hits > len(EXAMPLES)
+    assert builds == 0 and validator.memo.hits > len(EXAMPLES)
 
 
 def test_problems_come_back_from_the_memo_as_found():
@@ -47,7 +46,7 @@ def test_problems_come_back_from_the_memo_as_found():
              "edges": [edge("x", "output", "bn", "input"), edge("x", "output", "conv", "input"),
                        edge("big", "output", "wide", "input"), edge("wide", "output", "z", "input"),
                        edge("bn", "output", "y", "input")]}
-    cold, warm, builds = cold_and_warm(graph)
+    _, cold, warm, builds = cold_and_warm(graph)
     assert sorted((p["code"], p["node"]) for p in cold["errors"]) == [
         ("param_out_of_range", "bn"), ("shape_mismatch", "conv"), ("too_large", "wide")]
     assert warm == cold and builds == 0
@@ -55,20 +54,19 @@ def test_problems_come_back_from_the_memo_as_found():
 
 
 def test_a_change_rebuilds_only_the_nodes_downstream_of_it():
-    NODE_MEMO.clear()
-    nncards.validate(chain(4))
-    hits, misses = NODE_MEMO.hits, NODE_MEMO.misses
-    changed = nncards.validate(chain(5))
+    validator = Validator()
+    validator.validate(chain(4))
+    hits, misses = validator.memo.hits, validator.memo.misses
+    changed = validator.validate(chain(5))
     # rebuilt: d0 (new units), bn0 and a0 (new input width), d1 (new input width); the rest hit
-    assert (NODE_MEMO.hits - hits, NODE_MEMO.misses - misses) == (3, 4)
+    assert (validator.memo.hits - hits, validator.memo.misses - misses) == (3, 4)
     assert changed["shapes"]["a0"] == {"output": [None, 5]} and changed["shapes"]["bn1"] == {"output": [None, 8]}
-    NODE_MEMO.clear()
-    assert nncards.validate(chain(5)) == changed
+    assert Validator().validate(chain(5)) == changed
 
 
 def test_a_remembered_node_still_has_its_layer_name_checked():
-    NODE_MEMO.clear()
-    assert nncards.validate(chain(4, {"d1": "dense"}))["valid"]
-    clash = nncards.validate(chain(4, {"d1": "dense", "bn1": "dense"}))
-    assert NODE_MEMO.hits >= 4
+    validator = Validator()
+    assert validator.validate(chain(4, {"d1": "dense"}))["valid"]
+    clash = validator.validate(chain(4, {"d1": "dense", "bn1": "dense"}))
+    assert validator.memo.hits >= 4
     assert [(p["code"], p["node"]) for p in clash["errors"]] == [("duplicate_layer_name", "bn1")]

@@ -16,7 +16,8 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from nncards.card import Card, Params, layer_name
+from nncards.card import Card, ModelRole, Params, layer_name
+from nncards.contract.catalog import ValidationResult
 from nncards.contract.graph import Graph
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
 from nncards.contract.errors import NncardsError, Problem
@@ -48,7 +49,7 @@ class Analysis:
         if problem.node is not None:
             self.broken.add(problem.node)
 
-    def nodes_with_role(self, role: str) -> list[str]:
+    def nodes_with_role(self, role: ModelRole) -> list[str]:
         return [n for n in self.order if self.cards.get(n) and self.cards[n].model_role == role]
 
 
@@ -94,7 +95,7 @@ def _check_nodes(analysis: Analysis, limits: Limits) -> None:
         if params is None:
             continue
         analysis.params[node.id] = params
-        if card.model_role == "input":
+        if card.model_role is ModelRole.INPUT:
             _check_input_size(analysis, node.id, params, limits)
         _check_shorthand_ranks(analysis, node.id, card, params)
 
@@ -205,9 +206,9 @@ def _check_required(analysis: Analysis) -> None:
             if port.required and not analysis.wires[node].get(port.id):
                 analysis.add(Problem(code="missing_required_input", node=node, port=port.id,
                                      message=f"{port.id} of {card.id} must be connected"))
-    if not any(c.model_role == "input" for c in analysis.cards.values()):
+    if not any(c.model_role is ModelRole.INPUT for c in analysis.cards.values()):
         analysis.add(Problem(code="no_inputs", message="the graph has no Input card"))
-    if not any(c.model_role == "output" for c in analysis.cards.values()):
+    if not any(c.model_role is ModelRole.OUTPUT for c in analysis.cards.values()):
         analysis.add(Problem(code="no_outputs", message="the graph has no Output card"))
 
 
@@ -215,7 +216,7 @@ def _check_layer_names(analysis: Analysis) -> None:
     owners: dict[str, str] = {}
     for node in analysis.graph.nodes:
         card = analysis.cards.get(node.id)
-        if card is None or not (card.makes_layer or card.model_role == "input"):
+        if card is None or not (card.makes_layer or card.model_role is ModelRole.INPUT):
             continue
         name = layer_name(card, node.id, analysis.params.get(node.id))
         if name in owners and owners[name] != node.id:
@@ -340,9 +341,6 @@ class NodeMemo:
         self.hits = self.misses = 0
 
 
-# Validations of one process share it; the executor's real build never uses it.
-NODE_MEMO = NodeMemo(4096)
-
 
 def _consumed_outputs(analysis: Analysis) -> set[tuple[str, str]]:
     return {(w.source, w.source_port) for ports in analysis.wires.values() for ws in ports.values() for w in ws}
@@ -431,33 +429,47 @@ def _build_problem(node: str, card: type[Card], input_shapes: dict, exc: Excepti
     return Problem(code="param_invalid", node=node, message=f"{card.id} could not be built: {text}")
 
 
-def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> Trace:
+def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, memo: NodeMemo | None = None) -> Trace:
     """`trace` inside a Keras stateless scope: layers are built but their variables are never
     allocated, so a graph is checked fast and a huge weight is refused before it exists. Nodes
-    met before come from the process's `NODE_MEMO`."""
+    met before come from the `memo`, when given."""
     import keras
     from keras.src.backend.common import global_state
 
     with keras.StatelessScope(initialize_variables=False):
         try:
-            return trace(analysis, limits, NODE_MEMO)
+            return trace(analysis, limits, memo)
         finally:
             # Keras queues deferred variables for a later initialization that must never come.
             global_state.set_global_attribute("uninitialized_variables", [])
 
 
-def check(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> tuple[Analysis, list[Problem], dict]:
+def check(graph: Graph, limits: Limits = DEFAULT_LIMITS,
+          memo: NodeMemo | None = None) -> tuple[Analysis, list[Problem], dict]:
     """The structural analysis of a graph, every problem of it, and the shapes of the tensor
     ports that could be inferred."""
     analysis = analyze(graph, limits)
     if not analysis.order or any(p.code == "too_large" and p.node is None for p in analysis.problems):
         return analysis, analysis.problems, {}
-    traced = trace_without_weights(analysis, limits)
+    traced = trace_without_weights(analysis, limits, memo)
     return analysis, analysis.problems + traced.problems, traced.shapes
 
 
+class Validator:
+    """Validates graphs one after another, remembering node builds in a memo of its own: an
+    editor re-validating after one change has only the nodes downstream of it built again."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo_entries: int = 4096):
+        self.limits = limits
+        self.memo = NodeMemo(memo_entries)
+
+    def validate(self, graph: dict | Graph) -> dict:
+        """The result of `POST /api/v1/graphs/validate` for a graph."""
+        graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
+        _, problems, shapes = check(graph, self.limits, self.memo)
+        return ValidationResult(valid=not problems, errors=problems, shapes=shapes).as_json()
+
+
 def validate(graph: dict | Graph, limits: Limits = DEFAULT_LIMITS) -> dict:
-    """The result of `POST /api/v1/graphs/validate` for a graph."""
-    graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
-    _, problems, shapes = check(graph, limits)
-    return {"valid": not problems, "errors": [p.as_json() for p in problems], "shapes": shapes}
+    """The validation of one graph, with a memo of its own."""
+    return Validator(limits).validate(graph)

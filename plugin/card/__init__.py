@@ -6,7 +6,7 @@ which names a card after its Keras class. Everything a card author needs is impo
 """
 
 from nncards.card.base import (LAYER_OUTPUT, TENSOR_OUTPUT, Card, Constraint, Initializer, InstanceCard,
-                               LayerCard, NoParams, ParamObject, Params, Port, PortType, Regularizer,
+                               LayerCard, ModelRole, NoParams, ParamObject, Params, Port, PortType, Regularizer,
                                layer_input, layer_name, param, shorthand_literal, shorthand_of,
                                tensor_input)
 from nncards.card.fields import (ACTIVATIONS, ACTIVITY, DATA_FORMAT, DATA_FORMATS, DTYPES, LAYER, LORA,
@@ -16,7 +16,7 @@ from nncards.card.fields import (ACTIVATIONS, ACTIVITY, DATA_FORMAT, DATA_FORMAT
 
 __all__ = [
     "LAYER_OUTPUT", "TENSOR_OUTPUT", "Card", "Constraint", "Initializer", "InstanceCard", "LayerCard",
-    "NoParams", "ParamObject", "Params", "Port", "PortType", "Regularizer", "layer_input", "layer_name",
+    "ModelRole", "NoParams", "ParamObject", "Params", "Port", "PortType", "Regularizer", "layer_input", "layer_name",
     "param", "shorthand_literal", "shorthand_of", "tensor_input",
     "ACTIVATIONS", "ACTIVITY", "DATA_FORMAT", "DATA_FORMATS", "DTYPES", "LAYER", "LORA", "NAMING", "SEED",
     "USE_BIAS", "Argument", "KerasLayerCard", "NonNegativeInt", "PositiveInt", "activation", "arguments",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from enum import StrEnum
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +26,13 @@ from pydantic.fields import FieldInfo
 from nncards.card.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
 from nncards.contract.shorthands import BY_TYPE, Shorthand
-from nncards.contract.types import INSTANCE_TYPES, TYPES
+from nncards.contract.catalog import CardInfo, PortInfo
+from nncards.contract.types import INSTANCE_TYPES, TYPES, TypeId
+
+
+class ModelRole(StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,12 @@ class Port:
     def __post_init__(self):
         if self.type not in TYPES:
             raise ValueError(f"port {self.id!r}: unknown type id {self.type!r}")
+        object.__setattr__(self, "type", TypeId(self.type))
 
-    def as_json(self) -> dict:
-        return {
-            "id": self.id, "text": self.text, "type": self.type, "help": self.help,
-            "multiplicity": self.multiplicity, "required": self.required,
-            "literal": self.literal, "socket": self.socket, "default": self.default,
-        }
+    def info(self) -> PortInfo:
+        return PortInfo(id=self.id, text=self.text, type=self.type, help=self.help,
+                        multiplicity=self.multiplicity, required=self.required, literal=self.literal,
+                        socket=self.socket, default=self.default)
 
 
 @dataclass(frozen=True)
@@ -177,8 +183,8 @@ class Card:
     min_weight_rank: ClassVar[int] = 1
     # Whether the card's `build` makes a Keras layer (reported in a RUN RESULT's `layers`).
     makes_layer: ClassVar[bool] = False
-    # "input" or "output" for the cards that mark the model's boundary.
-    model_role: ClassVar[str | None] = None
+    # Input or output for the cards that mark the model's boundary.
+    model_role: ClassVar[ModelRole | None] = None
     # The smallest valid graph of a card (docs, catalogue-wide tests) feeds its tensor sockets
     # from Inputs of this per-sample shape and dtype, and each required layer socket from the
     # `layer` output of a node of the given (card id, params).
@@ -221,14 +227,15 @@ class Card:
         return cls.Params.model_json_schema()
 
     @classmethod
+    def info(cls) -> CardInfo:
+        """The CARD object of CONTRACT §3."""
+        return CardInfo(id=cls.id, version=cls.version, title=cls.title, path=list(cls.path), help=cls.help,
+                        keras=cls.keras, inputs=[p.info() for p in cls.inputs()],
+                        outputs=[p.info() for p in cls.outputs], params_schema=cls.params_schema())
+
+    @classmethod
     def as_json(cls) -> dict:
-        return {
-            "id": cls.id, "version": cls.version, "title": cls.title, "path": list(cls.path),
-            "help": cls.help, "keras": cls.keras,
-            "inputs": [p.as_json() for p in cls.inputs()],
-            "outputs": [p.as_json() for p in cls.outputs],
-            "params_schema": cls.params_schema(),
-        }
+        return cls.info().model_dump(mode="json")
 
     @classmethod
     def examples(cls) -> list[dict]:
@@ -303,6 +310,20 @@ class Card:
     def build(cls, node: str, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
         """The values of the card's output ports, given its params and wired sockets."""
         raise NotImplementedError
+
+
+    # -- hooks of a run: empty unless a card has something to say ------------------------------
+
+    @classmethod
+    def check_fit(cls, node: str, params: Params, layer: Any, samples: int, batch_size: int) -> list[Problem]:
+        """Problems with fitting this node's layer on `samples` samples in batches of
+        `batch_size`, found before training starts."""
+        return []
+
+    @classmethod
+    def report(cls, params: Params, layer: Any) -> dict[str, Any]:
+        """Facts a RUN RESULT adds to this node's layer report, beside class, config and weights."""
+        return {}
 
 
 class InstanceCard(Card):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nncards.contract.arrays import Base64Array
+from nncards.contract.errors import ErrorBody, ErrorCode, NncardsError
 from nncards.contract.graph import Graph
-from nncards.contract.errors import ErrorBody
 
 ArrayIn = Union[list[Any], Base64Array]
 
@@ -43,16 +44,44 @@ class Optimizer(BaseModel):
     learning_rate: float = Field(0.001, gt=0, description="Step size.")
 
 
-class CallStep(BaseModel):
+class StepKind(StrEnum):
+    CALL = "call"
+    FIT = "fit"
+    EVALUATE = "evaluate"
+    PREDICT = "predict"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepBase(BaseModel):
+    """What every step has: its kind, and the arrays it carries (each counted against the limits)."""
+
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["call"]
+
+    def arrays(self) -> list[ArrayIn]:
+        """Every array of the step, whatever its kind: the limits count them all."""
+        return [value for group in (getattr(self, "inputs", {}), getattr(self, "targets", {}))
+                for value in group.values()]
+
+
+class CallStep(StepBase):
+    kind: Literal[StepKind.CALL]
     inputs: Arrays = Field(description="Arrays keyed by Input node id.")
     training: bool = Field(False, description="Run layers in training mode (batch statistics, updates).")
 
 
-class FitStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["fit"]
+class FitStep(StepBase):
+    kind: Literal[StepKind.FIT]
     inputs: Arrays = Field(description="Arrays keyed by Input node id.")
     targets: Arrays = Field(description="Arrays keyed by Output node id.")
     epochs: int = Field(1, ge=1, le=100_000)
@@ -63,9 +92,8 @@ class FitStep(BaseModel):
     metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
 
 
-class EvaluateStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["evaluate"]
+class EvaluateStep(StepBase):
+    kind: Literal[StepKind.EVALUATE]
     inputs: Arrays
     targets: Arrays
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
@@ -73,9 +101,8 @@ class EvaluateStep(BaseModel):
     metrics: list[Metric] | dict[str, list[Metric]] | None = None
 
 
-class PredictStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["predict"]
+class PredictStep(StepBase):
+    kind: Literal[StepKind.PREDICT]
     inputs: Arrays
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
 
@@ -107,11 +134,33 @@ class Run(BaseModel):
         None, description="Replicate the model across devices; null runs it on one device.")
 
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+class CallResult(BaseModel):
+    kind: Literal[StepKind.CALL] = StepKind.CALL
+    outputs: dict[str, Any] = Field(description="Arrays keyed by Output node id.")
+
+
+class FitResult(BaseModel):
+    kind: Literal[StepKind.FIT] = StepKind.FIT
+    history: dict[str, list[Any]] = Field(description="Keras' history: one value per epoch for each key.")
+
+
+class EvaluateResult(BaseModel):
+    kind: Literal[StepKind.EVALUATE] = StepKind.EVALUATE
+    metrics: dict[str, Any]
+
+
+class PredictResult(BaseModel):
+    kind: Literal[StepKind.PREDICT] = StepKind.PREDICT
+    outputs: dict[str, Any] = Field(description="Arrays keyed by Output node id.")
+
+
+StepResult = Annotated[Union[CallResult, FitResult, EvaluateResult, PredictResult], Field(discriminator="kind")]
 
 
 class LayerReport(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A layer's class, config and weights; cards may add facts of their own (`fused_kernel`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
     class_: str = Field(alias="class")
     config: dict[str, Any]
     weights: dict[str, Any]
@@ -124,9 +173,29 @@ class ModelReport(BaseModel):
 
 
 class RunResult(BaseModel):
+    """The RUN RESULT of CONTRACT §6: every producer builds it through this model."""
+
     run_id: str
     status: RunStatus
     error: ErrorBody | None = None
-    steps: list[dict[str, Any]] = Field(default_factory=list)
+    steps: list[StepResult] = Field(default_factory=list)
     layers: dict[str, LayerReport] = Field(default_factory=dict)
     model: ModelReport | None = None
+
+    @classmethod
+    def pending(cls, run_id: str, status: RunStatus = RunStatus.QUEUED) -> RunResult:
+        """A run that has not finished yet."""
+        return cls(run_id=run_id, status=status)
+
+    @classmethod
+    def stopped(cls, run_id: str, status: RunStatus, code: ErrorCode, message: str) -> RunResult:
+        """A run ended by whoever ran it (cancelled, timed out, interrupted), not by its steps."""
+        return cls(run_id=run_id, status=status, error=ErrorBody(code=code, message=message))
+
+    @classmethod
+    def failed(cls, run_id: str, error: NncardsError) -> RunResult:
+        return cls(run_id=run_id, status=RunStatus.FAILED, error=ErrorBody.model_validate(error.body()))
+
+    def as_json(self) -> dict[str, Any]:
+        """The RUN RESULT as JSON-ready data (`class` spelled as the contract spells it)."""
+        return self.model_dump(by_alias=True, mode="json")

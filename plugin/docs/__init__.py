@@ -47,7 +47,7 @@ def generate(cards: list[type[Card]]) -> dict[str, str]:
     files = {"docs/cards/index.md": cards_index(cards), "docs/types/index.md": types_index()}
     for card in cards:
         files[f"docs/cards/{card.id}.md"] = card_page(card, by_id)
-        files[f"assets/cards/{card.id}.svg"] = render(card.as_json())
+        files[f"assets/cards/{card.id}.svg"] = render(card.info().model_dump(mode="json"))
     for data_type in TYPES.values():
         files[f"docs/types/{data_type.id}.md"] = type_page(data_type, cards)
     return files

@@ -6,7 +6,7 @@ from __future__ import annotations
 import graphlib
 import itertools
 
-from nncards.card import Card, InstanceCard, LayerCard
+from nncards.card import Card, InstanceCard, LayerCard, ModelRole
 from nncards.docs.smallest import smallest_graph
 from nncards.contract.shorthands import BY_TYPE
 
@@ -86,13 +86,13 @@ def keras_code(graph: dict, cards: dict[str, type[Card]]) -> str | None:
     for node in map(nodes.get, order):
         card, name, params = cards[node["card"]], node["id"], node["params"]
         wired = {port: [values[source] for source in sources] for port, sources in incoming.get(name, {}).items()}
-        if card.model_role == "input":
+        if card.model_role is ModelRole.INPUT:
             arguments = {"shape": tuple(params["shape"]), "name": params.get("name") or name,
                          **({"dtype": params["dtype"]} if params.get("dtype", "float32") != "float32" else {})}
             lines.append(f"{name} = keras.Input({', '.join(f'{k}={v!r}' for k, v in arguments.items())})")
             values[(name, "output")] = name
             model_inputs.append(name)
-        elif card.model_role == "output":
+        elif card.model_role is ModelRole.OUTPUT:
             model_outputs.append((name, wired["input"][0]))
         elif issubclass(card, (LayerCard, InstanceCard)) and card.keras:
             sockets = {port: sources for port, sources in wired.items()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nncards.card import Card
+from nncards.card import Card, ModelRole
 from nncards.registry import registry
 from nncards.contract.types import INSTANCE_TYPES
 
@@ -32,9 +32,9 @@ def _input(id: str, card: type[Card]) -> dict:
 def smallest_graph(card: type[Card], params: dict | None = None) -> dict:
     """A GRAPH in which `card` (node `n`, with `params`) is built and reaches an Output `y`."""
     params = card.examples()[0] if params is None else params
-    if card.model_role == "input":
+    if card.model_role is ModelRole.INPUT:
         nodes, edges = [_node("n", card.id, params), _node("y", "output", {})], [_edge("n", "output", "y", "input")]
-    elif card.model_role == "output":
+    elif card.model_role is ModelRole.OUTPUT:
         nodes, edges = [_input("x", card), _node("n", card.id, params)], [_edge("x", "output", "n", "input")]
     elif card.outputs and card.outputs[0].type in INSTANCE_TYPES:
         consumer = registry().get(CONSUMER)

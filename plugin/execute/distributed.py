@@ -1,10 +1,11 @@
-"""Distributed runs: a RUN with a `distribution` executes in a fresh worker process.
+"""Distributed runs: a RUN with a `distribution` executes in a fresh child process.
 
 TensorFlow fixes its logical devices when its runtime starts and does not reliably host two
-mirrored strategies in one process, so every distributed run gets its own spawned process: it
-splits the CPU into the requested number of logical devices before TensorFlow does anything
-else, builds the model and runs the steps under the strategy's scope, and reports events and
-the RUN RESULT back to the caller's process, which relays cancellation the other way.
+mirrored strategies in one process, so every distributed run gets its own process: it splits
+the CPU into the requested number of logical devices before TensorFlow does anything else,
+builds the model and runs the steps under the strategy's scope, and reports events and the RUN
+RESULT back as JSON lines of `nncards.execute.messages`; the parent relays cancellation the
+other way. The child is its own process group leader, so stopping it stops all it started.
 
 Under a mirrored strategy a `fit` splits each batch across the replicas. Batch normalization
 layers with `synchronized: true` then normalize with the statistics of the global batch; the
@@ -19,113 +20,125 @@ import dataclasses
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
 
+from nncards.contract.errors import ErrorCode
 from nncards.contract.limits import Limits
-from nncards.contract.run import Run
+from nncards.contract.run import Distribution, Run, RunResult, RunStatus
+from nncards.execute.messages import WORKER_MESSAGE, RunFinished, RunProgress
+from nncards.execute.options import RunOptions
+from nncards.execute.runner import run_steps
 
 POLL_SECONDS = 0.1
 CANCEL = "cancel"
 
 
-class _Relay:
-    """The worker's observer: events go to the parent, cancellation comes from it."""
+class _ChildObserver:
+    """The child's observer: events go to the parent, cancellation comes from it."""
 
-    def __init__(self, channel, cancel: threading.Event):
-        self.channel, self.cancel = channel, cancel
+    def __init__(self, channel, run_id: str, cancel: threading.Event):
+        self.channel, self.run_id, self.cancel = channel, run_id, cancel
 
-    def _send(self, kind: str, data) -> None:
-        self.channel.write(json.dumps([kind, data]) + "\n")
+    def send(self, message: RunProgress | RunFinished) -> None:
+        self.channel.write(message.model_dump_json() + "\n")
         self.channel.flush()
 
-    def step(self, index, kind, state):
-        self._send("step", [index, kind, state])
+    def emit(self, event) -> None:
+        self.send(RunProgress(run_id=self.run_id, event=event))
 
-    def epoch(self, step, epoch, epochs, metrics):
-        self._send("epoch", [step, epoch, epochs, metrics])
-
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return self.cancel.is_set()
 
 
-def strategy_for(distribution: dict):
+def strategy_for(distribution: Distribution):
     """Split the CPU into logical devices, then make the strategy (TensorFlow not yet started)."""
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(distribution["devices"])])
-    if distribution["strategy"] == "mirrored":
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(distribution.devices)])
+    if distribution.strategy == "mirrored":
         return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _watch_for_cancel(cancel: threading.Event) -> None:
+def _watch_parent(cancel: threading.Event) -> None:
+    """Cancel on the parent's word; stop at once when the parent is gone (its pipe closes)."""
     for line in sys.stdin:
         if line.strip() == CANCEL:
             cancel.set()
+    os._exit(1)
 
 
-def worker_main() -> None:
-    """The worker process: the request on stdin's first line, events and the result on stdout."""
+def child_main() -> None:
+    """The child process: the job on stdin's first line, messages on stdout."""
     channel = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # whatever TensorFlow or Keras print must not mix with the events
+    os.dup2(2, 1)  # whatever TensorFlow or Keras print must not mix with the messages
     job = json.loads(sys.stdin.readline())
+    request = Run.model_validate(job["request"])
     cancel = threading.Event()
-    threading.Thread(target=_watch_for_cancel, args=(cancel,), daemon=True).start()
-    strategy = strategy_for(job["request"].pop("distribution"))
-    from nncards.execute.runner import run
-
-    relay = _Relay(channel, cancel)
+    threading.Thread(target=_watch_parent, args=(cancel,), daemon=True).start()
+    strategy = strategy_for(request.distribution)
+    observer = _ChildObserver(channel, job["run_id"], cancel)
+    options = RunOptions(limits=Limits(**job["limits"]), observer=observer, run_id=job["run_id"],
+                         as_base64=job["as_base64"])
     with strategy.scope():
-        result = run(job["request"], observer=relay, limits=Limits(**job["limits"]), run_id=job["run_id"],
-                     as_base64=job["as_base64"])
-    relay._send("result", result)
+        result = run_steps(request, options)
+    observer.send(RunFinished(run_id=job["run_id"], result=result))
 
 
-def run_distributed(request: Run, observer, limits: Limits, run_id: str, as_base64: bool) -> dict[str, Any]:
-    """The RUN RESULT of a distributed RUN, computed in a fresh worker process."""
-    job = {"request": request.model_dump(mode="json", by_alias=True), "limits": dataclasses.asdict(limits),
-           "run_id": run_id, "as_base64": as_base64}
+def run_distributed(request: Run, options: RunOptions) -> RunResult:
+    """The RUN RESULT of a distributed RUN, computed in a fresh child process."""
+    job = {"request": request.model_dump(mode="json", by_alias=True), "limits": dataclasses.asdict(options.limits),
+           "run_id": options.run_id, "as_base64": options.as_base64}
     with tempfile.TemporaryFile("w+") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "nncards.execute.distributed"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
+        child = subprocess.Popen([sys.executable, "-m", "nncards.execute.distributed"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout] + [lines.put(None)],
+        threading.Thread(target=lambda: [lines.put(line) for line in child.stdout] + [lines.put(None)],
                          daemon=True).start()
         try:
-            worker.stdin.write(json.dumps(job) + "\n")
-            worker.stdin.flush()
+            child.stdin.write(json.dumps(job) + "\n")
+            child.stdin.flush()
             while True:
-                if observer.cancelled():
-                    worker.stdin.write(CANCEL + "\n")
-                    worker.stdin.flush()
+                if options.observer.cancelled():
+                    child.stdin.write(CANCEL + "\n")
+                    child.stdin.flush()
                 try:
                     line = lines.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     continue
                 if line is None:
                     log.seek(0)
-                    return _worker_died(run_id, worker.wait(), log.read())
-                kind, data = json.loads(line)
-                if kind == "result":
-                    return data
-                getattr(observer, kind)(*data)
+                    return _child_died(options.run_id, child.wait(), log.read())
+                match WORKER_MESSAGE.validate_json(line):
+                    case RunFinished(result=result):
+                        return result
+                    case RunProgress(event=event):
+                        options.observer.emit(event)
         finally:
-            worker.kill()
-            worker.wait()
+            _stop_group(child)
 
 
-def _worker_died(run_id: str, exitcode: int, log: str) -> dict[str, Any]:
+def _stop_group(child: subprocess.Popen) -> None:
+    """Kill the child and everything it started (its process group)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def _child_died(run_id: str, exitcode: int, log: str) -> RunResult:
     last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["no message"]
-    return {"run_id": run_id, "status": "failed", "steps": [], "layers": {}, "model": None,
-            "error": {"code": "run_failed", "message": f"The distributed run's worker process ended without "
-                      f"a result (exit code {exitcode}): {last[0]}"}}
+    return RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED,
+                             f"The distributed run's child process ended without a result "
+                             f"(exit code {exitcode}): {last[0]}")
 
 
 if __name__ == "__main__":
-    worker_main()
+    child_main()

@@ -114,25 +114,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 f"dtype {self.compute_dtype}")
         self._data_format = data_format if usable and self.fused is not False else None
 
-    def run_report(self) -> dict:
-        return {"fused_kernel": self.fused_kernel}
-
-    def check_fit(self, node: str, n_samples: int, batch_size: int) -> None:
-        """Refuse, before training, a fit whose batches cannot be split into ghost batches."""
-        if self.virtual_batch_size is None:
-            return
-        from nncards.contract.errors import NncardsError, Problem
-
-        size = self.virtual_batch_size
-        batches = {min(batch_size, n_samples), n_samples % batch_size if n_samples > batch_size else 0} - {0}
-        bad = sorted(b for b in batches if b % size)
-        if bad:
-            message = (f"virtual_batch_size {size} must divide every training batch, but fitting "
-                       f"{n_samples} samples in batches of {batch_size} gives a batch of {bad[0]}")
-            problem = Problem(code="param_invalid", node=node, port="virtual_batch_size", received=size,
-                              expected=f"a divisor of the batch sizes {sorted(batches)}", message=message)
-            raise NncardsError("run_failed", message, [problem])
-
     def get_config(self):
         return {**super().get_config(), "fused": self.fused,
                 "virtual_batch_size": self.virtual_batch_size, "adjustment": self.adjustment}

@@ -1,4 +1,4 @@
-"""Response models of the REST API, so that /openapi.json describes every answer."""
+"""The catalogue (CONTRACT §3: CARD, PORT, types) and the other answers of the REST API (§6)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nncards.contract.errors import Problem
 from nncards.contract.run import RunStatus
+from nncards.contract.types import TypeId
 
 
 class PortInfo(BaseModel):
     id: str = Field(description="The Keras keyword name, snake_case.")
     text: str
-    type: str = Field(description="A type id of `GET /api/v1/types`.")
+    type: TypeId = Field(description="A type id of `GET /api/v1/types`.")
     help: str
     multiplicity: Literal["1", "n"]
     required: bool
@@ -46,7 +47,7 @@ class Catalogue(BaseModel):
 
 
 class TypeInfo(BaseModel):
-    id: str
+    id: TypeId
     help: str
     literal: bool
     socket: bool
@@ -62,6 +63,10 @@ class ValidationResult(BaseModel):
     errors: list[Problem]
     shapes: dict[str, dict[str, list[Any]]] = Field(
         description="Inferred output shapes by node and port, batch dimension first (null when unknown).")
+
+    def as_json(self) -> dict:
+        """As served: a problem's absent node, port or edge is left out rather than null."""
+        return {"valid": self.valid, "errors": [p.as_json() for p in self.errors], "shapes": self.shapes}
 
 
 class RunCreated(BaseModel):

@@ -1,0 +1,47 @@
+"""The one way into a run: check the request, then run it here or in a distributed child."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from nncards.contract import arrays
+from nncards.contract.errors import NncardsError, Problem
+from nncards.contract.run import Run, RunResult
+from nncards.execute.distributed import run_distributed
+from nncards.execute.options import RunOptions
+from nncards.execute.runner import run_steps
+
+
+def count_array_elements(request: Run) -> int:
+    """Every array element a request carries: initial weights and every step's arrays."""
+    values = [v for layer in request.weights.values() for v in layer.values()]
+    values += [v for step in request.steps for v in step.arrays()]
+    return sum(arrays.count_elements(v if isinstance(v, list) else v.model_dump()) for v in values)
+
+
+def checked_request(request: dict | Run, options: RunOptions) -> Run:
+    """The request as a RUN model within the array limit; `NncardsError` otherwise."""
+    if not isinstance(request, Run):
+        try:
+            request = Run.model_validate(request)
+        except ValidationError as exc:
+            problems = [Problem(code="request_invalid", port="/".join(map(str, e["loc"])), message=e["msg"])
+                        for e in exc.errors()]
+            raise NncardsError("request_invalid", "The run request does not fit the RUN model.", problems)
+    elements = count_array_elements(request)
+    if elements > options.limits.max_array_elements:
+        raise NncardsError("too_large", f"the request holds {elements} array elements, more than the limit "
+                           f"of {options.limits.max_array_elements}")
+    return request
+
+
+def execute(request: dict | Run, options: RunOptions | None = None) -> RunResult:
+    """Run a RUN and return its RUN RESULT; failures are reported in it, never raised."""
+    options = options or RunOptions()
+    try:
+        request = checked_request(request, options)
+    except NncardsError as exc:
+        return RunResult.failed(options.run_id, exc)
+    if request.distribution is not None:
+        return run_distributed(request, options)
+    return run_steps(request, options)

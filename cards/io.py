@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 from pydantic import ConfigDict, field_validator
 
 from nncards.card import Card, ModelRole, Params, Port, param, tensor_input
-from nncards.card.keras_objects import keras_attribute
+from nncards.keras_objects import keras_attribute
 
 
 class InputParams(Params):

@@ -7,7 +7,7 @@ from pydantic_core import PydanticCustomError
 
 from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, Regularizer,
                           param, tensor_input)
-from nncards.card.keras_objects import keras_attribute
+from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
 
 NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"

@@ -3,7 +3,7 @@
 from pydantic import ConfigDict
 
 from nncards.card import Card, Params, Port, param, tensor_input
-from nncards.card.keras_objects import keras_attribute
+from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
 
 

@@ -3,7 +3,7 @@
 from typing import Literal
 
 from nncards.card import LAYER_OUTPUT, TENSOR_OUTPUT, Port, param, layer_input, tensor_input
-from nncards.card.keras_objects import keras_attribute
+from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import NncardsError, Problem
 
 from nncards.card import LAYER, KerasLayerCard, arguments

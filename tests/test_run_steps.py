@@ -134,3 +134,15 @@ def test_several_outputs_are_keyed_by_output_node_id():
     assert set(result["steps"][0]["history"]) == {"loss", "y1_loss", "y1_mae", "y2_loss", "y2_mae"}
     assert set(result["steps"][1]["outputs"]) == {"y1", "y2"}
     assert result["model"]["outputs"] == {"y1": [None, 3], "y2": [None, 3]}
+
+
+def test_every_step_kind_has_a_handler_and_a_result():
+    from typing import get_args
+
+    from nncards.contract.run import Step, StepKind, StepResult
+    from nncards.execute.runner import STEP_HANDLERS
+
+    steps, results = get_args(get_args(Step)[0]), get_args(get_args(StepResult)[0])
+    assert set(STEP_HANDLERS) == set(steps)
+    kind_of = lambda model: get_args(model.model_fields["kind"].annotation)[0]  # noqa: E731
+    assert sorted(map(kind_of, steps)) == sorted(map(kind_of, results)) == sorted(StepKind)

@@ -23,7 +23,7 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from nncards.card.keras_objects import keras_attribute
+from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
 from nncards.contract.shorthands import BY_TYPE, Shorthand
 from nncards.contract.catalog import CardInfo, PortInfo

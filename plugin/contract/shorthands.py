@@ -15,7 +15,7 @@ class Shorthand:
     min_rank: int = 1  # the smallest weight rank the object can serve
 
     def build(self):
-        from nncards.card.keras_objects import keras_attribute
+        from nncards.keras_objects import keras_attribute
 
         return keras_attribute(self.keras_class)(**self.arguments)
 

@@ -61,15 +61,15 @@ def fenced_blocks(markdown: str) -> list[tuple[str, str]]:
     return re.findall(r"^```(\w*)\n(.*?)^```$", markdown, re.S | re.M)
 
 
-def input_rows(page: str) -> dict[str, list[str]]:
-    """The Inputs table of a card page: port id -> its cells."""
-    section = page.split("## Inputs", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        match = re.match(r"\| \*\*.+?\*\* `(\w+)` \|", line)
-        if match:
-            rows[match.group(1)] = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-    return rows
+def port_blocks(page: str, side: str = "input") -> dict[str, tuple[dict[str, str], str]]:
+    """The port blocks of a card page: port id -> ({fact name: value}, help Markdown)."""
+    blocks = {}
+    for port, facts, help in re.findall(
+            rf'<div class="nn-port" id="{side}-(\w+)" markdown>\n<div class="nn-port-facts" markdown>\n(.*?)</div>\n'
+            r'<div class="nn-port-help" markdown>\n(.*?)</div>\n</div>', page, re.S):
+        pairs = [line[2:].split(": ", 1) for line in facts.splitlines() if line.startswith("- ")]
+        blocks[port] = ({pair[0]: pair[-1] for pair in pairs}, help.strip())
+    return blocks
 
 
 def test_generated_docs_are_current(monkeypatch, capsys):
@@ -79,23 +79,35 @@ def test_generated_docs_are_current(monkeypatch, capsys):
 
 
 def test_batch_normalization_page_lists_every_input_with_default_and_range():
-    rows = input_rows(BN_PAGE.read_text())
-    # columns: Input | Type | Default | Allowed values | Required | Set as | Keras keyword | Help
-    for port, (default, allowed) in BN_LITERALS.items():
-        assert port in rows, f"{port} is missing from the page"
-        cells = rows[port]
-        assert cells[2] == default, (port, cells[2])
-        if allowed is not None:
-            assert cells[3] == allowed, (port, cells[3])
-        assert cells[4] == "optional" and cells[6] == f"`{port}`" and cells[7] != "—"
-    for port, type_id in {**BN_SOCKETS, **INSTANCE_SOCKETS}.items():
-        assert f"[{type_id}](../types/{type_id}.md)" == rows[port][1]
-        assert "socket" in rows[port][5]
-    assert rows["momentum"][1] == "[Float](../types/Float.md)"
-    assert "rmin ≤ rmax" not in rows["renorm_clipping"][3]  # cross-key rules live in the help, not the schema
     page = BN_PAGE.read_text()
+    blocks = port_blocks(page)
+    for port, (default, allowed) in BN_LITERALS.items():
+        assert port in blocks, f"{port} is missing from the page"
+        facts, help = blocks[port]
+        assert facts["Default"] == default, (port, facts)
+        if allowed is not None:  # long lists of values go below the help
+            assert facts.get("Allowed", help.rpartition("\n\nAllowed: ")[2]) == allowed, (port, facts, help)
+        assert facts["Keras"] == f"`{port}`" and help
+    for port, type_id in {**BN_SOCKETS, **INSTANCE_SOCKETS}.items():
+        facts = blocks[port][0]
+        assert facts["Type"] == f"[{type_id}](../types/{type_id}.md)"
+        assert "wired" in facts["Set"]
+    assert blocks["beta_initializer"][0]["Allowed"] == (
+        "a wired card or a [shorthand identifier](../types/NeuralNetworkInitializer.md#shorthand-identifiers)")
+    assert blocks["momentum"][0]["Type"] == "[Float](../types/Float.md)"
+    assert "rmin ≤ rmax" not in blocks["renorm_clipping"][0]["Allowed"]  # cross-key rules live in the help
+    assert "- `dmax` (d max; dmax ≥ 0 or null; default `null`): Bound of" in blocks["renorm_clipping"][1]
+    assert page.startswith('---\ntitle: "Batch normalization layer"\n---\n')
     assert "![Batch normalization layer card](../assets/cards/layer_BatchNormalization.svg)" in page
-    assert "| **d max** `dmax` | `null` | dmax ≥ 0 or null |" in page
+    assert ("[`keras.layers.BatchNormalization`](https://www.tensorflow.org/api_docs/python/tf/keras/layers/"
+            "BatchNormalization)") in page
+    assert set(port_blocks(page, "output")) == {"layer", "output"}
+
+
+def test_fixed_length_lists_read_exactly():
+    page = (DOCS / "cards" / "layer_Conv2D.md").read_text()
+    assert "list of exactly 2 items, each kernel_size[i] ≥ 1" in port_blocks(page)["kernel_size"][0]["Allowed"]
+    assert " to 2 items" not in page
 
 
 def test_batch_normalization_example_runs_and_matches_its_keras_code():
@@ -192,6 +204,7 @@ def test_mkdocs_builds_strict_with_card_images(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     page = (site / "cards/layer_BatchNormalization/index.html").read_text()
     assert 'src="../../assets/cards/layer_BatchNormalization.svg"' in page
+    assert "<title>Batch normalization layer - nncards</title>" in page
     assert (site / "assets/cards/layer_BatchNormalization.svg").read_text().startswith("<svg")
     pack_page = (site / "card-packs/index.html").read_text()  # the pack's files included, not their markers
     assert "8&lt;" not in pack_page and "layer_Rescaling" in pack_page and "nncards_example_pack:cards" in pack_page

@@ -173,6 +173,9 @@ class Card:
     path: ClassVar[tuple[str, ...]]
     help: ClassVar[str]
     keras: ClassVar[str | None] = None
+    # Markdown for the card's documentation page only, after its help: what is too long for the
+    # catalogue (formulas, comparisons with other libraries). Its headings are level 2 or lower.
+    guide: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = NoParams
     sockets: ClassVar[tuple[Port, ...]] = ()
     outputs: ClassVar[tuple[Port, ...]] = ()

@@ -7,6 +7,7 @@ import re
 
 from nncards.card import Card, Port
 from nncards.docs.example import example_run, keras_code
+from nncards.docs.json_layout import laid_out
 from nncards.docs.schema_text import allowed, object_keys
 from nncards.contract.shorthands import BY_TYPE
 from nncards.contract.types import TYPES, DataType
@@ -30,17 +31,6 @@ def summary(help: str) -> str:
     return cell(match.group(1) if match else paragraph)
 
 
-def run_json(run: dict) -> str:
-    """A RUN document laid out for reading: one node, edge or step per line."""
-    graph = run["graph"]
-    rows = [f'"{key}": [\n' + ",\n".join(f"      {json.dumps(item)}" for item in graph[key]) + "\n    ]"
-            for key in ("nodes", "edges")]
-    steps = ",\n".join(f"    {json.dumps(step)}" for step in run["steps"])
-    return ('{\n  "graph": {\n    "schema_version": ' + json.dumps(graph["schema_version"]) + ",\n    "
-            + ",\n    ".join(rows) + '\n  },\n  "seed": ' + json.dumps(run["seed"])
-            + ',\n  "steps": [\n' + steps + "\n  ]\n}")
-
-
 def type_link(type_id: str, prefix: str = "../types/") -> str:
     return f"[{type_id}]({prefix}{type_id}.md)"
 
@@ -51,16 +41,33 @@ def swatch(color: str) -> str:
 
 
 # -- card pages -------------------------------------------------------------------------------
+#
+# A card page is read in a column about 700 px wide (1280 px screens, with the site's navigation
+# and table of contents beside it). Each port is a block of two columns, styled by
+# docs/stylesheets/nncards.css: its name and small facts (type, default, allowed values, how it
+# is set, its Keras keyword) on the left, its help on the right with room to read.
+
+TYPE_REFERENCE = "https://www.tensorflow.org/api_docs/python/tf/"
+LONG_ALLOWED = 80  # characters of allowed values that go below the help rather than beside it
+
+
+def keras_reference(keras: str | None) -> str | None:
+    """The API reference page of a Keras name (`keras.layers.Dense` -> its tf.keras page), or
+    None for a name outside Keras (nncards' own functions)."""
+    if not keras or not keras.startswith("keras."):
+        return None
+    return TYPE_REFERENCE + keras.replace(".", "/")
+
 
 def _set_as(port: Port) -> str:
-    ways = [w for w, on in (("literal", port.literal), ("socket", port.socket)) if on]
-    text = " or ".join(ways)
+    ways = {(True, False): "typed on the card", (False, True): "wired", (True, True): "typed or wired"}
+    text = ways[(port.literal, port.socket)]
     return f"{text} (several edges)" if port.multiplicity == "n" else text
 
 
-def _keras_keyword(card: type[Card], port: Port) -> str:
+def _keras_keyword(card: type[Card], port: Port) -> str | None:
     if not card.keras:
-        return "—"
+        return None
     if port.type == "NeuralNetworkTensor":
         if port.id in ("input", "inputs"):
             return "the tensor the layer is called on" if port.multiplicity == "1" else "the list the layer is called on"
@@ -68,36 +75,64 @@ def _keras_keyword(card: type[Card], port: Port) -> str:
     return f"`{port.id}`"
 
 
-def _input_rows(card: type[Card], schema: dict) -> list[str]:
-    properties, defs = schema.get("properties", {}), schema.get("$defs", {})
-    rows = ["| Input | Type | Default | Allowed values | Required | Set as | Keras keyword | Help |",
-            "|---|---|---|---|---|---|---|---|"]
-    for port in card.inputs():
-        default = "—" if port.required or not port.literal else code(port.default)
-        limits = allowed(port.id, properties[port.id], defs) if port.id in properties else ""
-        rows.append(
-            f"| **{cell(port.text)}** `{port.id}` | {type_link(port.type)} | {default} | {cell(limits)} | "
-            f"{'required' if port.required else 'optional'} | {_set_as(port)} | {_keras_keyword(card, port)} | "
-            f"{cell(port.help)} |"
-        )
-    return rows
+def _allowed(port: Port, schema: dict) -> str:
+    if port.type in BY_TYPE:
+        return (f"a wired card or a [shorthand identifier](../types/{port.type}.md#shorthand-identifiers)"
+                + (" or null" if port.default is None and not port.required else ""))
+    properties = schema.get("properties", {})
+    return allowed(port.id, properties[port.id], schema.get("$defs", {})) if port.id in properties else ""
 
 
-def _object_sections(card: type[Card], schema: dict) -> list[str]:
-    defs, lines = schema.get("$defs", {}), []
-    for port in card.param_ports():
-        keys = object_keys(schema["properties"][port.id], defs)
-        if keys is None:
-            continue
-        lines += ["", f"### Keys of {port.text} (`{port.id}`)", "",
-                  "| Key | Default | Allowed values | Required | Help |", "|---|---|---|---|---|"]
-        for key, prop in keys["properties"].items():
-            default = code(prop["default"]) if "default" in prop else "—"
-            required = "required" if key in keys.get("required", ()) else "optional"
-            lines.append(f"| **{cell(prop.get('title', key))}** `{key}` | {default} | "
-                         f"{cell(allowed(key, prop, defs, bare_type=True))} | {required} | "
-                         f"{cell(prop.get('description', ''))} |")
+def _fits_beside(allowed_values: str) -> bool:
+    """Whether allowed values are short enough for the facts column (link targets not shown)."""
+    return len(re.sub(r"\]\([^)]*\)", "]", allowed_values)) <= LONG_ALLOWED
+
+
+def _facts(card: type[Card], port: Port, allowed_values: str, side: str) -> list[str]:
+    facts = [f"Type: {type_link(port.type)}"]
+    if side == "input":
+        if port.required:
+            facts.append("Required")
+        elif port.literal:
+            facts.append(f"Default: {code(port.default)}")
+        else:
+            facts.append("Optional")
+        if allowed_values and _fits_beside(allowed_values):
+            facts.append(f"Allowed: {cell(allowed_values)}")
+        facts.append(f"Set: {_set_as(port)}")
+        keyword = _keras_keyword(card, port)
+        if keyword:
+            facts.append(f"Keras: {keyword}")
+    return [f"- {fact}" for fact in facts]
+
+
+def _keys(schema: dict, port: Port) -> list[str]:
+    """The keys an Object port takes, one line each."""
+    defs = schema.get("$defs", {})
+    keys = object_keys(schema["properties"][port.id], defs) if port.id in schema.get("properties", {}) else None
+    if keys is None:
+        return []
+    lines = ["", "Keys:", ""]
+    for key, prop in keys["properties"].items():
+        facts = [allowed(key, prop, defs, bare_type=True)]
+        facts.append("required" if key in keys.get("required", ()) else
+                     f"default {code(prop['default'])}" if "default" in prop else "optional")
+        lines.append(f"- `{key}` ({cell(prop.get('title', key))}; {'; '.join(facts)}): {cell(prop.get('description', ''))}")
     return lines
+
+
+def _port_block(card: type[Card], port: Port, schema: dict, side: str) -> list[str]:
+    allowed_values = _allowed(port, schema) if side == "input" else ""
+    help = [port.help.strip(), *_keys(schema, port)]
+    if not _fits_beside(allowed_values):
+        help += ["", f"Allowed: {allowed_values}"]
+    return [
+        f'<div class="nn-port" id="{side}-{port.id}" markdown>',
+        '<div class="nn-port-facts" markdown>', "",
+        f"**{cell(port.text)}** `{port.id}`", "", *_facts(card, port, allowed_values, side), "", "</div>",
+        '<div class="nn-port-help" markdown>', "", *help, "", "</div>",
+        "</div>", "",
+    ]
 
 
 def _example_section(card: type[Card], cards: dict[str, type[Card]]) -> list[str]:
@@ -108,7 +143,7 @@ def _example_section(card: type[Card], cards: dict[str, type[Card]]) -> list[str
         f"`{json.dumps(card.examples()[0])}`, as a run that applies the model once, in training "
         "mode, to a batch of two samples. Save it as `example.json` and run it:", "",
         "```sh", "nncards run example.json", "```", "",
-        "```json", run_json(run), "```",
+        "```json", laid_out(run), "```",
     ]
     python = keras_code(run["graph"], cards)
     if python is not None:
@@ -117,20 +152,28 @@ def _example_section(card: type[Card], cards: dict[str, type[Card]]) -> list[str
     return lines
 
 
+def _card_facts(card: type[Card]) -> str:
+    facts = [f"id `{card.id}`", f"version {card.version}"]
+    reference = keras_reference(card.keras)
+    if reference:
+        facts.append(f"builds [`{card.keras}`]({reference}) (Keras reference)")
+    elif card.keras:
+        facts.append(f"builds `{card.keras}`")
+    return " · ".join(facts)
+
+
 def card_page(card: type[Card], cards: dict[str, type[Card]]) -> str:
     schema = card.params_schema()
-    crumbs = " › ".join(["[Cards](index.md)", *card.path])
-    facts = [f"id `{card.id}`", f"version {card.version}"]
-    if card.keras:
-        facts.append(f"builds `{card.keras}`")
-    output_rows = ["| Output | Type | Help |", "|---|---|---|"]
-    output_rows += [f"| **{cell(p.text)}** `{p.id}` | {type_link(p.type)} | {cell(p.help)} |" for p in card.outputs]
+    inputs = [line for port in card.inputs() for line in _port_block(card, port, schema, "input")]
+    outputs = [line for port in card.outputs for line in _port_block(card, port, schema, "output")]
     lines = [
-        GENERATED_NOTE, f"# {card.title}", "", crumbs, "", " · ".join(facts), "",
-        f"![{card.title} card](../assets/cards/{card.id}.svg)", "",
-        card.help.strip(), "",
-        "## Inputs", "", *_input_rows(card, schema), *_object_sections(card, schema), "",
-        "## Outputs", "", *(output_rows if card.outputs else ["This card has no outputs."]), "",
+        "---", f"title: {json.dumps(card.title)}", "---", "", GENERATED_NOTE,
+        f"# {card.title}", "",
+        f"![{card.title} card](../assets/cards/{card.id}.svg){{ .nn-card-picture }}", "",
+        card.help.strip(), "", _card_facts(card), "{ .nn-card-facts }", "",
+        *([card.guide.strip(), ""] if card.guide.strip() else []),
+        "## Inputs", "", *(inputs or ["This card has no inputs.", ""]),
+        "## Outputs", "", *(outputs or ["This card has no outputs.", ""]),
         *_example_section(card, cards),
     ]
     return "\n".join(lines) + "\n"
@@ -166,6 +209,19 @@ def cards_index(cards: list[type[Card]]) -> str:
         *_tree_lines(_tree(cards), 0),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def site_nav(cards: list[type[Card]]) -> list[dict]:
+    """The site navigation's Cards and Types sections (mkdocs `nav` entries): the catalogue's
+    category tree with every card page titled by its card, then every type page."""
+
+    def section(tree: dict) -> list:
+        entries: list = [{name: section(tree[name])} for name in sorted(k for k in tree if k is not None)]
+        entries += [{card.title: f"cards/{card.id}.md"} for card in sorted(tree.get(None, []), key=lambda c: c.title)]
+        return entries
+
+    return [{"Cards": ["cards/index.md", *section(_tree(cards))]},
+            {"Types": ["types/index.md", *({t.id: f"types/{t.id}.md"} for t in TYPES.values())]}]
 
 
 # -- type pages -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _bounds(name: str, prop: dict) -> str:
 
 def _count(prop: dict, low: str, high: str, unit: str) -> str:
     if low in prop and high in prop:
-        return f"{prop[low]} to {prop[high]} {unit}"
+        return f"exactly {prop[low]} {unit}" if prop[low] == prop[high] else f"{prop[low]} to {prop[high]} {unit}"
     if low in prop:
         return f"at least {prop[low]} {unit}"
     return f"at most {prop[high]} {unit}" if high in prop else ""

@@ -7,6 +7,7 @@ from pydantic_core import PydanticCustomError
 
 from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, Regularizer,
                           param, tensor_input)
+from nncards.cards.batch_normalization_guide import GUIDE
 from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
 
@@ -174,6 +175,7 @@ class BatchNormalization(LayerCard):
     title = "Batch normalization layer"
     path = ("Layers", "Normalization")
     keras = "keras.layers.BatchNormalization"
+    guide = GUIDE
     help = (
         "Normalizes each feature to zero mean and unit variance, then scales it by `gamma` and "
         "shifts it by `beta`.\n\n"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from nncards.keras_objects import VERBOSE_VARIABLE
 
 
 def _load(path: str) -> dict:
@@ -52,8 +55,14 @@ def cmd_validate(args) -> int:
 
     from nncards.build.validation import validate
 
+    document = _load(args.file)
+    if not isinstance(document, dict) or not ({"nodes", "graph"} & set(document)):
+        what = f"an object with keys {', '.join(sorted(document))}" if isinstance(document, dict) \
+            else f"a JSON {type(document).__name__}"
+        sys.exit(f"nncards: {args.file} is neither a graph (an object with `nodes`) nor a RUN "
+                 f"(an object with `graph`): it holds {what}")
     try:
-        result = validate(_load(args.file))
+        result = validate(document.get("graph", document))
     except ValidationError as exc:
         _print({"valid": False, "errors": [{"code": "request_invalid", "port": "/".join(map(str, e["loc"])),
                                             "message": e["msg"]} for e in exc.errors()], "shapes": {}})
@@ -74,7 +83,7 @@ def cmd_cards(args) -> int:
         branch.setdefault(None, []).append(card)
     _print_tree(tree, 0)
     for error in reg.load_errors:
-        print(f"! pack {error['pack']} failed to load: {error['message']}")
+        print(f"! pack {error.pack} failed to load: {error.message}")
     return 0
 
 
@@ -103,13 +112,15 @@ def cmd_docs(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nncards", description="Neural-network cards for visual node editors.")
+    parser.add_argument("--verbose", action="store_true",
+                        help=f"let TensorFlow's start-up log lines through (also: {VERBOSE_VARIABLE}=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_parser = commands.add_parser("run", help="run a RUN file (or a bare graph on one batch of zeros)")
     run_parser.add_argument("file")
     run_parser.set_defaults(handler=cmd_run)
 
-    validate_parser = commands.add_parser("validate", help="validate a graph file")
+    validate_parser = commands.add_parser("validate", help="validate a graph file (or the graph of a RUN file)")
     validate_parser.add_argument("file")
     validate_parser.set_defaults(handler=cmd_validate)
 
@@ -131,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.set_defaults(handler=cmd_serve)
 
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_VARIABLE] = "1"
     return args.handler(args)
 
 

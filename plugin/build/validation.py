@@ -8,6 +8,7 @@ becomes a problem that names it. The executor reuses `trace` to build the real m
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 import json
 import math
@@ -21,6 +22,7 @@ from nncards.contract.catalog import ValidationResult
 from nncards.contract.graph import Graph
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
 from nncards.contract.errors import NncardsError, Problem
+from nncards.keras_objects import import_tensorflow_quietly
 from nncards.registry import registry
 from nncards.contract.shorthands import BY_TYPE
 
@@ -85,8 +87,7 @@ def _check_nodes(analysis: Analysis, limits: Limits) -> None:
         seen.add(node.id)
         card = registry().get(node.card)
         if card is None:
-            analysis.add(Problem(code="unknown_card", node=node.id, received=node.card,
-                                 message=f"there is no card {node.card!r}"))
+            analysis.add(_unknown_card(node.id, node.card))
             continue
         analysis.cards[node.id] = card
         params, problems = card.validate_params(node.id, node.params)
@@ -98,6 +99,18 @@ def _check_nodes(analysis: Analysis, limits: Limits) -> None:
         if card.model_role is ModelRole.INPUT:
             _check_input_size(analysis, node.id, params, limits)
         _check_shorthand_ranks(analysis, node.id, card, params)
+
+
+def _unknown_card(node: str, card_id: str) -> Problem:
+    """An unknown card id, with the closest ids and titles of the catalogue as suggestions."""
+    cards = registry().cards
+    by_title = {card.title.casefold(): card.id for card in cards.values()}
+    near = difflib.get_close_matches(card_id, list(cards), n=3, cutoff=0.6)
+    near += [by_title[t] for t in difflib.get_close_matches(card_id.casefold(), list(by_title), n=3, cutoff=0.6)]
+    near = list(dict.fromkeys(near))[:3]
+    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    return Problem(code="unknown_card", node=node, received=card_id, expected=near or None,
+                   message=f"there is no card {card_id!r}{hint}")
 
 
 def _check_input_size(analysis: Analysis, node: str, params: Params, limits: Limits) -> None:
@@ -201,9 +214,12 @@ def _acyclic_order(analysis: Analysis, cyclic: set[str]) -> list[str]:
 
 
 def _check_required(analysis: Analysis) -> None:
+    # A port an edge reaches is not missing: when that edge was refused (unknown card or port,
+    # type mismatch, ...), its own problem says why, and a second one would only repeat it.
+    reached = {(edge.target, edge.target_port) for edge in analysis.graph.edges}
     for node, card in analysis.cards.items():
         for port in card.sockets:
-            if port.required and not analysis.wires[node].get(port.id):
+            if port.required and not analysis.wires[node].get(port.id) and (node, port.id) not in reached:
                 analysis.add(Problem(code="missing_required_input", node=node, port=port.id,
                                      message=f"{port.id} of {card.id} must be connected"))
     if not any(c.model_role is ModelRole.INPUT for c in analysis.cards.values()):
@@ -363,13 +379,16 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, memo: NodeMemo | 
         if any(u in skipped or u not in result.values for u in upstream):
             skipped.add(node)
             continue
-        sockets = {}
-        for port_id, wires in analysis.wires[node].items():
-            values = [result.values[w.source][w.source_port] if w.source_port in result.values[w.source] else None
-                      for w in wires]
-            if any(v is None for v in values):
-                continue
-            sockets[port_id] = values if card.input_port(port_id).multiplicity == "n" else values[0]
+        absent = [(port_id, w) for port_id, wires in analysis.wires[node].items() for w in wires
+                  if w.source_port not in result.values[w.source]]
+        if absent:
+            result.problems.extend(_absent_output(analysis, node, port_id, wire) for port_id, wire in absent)
+            skipped.add(node)
+            continue
+        sockets = {port_id: [result.values[w.source][w.source_port] for w in wires]
+                   for port_id, wires in analysis.wires[node].items()}
+        sockets = {port_id: values if card.input_port(port_id).multiplicity == "n" else values[0]
+                   for port_id, values in sockets.items()}
         key = memo.key(analysis, consumed, node, sockets, limits) if memo is not None else None
         outputs, problems = memo.recall(key) if key is not None else (None, None)
         if problems is None:
@@ -396,6 +415,16 @@ def trace(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, memo: NodeMemo | 
             skipped.add(node)
             del result.values[node], result.sockets[node]
     return result
+
+
+def _absent_output(analysis: Analysis, node: str, port: str, wire: Wire) -> Problem:
+    """A wire from an output its node did not produce: a layer card makes its `output` only
+    when its tensor input is wired (without it, the card makes the layer alone)."""
+    source = analysis.cards[wire.source]
+    unwired = [p.id for p in source.sockets if p.type == TENSOR and not analysis.wires[wire.source].get(p.id)]
+    because = f"; connect its {unwired[0]!r} input" if unwired else ""
+    return Problem(code="missing_required_input", node=wire.source, port=unwired[0] if unwired else None,
+                   edge=wire.edge, message=f"{wire.source} gives no {wire.source_port!r} for {node}.{port}{because}")
 
 
 def _build_node(card: type[Card], node: str, params: Params, sockets: dict,
@@ -433,6 +462,7 @@ def trace_without_weights(analysis: Analysis, limits: Limits = DEFAULT_LIMITS, m
     """`trace` inside a Keras stateless scope: layers are built but their variables are never
     allocated, so a graph is checked fast and a huge weight is refused before it exists. Nodes
     met before come from the `memo`, when given."""
+    import_tensorflow_quietly()
     import keras
     from keras.src.backend.common import global_state
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from nncards.contract.run import RunStatus, StepKind
 
@@ -61,9 +61,4 @@ class DoneEvent(_Event):
 
 
 RunEvent = Annotated[Union[StatusEvent, StepEvent, EpochEvent, DoneEvent], Field(discriminator="type")]
-RUN_EVENT = TypeAdapter(RunEvent)
 
-
-def event_from(type_: str, data: dict[str, Any]) -> RunEvent:
-    """An event read back from its SSE name and data (as stored)."""
-    return RUN_EVENT.validate_python({**data, "type": type_})

@@ -228,6 +228,12 @@ class BatchNormalization(LayerCard):
             outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
         return outputs
 
+    inspect_input = True
+
+    @classmethod
+    def feature_axis(cls, params):
+        return params.axis
+
     @classmethod
     def report(cls, params, layer):
         return {"fused_kernel": isinstance(layer, keras_attribute(NNCARDS_LAYER)) and layer.fused_kernel}

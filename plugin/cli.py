@@ -104,6 +104,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_tensorboard(args) -> int:
+    from nncards.execute.options import default_data_dir, run_folder
+
+    logs = run_folder(Path(args.data_dir) if args.data_dir else default_data_dir(), args.run_id) / "tensorboard"
+    if not logs.is_dir():
+        sys.exit(f"nncards: run {args.run_id} has no TensorBoard logs in {logs} "
+                 "(a fit step writes them with \"tensorboard\": true)")
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logs), "--host", args.host,
+               "--port", str(args.port)]
+    os.execv(sys.executable, command)  # TensorBoard takes this process's place: a signal reaches it
+
+
 def cmd_docs(args) -> int:
     from nncards.docs import main as docs_main
 
@@ -126,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cards_parser = commands.add_parser("cards", help="list the card catalogue as a tree")
     cards_parser.set_defaults(handler=cmd_cards)
+
+    board_parser = commands.add_parser("tensorboard", help="start TensorBoard on the logs of a run")
+    board_parser.add_argument("run_id")
+    board_parser.add_argument("--data-dir", help="the data directory of the runs (default: as `nncards serve`)")
+    board_parser.add_argument("--host", default="127.0.0.1")
+    board_parser.add_argument("--port", type=int, default=6006)
+    board_parser.set_defaults(handler=cmd_tensorboard)
 
     docs_parser = commands.add_parser("docs", help="regenerate the card and type pages and card images here")
     docs_parser.add_argument("--check", action="store_true",

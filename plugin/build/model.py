@@ -28,6 +28,10 @@ class BuiltModel:
     model: Any  # keras.Model
     layers: dict[str, BuiltLayer]
     input_specs: dict[str, Params]  # the Input nodes' parameters (shape, dtype)
+    cards: dict[str, type[Card]]  # every built node's card, parameters, outputs and wired inputs
+    params: dict[str, Params]
+    values: dict[str, dict[str, Any]]
+    sockets: dict[str, dict[str, Any]]
 
 
 def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None) -> BuiltModel:
@@ -50,7 +54,10 @@ def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None
     model = keras.Model(inputs=inputs, outputs=outputs, name="nncards")
     layers = {n: BuiltLayer(n, analysis.cards[n], analysis.params[n], v["layer"])
               for n, v in traced.values.items() if analysis.cards[n].makes_layer and "layer" in v}
-    return BuiltModel(model, layers, {n: analysis.params[n] for n in inputs})
+    built = list(traced.values)
+    return BuiltModel(model, layers, {n: analysis.params[n] for n in inputs},
+                      cards={n: analysis.cards[n] for n in built}, params={n: analysis.params[n] for n in built},
+                      values=traced.values, sockets=traced.sockets)
 
 
 def build_model(graph: dict | Graph):

@@ -194,6 +194,9 @@ class Card:
     example_input_shape: ClassVar[tuple[int | None, ...]] = (4,)
     example_input_dtype: ClassVar[str] = "float32"
     example_layers: ClassVar[dict[str, tuple[str, dict]]] = {}
+    # Whether an inspection also shows the tensor entering the card, its batch statistics and
+    # the layer's moving statistics (batch normalization: the point is to compare them).
+    inspect_input: ClassVar[bool] = False
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -322,6 +325,12 @@ class Card:
         """Problems with fitting this node's layer on `samples` samples in batches of
         `batch_size`, found before training starts."""
         return []
+
+    @classmethod
+    def feature_axis(cls, params: Params) -> int | None:
+        """The axis whose entries are the card's channels, for per-channel statistics: the first
+        after the batch for channels-first data, else the last."""
+        return 1 if getattr(params, "data_format", None) == "channels_first" else -1
 
     @classmethod
     def report(cls, params: Params, layer: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nncards.contract.inspection import Inspection
 from nncards.contract.run import RunStatus, StepKind
 
 
@@ -20,6 +21,7 @@ class EventType(StrEnum):
     STEP = "step"
     EPOCH = "epoch"
     DONE = "done"
+    INSPECT = "inspect"
 
 
 class StepState(StrEnum):
@@ -60,5 +62,13 @@ class DoneEvent(_Event):
     status: RunStatus
 
 
-RunEvent = Annotated[Union[StatusEvent, StepEvent, EpochEvent, DoneEvent], Field(discriminator="type")]
+class InspectEvent(_Event):
+    """A fit's inspection after an epoch (`inspect_every`)."""
+
+    type: Literal[EventType.INSPECT] = EventType.INSPECT
+    step: int = Field(description="Index of the fit step in the run.")
+    inspection: Inspection
+
+
+RunEvent = Annotated[Union[StatusEvent, StepEvent, EpochEvent, DoneEvent, InspectEvent], Field(discriminator="type")]
 

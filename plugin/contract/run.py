@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nncards.contract.arrays import Base64Array
 from nncards.contract.errors import ErrorBody, ErrorCode, NncardsError
 from nncards.contract.graph import Graph
+from nncards.contract.inspection import Inspection
 
 ArrayIn = Union[list[Any], Base64Array]
 
@@ -49,6 +50,7 @@ class StepKind(StrEnum):
     FIT = "fit"
     EVALUATE = "evaluate"
     PREDICT = "predict"
+    INSPECT = "inspect"
 
 
 class RunStatus(StrEnum):
@@ -90,6 +92,11 @@ class FitStep(StepBase):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     loss: Loss | dict[str, Loss] = Field("mse", description="A loss, or one per Output node id.")
     metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
+    inspect_every: int | None = Field(
+        None, ge=1, description="Inspect the model (as an `inspect` step of all nodes would, in inference mode) "
+        "on the first batch of the inputs after every this many epochs; sent as `inspect` events.")
+    tensorboard: bool = Field(False, description="Write TensorBoard logs (scalars, weight histograms) in the "
+                              "run's folder of the data directory.")
 
 
 class EvaluateStep(StepBase):
@@ -107,7 +114,15 @@ class PredictStep(StepBase):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
 
 
-Step = Annotated[Union[CallStep, FitStep, EvaluateStep, PredictStep], Field(discriminator="kind")]
+class InspectStep(StepBase):
+    kind: Literal[StepKind.INSPECT]
+    inputs: Arrays = Field(description="Arrays keyed by Input node id.")
+    training: bool = Field(False, description="Run layers in training mode (batch statistics, updates).")
+    nodes: list[str] | None = Field(None, max_length=10_000,
+                                    description="Node ids to inspect; absent: every node that makes a tensor.")
+
+
+Step = Annotated[Union[CallStep, FitStep, EvaluateStep, PredictStep, InspectStep], Field(discriminator="kind")]
 
 
 class Distribution(BaseModel):
@@ -142,6 +157,8 @@ class CallResult(BaseModel):
 class FitResult(BaseModel):
     kind: Literal[StepKind.FIT] = StepKind.FIT
     history: dict[str, list[Any]] = Field(description="Keras' history: one value per epoch for each key.")
+    inspections: list[Inspection] | None = Field(None, description="With `inspect_every`: one per inspected epoch.")
+    tensorboard: str | None = Field(None, description="With `tensorboard`: the folder holding the logs.")
 
 
 class EvaluateResult(BaseModel):
@@ -154,7 +171,12 @@ class PredictResult(BaseModel):
     outputs: dict[str, Any] = Field(description="Arrays keyed by Output node id.")
 
 
-StepResult = Annotated[Union[CallResult, FitResult, EvaluateResult, PredictResult], Field(discriminator="kind")]
+class InspectResult(Inspection):
+    kind: Literal[StepKind.INSPECT] = StepKind.INSPECT
+
+
+StepResult = Annotated[Union[CallResult, FitResult, EvaluateResult, PredictResult, InspectResult],
+                       Field(discriminator="kind")]
 
 
 class LayerReport(BaseModel):

@@ -16,10 +16,12 @@ from pydantic import ValidationError
 from nncards.build.model import BuiltModel, build
 from nncards.contract import arrays
 from nncards.contract.errors import ErrorBody, ErrorCode, NncardsError, Problem, json_safe
-from nncards.contract.events import EpochEvent, StepEvent, StepState
+from nncards.contract.events import EpochEvent, InspectEvent, StepEvent, StepState
+from nncards.contract.inspection import Inspection
 from nncards.contract.run import (CallResult, CallStep, EvaluateResult, EvaluateStep, FitResult, FitStep,
-                                  LayerReport, ModelReport, PredictResult, PredictStep, Run, RunResult,
-                                  RunStatus, StepResult)
+                                  InspectResult, InspectStep, LayerReport, ModelReport, PredictResult,
+                                  PredictStep, Run, RunResult, RunStatus, StepResult)
+from nncards.execute.inspect import Inspector
 from nncards.execute.options import Cancelled, RunOptions
 
 MAX_MESSAGE_CHARS = 4000
@@ -144,6 +146,9 @@ class RunModel:
         self._check_fit(len(next(iter(x.values()))), step.batch_size)
         self._compile(step.optimizer.model_dump(), step.loss, step.metrics)
         observer = self.options.observer
+        inspections: list[Inspection] = []
+        inspector = Inspector(self.built, None) if step.inspect_every else None
+        sample = {node: array[:step.batch_size] for node, array in x.items()}
 
         class Progress(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -153,11 +158,24 @@ class RunModel:
             def on_epoch_end(self, epoch, logs=None):
                 metrics = {k: float(v) for k, v in (logs or {}).items()}
                 observer.emit(EpochEvent(step=index, epoch=epoch + 1, epochs=step.epochs, metrics=json_safe(metrics)))
+                if inspector is not None and (epoch + 1) % step.inspect_every == 0:
+                    inspections.append(inspector.inspect(sample, training=False, epoch=epoch + 1))
+                    observer.emit(InspectEvent(step=index, inspection=inspections[-1]))
 
+        callbacks = [Progress()]
+        logs = self.options.run_folder() / "tensorboard" / f"step-{index}" if step.tensorboard else None
+        if logs is not None:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs), histogram_freq=1))
         history = self.model.fit(x, y, epochs=step.epochs, batch_size=step.batch_size, shuffle=step.shuffle,
-                                 verbose=0, callbacks=[Progress()])
+                                 verbose=0, callbacks=callbacks)
         self.check_stop()
-        return FitResult(history=json_safe({k: [float(v) for v in vs] for k, vs in history.history.items()}))
+        return FitResult(history=json_safe({k: [float(v) for v in vs] for k, vs in history.history.items()}),
+                         inspections=inspections if inspector is not None else None,
+                         tensorboard=str(logs) if logs is not None else None)
+
+    def inspect(self, index: int, step: InspectStep) -> InspectResult:
+        inspection = Inspector(self.built, step.nodes).inspect(self._inputs(step.inputs), step.training)
+        return InspectResult(**dict(inspection))
 
     def evaluate(self, index: int, step: EvaluateStep) -> EvaluateResult:
         x, y = self._inputs(step.inputs), self._targets(step.targets)
@@ -218,6 +236,7 @@ STEP_HANDLERS: dict[type, StepHandler] = {
     FitStep: RunModel.fit,
     EvaluateStep: RunModel.evaluate,
     PredictStep: RunModel.predict,
+    InspectStep: RunModel.inspect,
 }
 
 

@@ -1,8 +1,10 @@
-"""Activation layers with settings of their own: ReLU, LeakyReLU and Softmax cards."""
+"""Activation layers with settings of their own: ReLU, LeakyReLU, PReLU, ELU and Softmax cards."""
 
-from nncards.card import param
+from typing import Annotated
 
-from nncards.card import LAYER, KerasLayerCard, arguments
+from pydantic import Field
+
+from nncards.card import LAYER, KerasLayerCard, arguments, param, weights
 
 
 class ActivationCard(KerasLayerCard):
@@ -45,4 +47,35 @@ class Softmax(ActivationCard):
     )
 
 
-CARDS = [ReLU, LeakyReLU, Softmax]
+class PReLU(ActivationCard):
+    title = "Parametric ReLU layer"
+    help = (
+        "A leaky ReLU whose slope for negative inputs is learned: one slope per input value, or "
+        "shared along the axes listed in `shared_axes` (e.g. one slope per channel of an image)."
+    )
+    Params = arguments(
+        "PReLUParams", [{}, {"alpha_initializer": "constant", "shared_axes": [1]}],
+        **weights("alpha", "zeros", "the negative slopes"),
+        shared_axes=(list[Annotated[int, Field(ge=1)]] | None, param(
+            None, text="Shared axes", min_length=1,
+            help="Axes along which one slope is shared, counted from 1 (after the batch axis); `[1, 2]` "
+            "on `(batch, rows, columns, channels)` learns one slope per channel. Empty: no sharing.")),
+        **LAYER,
+    )
+    weight_ranks = {"alpha_initializer": 1}
+
+
+class ELU(ActivationCard):
+    title = "ELU layer"
+    help = (
+        "Exponential linear unit: keeps positive inputs and maps negative ones to "
+        "`alpha * (exp(x) - 1)`, a smooth curve that levels off at `-alpha`."
+    )
+    Params = arguments(
+        "ELUParams", [{}, {"alpha": 0.5}],
+        alpha=(float, param(1.0, text="Alpha", ge=0, help="The value negative inputs approach.")),
+        **LAYER,
+    )
+
+
+CARDS = [ReLU, LeakyReLU, PReLU, ELU, Softmax]

@@ -11,15 +11,9 @@ LAYER_ONLY = arguments("MergeParams", [{}], **LAYER)
 ELEMENTWISE = "The tensors must have the same shape, or shapes that broadcast to one another."
 
 
-class MergeCard(KerasLayerCard):
-    """A Keras merge layer called on the list of tensors wired to `inputs`, in edge order."""
+class TensorListCard(KerasLayerCard):
+    """A Keras layer called on the list of tensors wired to `inputs`, in edge order."""
 
-    id_prefix = "mergeLayer_"
-    path = ("Layers", "Merging")
-    Params = LAYER_ONLY
-    sockets = (tensor_input(
-        "inputs", "Inputs", "The tensors to combine, in the order of their edges in the graph.",
-        required=True, multiplicity="n"),)
     input_count: ClassVar[tuple[int, int | None]] = (2, None)  # fewest and most tensors
 
     @classmethod
@@ -28,7 +22,7 @@ class MergeCard(KerasLayerCard):
         fewest, most = cls.input_count
         if len(shapes) >= fewest and (most is None or len(shapes) <= most):
             return []
-        expected = f"exactly {most}" if fewest == most else f"at least {fewest}"
+        expected = f"exactly {most}" if fewest == most else f"at least {fewest}" if most is None else f"{fewest} to {most}"
         return [Problem(code="missing_required_input" if len(shapes) < fewest else "shape_mismatch",
                         node=node, port="inputs", expected=f"{expected} tensors", received=shapes,
                         message=f"{cls.id} combines {expected} tensors, got {len(shapes)}")]
@@ -36,7 +30,18 @@ class MergeCard(KerasLayerCard):
     @classmethod
     def build(cls, node, params, sockets):
         layer = cls.make_layer(node, params, sockets)
-        return {"layer": layer, "output": layer(sockets["inputs"])}
+        return {"layer": layer, "output": layer(sockets["inputs"], **cls.call_arguments(params, sockets))}
+
+
+class MergeCard(TensorListCard):
+    """A Keras merge layer: combines the tensors wired to `inputs` into one."""
+
+    id_prefix = "mergeLayer_"
+    path = ("Layers", "Merging")
+    Params = LAYER_ONLY
+    sockets = (tensor_input(
+        "inputs", "Inputs", "The tensors to combine, in the order of their edges in the graph.",
+        required=True, multiplicity="n"),)
 
 
 def elementwise(keras_class: str, does: str, input_count: tuple[int, int | None] = (2, None)) -> type[MergeCard]:

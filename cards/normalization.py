@@ -225,7 +225,7 @@ class BatchNormalization(LayerCard):
             layer = keras_attribute(cls.keras)(**{k: v for k, v in arguments.items() if k not in options})
         outputs = {"layer": layer}
         if "input" in sockets:
-            outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
+            outputs["output"] = layer(sockets["input"], **cls.call_arguments(params, sockets))
         return outputs
 
     inspect_input = True

@@ -1,16 +1,23 @@
-"""Regularization layers that act only in training: Dropout, SpatialDropout2D and GaussianNoise cards."""
+"""Regularization layers: dropouts and noise that act only in training, and a penalty on activations."""
 
 from typing import Annotated
 
 from pydantic import Field
 
-from nncards.card import param
-
-from nncards.card import DATA_FORMAT, LAYER, NAMING, SEED, KerasLayerCard, arguments, fraction
+from nncards.card import DATA_FORMAT, LAYER, NAMING, SEED, KerasLayerCard, arguments, fraction, param
+from nncards.cards.spatial import RANKS, ranked
 
 
 class RegularizationCard(KerasLayerCard):
     path = ("Layers", "Regularization")
+
+
+RATE = fraction("rate", "Rate", "Fraction of the inputs dropped in each training step.", default=...)
+NOISE_SHAPE = {"noise_shape": (list[Annotated[int, Field(ge=1)] | None] | None, param(
+    None, text="Noise shape",
+    help="Shape of the random keep/drop pattern, batch axis included, broadcast over the "
+    "input: a 1 drops whole slices along that axis together (e.g. `[null, 1, null]` drops "
+    "the same features at every time step). `null` entries take the input's size."))}
 
 
 class Dropout(RegularizationCard):
@@ -21,27 +28,20 @@ class Dropout(RegularizationCard):
     )
     Params = arguments(
         "DropoutParams", [{"rate": 0.5}, {"rate": 0.2, "noise_shape": [None, 1], "seed": 3}],
-        **fraction("rate", "Rate", "Fraction of the inputs set to zero in each training step.", default=...),
-        noise_shape=(list[Annotated[int, Field(ge=1)] | None] | None, param(
-            None, text="Noise shape",
-            help="Shape of the random keep/drop pattern, batch axis included, broadcast over the "
-            "input: a 1 drops whole slices along that axis together (e.g. `[null, 1, null]` drops "
-            "the same features at every time step). `null` entries take the input's size.")),
-        **SEED, **LAYER,
+        **RATE, **NOISE_SHAPE, **SEED, **LAYER,
     )
 
 
-class SpatialDropout2D(RegularizationCard):
-    title = "Spatial dropout 2D layer"
-    help = (
-        "Dropout for images: in training it drops whole channels (feature maps) instead of single "
-        "pixels, which suits convolutional features whose neighbouring pixels are strongly correlated."
+def spatial_dropout(dims: int) -> type:
+    data_format = DATA_FORMAT if dims > 1 else {}  # Keras' SpatialDropout1D is channels-last only
+    return ranked(
+        RegularizationCard, f"SpatialDropout{dims}D", dims, f"Spatial dropout {dims}D layer",
+        f"Dropout for {RANKS[dims].data}: in training it drops whole channels (every position of a "
+        "feature at once) instead of single values, which suits convolutional features whose "
+        "neighbouring positions are strongly correlated. At inference it passes inputs through.",
+        arguments(f"SpatialDropout{dims}DParams", [{"rate": 0.5}, {"rate": 0.2, "seed": 3}],
+                  **RATE, **data_format, **SEED, **NAMING),
     )
-    Params = arguments(
-        "SpatialDropout2DParams", [{"rate": 0.5}, {"rate": 0.2, "data_format": "channels_first"}],
-        **fraction("rate", "Rate", "Fraction of the channels set to zero in each training step.", default=...), **DATA_FORMAT, **SEED, **NAMING,
-    )
-    example_input_shape = (4, 4, 3)
 
 
 class GaussianNoise(RegularizationCard):
@@ -57,4 +57,41 @@ class GaussianNoise(RegularizationCard):
     )
 
 
-CARDS = [Dropout, SpatialDropout2D, GaussianNoise]
+class GaussianDropout(RegularizationCard):
+    title = "Gaussian dropout layer"
+    help = (
+        "In training, multiplies every input by random noise of mean 1 drawn from a normal "
+        "distribution whose spread follows from `rate` (standard deviation `sqrt(rate / (1 - rate))`): "
+        "dropout's regularizing effect without zeros. At inference it passes inputs through."
+    )
+    Params = arguments("GaussianDropoutParams", [{"rate": 0.5}, {"rate": 0.1, "seed": 3}], **RATE, **SEED, **LAYER)
+
+
+class AlphaDropout(RegularizationCard):
+    title = "Alpha dropout layer"
+    help = (
+        "Dropout for self-normalizing networks (SELU activations): in training, dropped inputs are "
+        "set to SELU's negative saturation value instead of zero, and the result is shifted and "
+        "scaled so that mean and variance stay as they were. At inference it passes inputs through."
+    )
+    Params = arguments("AlphaDropoutParams", [{"rate": 0.5}, {"rate": 0.2, "noise_shape": [None, 1], "seed": 3}],
+                       **RATE, **NOISE_SHAPE, **SEED, **LAYER)
+
+
+class ActivityRegularization(RegularizationCard):
+    title = "Activity regularization layer"
+    help = (
+        "Passes its input through unchanged and adds a penalty on it to the training loss: `l1` "
+        "times the sum of absolute values plus `l2` times the sum of squares. Pushes the activations "
+        "before it towards small or sparse values."
+    )
+    Params = arguments(
+        "ActivityRegularizationParams", [{"l1": 0.01}, {"l1": 0.0, "l2": 0.001}],
+        l1=(float, param(0.0, text="L1 factor", ge=0, help="Weight of the sum of absolute values.")),
+        l2=(float, param(0.0, text="L2 factor", ge=0, help="Weight of the sum of squares.")),
+        **LAYER,
+    )
+
+
+CARDS = [Dropout, *(spatial_dropout(dims) for dims in (1, 2, 3)), GaussianNoise, GaussianDropout, AlphaDropout,
+         ActivityRegularization]

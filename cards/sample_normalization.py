@@ -1,4 +1,4 @@
-"""Normalization within each sample (no batch statistics): layer, group and unit normalization cards.
+"""Normalization within each sample (no batch statistics): layer, RMS, group and unit normalization cards.
 
 Unlike batch normalization they behave the same in training and at inference, and a sample's
 output never depends on the rest of its batch.
@@ -73,4 +73,22 @@ class UnitNormalization(SampleNormalizationCard):
     )
 
 
-CARDS = [LayerNormalization, GroupNormalization, UnitNormalization]
+class RMSNormalization(SampleNormalizationCard):
+    title = "RMS normalization layer"
+    help = (
+        "Divides each sample by the root mean square of its features along an axis, then applies a "
+        "learned per-feature scale. Layer normalization without centering: cheaper, and the usual "
+        "choice of recent transformers."
+    )
+    Params = arguments(
+        "RMSNormalizationParams", [{}, {"epsilon": 1e-5}],
+        **axis("The axis whose entries are normalized together, per sample; -1 is the last."),
+        epsilon=(float, param(
+            1e-6, text="Epsilon", gt=0,
+            help="Small positive number added to the mean square before its square root, so that an "
+            "all-zero sample does not divide by zero.")),
+        **LAYER,
+    )
+
+
+CARDS = [LayerNormalization, RMSNormalization, GroupNormalization, UnitNormalization]

@@ -101,4 +101,29 @@ class Bidirectional(WrapperCard):
         return outputs
 
 
-CARDS = [TimeDistributed, Bidirectional]
+class SpectralNormalization(WrapperCard):
+    title = "Spectral normalization wrapper"
+    path = ("Layers", "Normalization")
+    help = (
+        "Applies a layer with its kernel divided by the kernel's largest singular value (its "
+        "spectral norm), estimated by power iteration and refined at every training step. Keeps the "
+        "layer from stretching any input by more than a factor of one, which steadies the training "
+        "of GAN discriminators. The wrapped layer (a Dense or a convolution: anything with a "
+        "`kernel`) is used itself."
+    )
+    Params = arguments(
+        "SpectralNormalizationParams", [{}, {"power_iterations": 3}],
+        power_iterations=(int, param(
+            1, text="Power iterations", ge=1,
+            help="Power-iteration steps per training step that refine the singular value estimate.")),
+        **LAYER,
+    )
+    sockets = (
+        layer_input(help="The layer whose kernel is normalized, from the `layer` output of its card."),
+        tensor_input(help="The tensor the wrapped layer is applied to."),
+    )
+    example_layers = {"layer": ("layer_Dense", {"units": 2})}
+    example_input_shape = (4,)
+
+
+CARDS = [TimeDistributed, Bidirectional, SpectralNormalization]

@@ -353,18 +353,27 @@ class LayerCard(Card):
     sockets = (tensor_input(),)
     outputs = (LAYER_OUTPUT, TENSOR_OUTPUT)
     makes_layer = True
+    # Parameters that are options of the layer's call rather than of its constructor (Keras
+    # call keywords such as `use_causal_mask`): they go to the call, never to the constructor.
+    call_options: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def layer_arguments(cls, node: str, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
         arguments = cls.resolve_instances(params, sockets)
+        for option in cls.call_options:
+            del arguments[option]
         if "name" in arguments and arguments["name"] is None:
             arguments["name"] = node
         return arguments
 
     @classmethod
-    def call_arguments(cls, sockets: dict[str, Any]) -> dict[str, Any]:
-        tensor_ports = [p.id for p in cls.sockets if p.type == "NeuralNetworkTensor" and p.id != "input"]
-        return {port: sockets[port] for port in tensor_ports if port in sockets}
+    def call_arguments(cls, params: Params, sockets: dict[str, Any]) -> dict[str, Any]:
+        """The keywords of the layer's call besides the tensor it is called on (`input`, or the
+        list wired to `inputs`): its call options and its other wired tensor sockets."""
+        tensor_ports = [p.id for p in cls.sockets
+                        if p.type == "NeuralNetworkTensor" and p.id not in ("input", "inputs")]
+        return {**{option: getattr(params, option) for option in cls.call_options},
+                **{port: sockets[port] for port in tensor_ports if port in sockets}}
 
     @classmethod
     def make_layer(cls, node: str, params: Params, sockets: dict[str, Any]):
@@ -375,7 +384,7 @@ class LayerCard(Card):
         layer = cls.make_layer(node, params, sockets)
         outputs = {"layer": layer}
         if "input" in sockets:
-            outputs["output"] = layer(sockets["input"], **cls.call_arguments(sockets))
+            outputs["output"] = layer(sockets["input"], **cls.call_arguments(params, sockets))
         return outputs
 
 

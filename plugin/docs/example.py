@@ -97,8 +97,9 @@ def keras_code(graph: dict, cards: dict[str, type[Card]]) -> str | None:
         elif issubclass(card, (LayerCard, InstanceCard)) and card.keras:
             sockets = {port: sources for port, sources in wired.items()
                        if card.input_port(port).type == "NeuralNetworkTensor"}
-            arguments = constructor_arguments(card, name, params, {port: sources[0] for port, sources in wired.items()
-                                                                   if port not in sockets})
+            arguments = constructor_arguments(card, name, params, {
+                port: sources[0] if card.input_port(port).multiplicity == "1" else f"[{', '.join(sources)}]"
+                for port, sources in wired.items() if port not in sockets})
             lines.append(f"{name} = {card.keras}({arguments})")
             values[(name, card.outputs[0].id if issubclass(card, InstanceCard) else "layer")] = name
             if sockets:
@@ -106,6 +107,7 @@ def keras_code(graph: dict, cards: dict[str, type[Card]]) -> str | None:
                 tensors = sockets.pop("inputs" if variadic else "input", [])
                 call = [f"[{', '.join(tensors)}]"] if variadic else tensors[:1]
                 call += [f"{port}={sources[0]}" for port, sources in sockets.items()]
+                call += [f"{option}={params[option]!r}" for option in card.call_options if option in params]
                 lines.append(f"{name}_output = {name}({', '.join(call)})")
                 values[(name, "output")] = f"{name}_output"
         else:

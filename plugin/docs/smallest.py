@@ -48,8 +48,9 @@ def smallest_graph(card: type[Card], params: dict | None = None) -> dict:
         for port in card.sockets:
             if port.type == "NeuralNetworkTensor" and (port.required or port.id in ("input", "inputs")):
                 count = 2 if port.multiplicity == "n" else 1
+                stem = "x" if port.id in ("input", "inputs") else port.id  # e.g. an attention's query and value
                 for index in range(count):
-                    source = f"x{index}" if count > 1 else "x"
+                    source = f"{stem}{index}" if count > 1 else stem
                     nodes.append(_input(source, card))
                     edges.append(_edge(source, "output", "n", port.id))
             elif port.type == "NeuralNetworkLayer" and port.id in card.example_layers:

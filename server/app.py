@@ -1,10 +1,11 @@
-"""The FastAPI application and `nncards serve`."""
+"""The FastAPI application (`create_app`, its `lifespan`) and `nncards serve`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,13 +16,15 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 import nncards
-from nncards.server import catalog, errors, graphs, runs
-from nncards.server.body_limit import BodyLimit
-from nncards.contract.catalog import Health
-from nncards.server.service import RunService
+from nncards.server import errors
+from nncards.server.middleware import BodyLimit
+from nncards.server.routers import catalog, graphs, health, runs
+from nncards.server.services.catalogue import CatalogueDocuments
+from nncards.server.services.runs import RunService
+from nncards.server.services.store import RunStore
+from nncards.server.services.validation import ValidationService
+from nncards.server.services.workers import LocalExecutor
 from nncards.server.settings import Settings
-from nncards.server.store import RunStore
-from nncards.server.validator import ValidationService
 
 API = "/api/v1"
 WARM_UP_DELAY_SECONDS = 1.0
@@ -51,20 +54,24 @@ def assets_dir() -> Path | None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    """The services behind the dependencies, for as long as the server runs."""
     settings: Settings = app.state.settings
     store = RunStore(settings.data_dir)
-    app.state.validator = ValidationService(settings.limits, settings.validation_cache_size, settings.validation_workers)
-    app.state.runs = RunService(store, settings)
+    app.state.validation = ValidationService(settings.limits, settings.validation_cache_size,
+                                             settings.validation_workers)
+    executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
+                       niceness=settings.run_niceness, limits=settings.limits)
+    app.state.runs = RunService(store, settings.limits, executor)
     app.state.runs.start()
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
         # answers, so that its start and the editor's first catalogue request come first.
-        asyncio.get_running_loop().call_later(WARM_UP_DELAY_SECONDS, app.state.validator.warm_up)
+        asyncio.get_running_loop().call_later(WARM_UP_DELAY_SECONDS, app.state.validation.warm_up)
     try:
         yield
     finally:
         await app.state.runs.close()
-        app.state.validator.close()
+        app.state.validation.close()
         store.close()
 
 
@@ -77,15 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Card catalogue, graph validation and graph execution for visual node editors.",
     )
     app.state.settings = settings
-    app.state.catalogue = catalog.CatalogueDocuments()
+    app.state.catalogue = CatalogueDocuments()  # no lifespan needed: a test may serve the catalogue alone
     errors.install(app)
-    for router in (catalog.router, graphs.router, runs.router):
+    for router in (catalog.router, graphs.router, runs.router, health.router):
         app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422]})
-
-    @app.get(API + "/health", response_model=Health, tags=["service"])
-    async def health() -> dict:
-        """The server is up."""
-        return {"status": "ok", "version": nncards.__version__}
 
     if settings.benchmark:
         static = bytes(len(app.state.catalogue.catalogue.body))

@@ -12,22 +12,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from nncards.contract.errors import ErrorEnvelope, NncardsError, Problem, error_body
+from nncards.contract.errors import STATUS_OF_CODE, ErrorCode, ErrorEnvelope, NncardsError, Problem, error_body
 
-STATUS_OF_CODE = {
-    "bad_request": 400,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "run_finished": 409,
-    "too_large": 413,
-    "request_invalid": 422,
-    "graph_invalid": 422,
-}
-CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items() if code != "graph_invalid"}
+# The code of an error answer that only has a status (Starlette's 404 and 405, a 413): the first
+# code answered with that status (request_invalid before graph_invalid and import_unsupported).
+CODE_OF_STATUS: dict[int, ErrorCode] = {}
+for _code, _status in STATUS_OF_CODE.items():
+    CODE_OF_STATUS.setdefault(_status, _code)
 
 ERROR_RESPONSES = {
     status: {"model": ErrorEnvelope, "description": f"`{code}`: the error envelope"}
-    for status, code in ((400, "bad_request"), (413, "too_large"), (422, "request_invalid"))
+    for status, code in ((400, ErrorCode.BAD_REQUEST), (413, ErrorCode.TOO_LARGE), (422, ErrorCode.REQUEST_INVALID))
 }
 NOT_FOUND = {404: {"model": ErrorEnvelope, "description": "`not_found`: no such card or run"}}
 # Every route may also answer 404/405 (unknown path or method) or 500: documented once, app-wide.
@@ -47,13 +42,15 @@ def as_json_responses(responses: dict) -> dict:
 log = logging.getLogger("nncards.server")
 
 
-def error_response(status: int, code: str, message: str, problems: list[Problem] | None = None,
-                   headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": error_body(code, message, problems)}, status_code=status, headers=headers)
+def error_response(code: ErrorCode, message: str, problems: list[Problem] | None = None,
+                   headers: dict | None = None, status: int | None = None) -> JSONResponse:
+    """The envelope, answered with the status of its code (or `status`, for Starlette's own errors)."""
+    return JSONResponse({"error": error_body(code, message, problems)}, headers=headers,
+                        status_code=status or STATUS_OF_CODE[code])
 
 
 def not_found(what: str) -> NncardsError:
-    return NncardsError("not_found", f"There is no {what}.")
+    return NncardsError(ErrorCode.NOT_FOUND, f"There is no {what}.")
 
 
 def json_path(error: dict, body: Any) -> str:
@@ -87,17 +84,17 @@ def _is_json(content_type: str | None) -> bool:
 
 
 async def _nncards_error(request: Request, exc: NncardsError) -> JSONResponse:
-    return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message, exc.problems)
+    return error_response(exc.code, exc.message, exc.problems, status=STATUS_OF_CODE.get(exc.code, 400))
 
 
 async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     body_errors = any(e["loc"] and e["loc"][0] == "body" for e in errors)
     if any(e["type"] == "json_invalid" for e in errors):
-        return error_response(400, "bad_request", "The request body is not valid JSON.")
+        return error_response(ErrorCode.BAD_REQUEST, "The request body is not valid JSON.")
     if body_errors and request.headers.get("content-length") not in (None, "0") \
             and not _is_json(request.headers.get("content-type")):
-        return error_response(400, "bad_request", "The request body must be JSON, sent as application/json "
+        return error_response(ErrorCode.BAD_REQUEST, "The request body must be JSON, sent as application/json "
                               f"(got content type {request.headers.get('content-type')!r}).")
     problems = []
     for error in errors:
@@ -105,15 +102,16 @@ async def _request_invalid(request: Request, exc: RequestValidationError) -> JSO
         received = error.get("input")
         # Scalars are echoed; objects and lists (possibly the whole body) are left out of the answer.
         echo = {"received": received} if received is None or isinstance(received, (bool, int, float, str)) else {}
-        problems.append(Problem(code="request_invalid", port=path, message=f"{path or 'body'}: {error['msg']}",
+        problems.append(Problem(code=ErrorCode.REQUEST_INVALID, port=path, message=f"{path or 'body'}: {error['msg']}",
                                 **echo))
     first = problems[0].message if problems else "the request does not fit its model"
     more = f" ({len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return error_response(422, "request_invalid", f"The request does not fit its model: {first}{more}.", problems)
+    return error_response(ErrorCode.REQUEST_INVALID, f"The request does not fit its model: {first}{more}.", problems)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    code = CODE_OF_STATUS.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    code = CODE_OF_STATUS.get(exc.status_code,
+                              ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR)
     messages = {
         404: f"There is nothing at {request.url.path}.",
         405: f"{request.method} is not allowed on {request.url.path}.",
@@ -122,7 +120,8 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         headers = {**(headers or {}), **_allow_header(request)}
-    return error_response(exc.status_code, code, messages.get(exc.status_code, str(exc.detail)), headers=headers)
+    return error_response(code, messages.get(exc.status_code, str(exc.detail)), headers=headers,
+                          status=exc.status_code)
 
 
 def _allow_header(request: Request) -> dict:
@@ -138,7 +137,7 @@ def _allow_header(request: Request) -> dict:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", f"The server failed: {type(exc).__name__}.")
+    return error_response(ErrorCode.INTERNAL_ERROR, f"The server failed: {type(exc).__name__}.")
 
 
 def install(app: FastAPI) -> None:

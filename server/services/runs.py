@@ -1,4 +1,4 @@
-"""Runs as a service: queue, dispatch to worker processes, events, cancellation, time limit.
+"""Runs as a service: queue, dispatch to an executor, events, cancellation, time limit.
 
 Everything here runs on the event loop; the workers' messages arrive through it too, so the
 bookkeeping needs no locks. Every change of a run is written to the store first and then
@@ -11,28 +11,38 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable
 
+from nncards.contract.catalog import RunPage, RunSummary
 from nncards.contract.errors import ErrorCode, NncardsError
 from nncards.contract.events import DoneEvent, RunEvent, StatusEvent
+from nncards.contract.limits import Limits
 from nncards.contract.run import RunResult, RunStatus
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.server.errors import not_found
-from nncards.server.settings import Settings
-from nncards.server.store import Event, RunRow, RunStore
-from nncards.server.workers import Worker, WorkerPool
+from nncards.server.services.store import Event, RunRow, RunStore
+from nncards.server.services.workers import Executor
 
 log = logging.getLogger("nncards.server")
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
 
 # How long DELETE waits for a running run to reach its next batch before its worker is killed.
 CANCEL_GRACE_SECONDS = 10.0
 
 
+ExecutorFactory = Callable[[Callable[[WorkerMessage], None], Callable[[str, str], None]], Executor]
+
+
 class RunService:
-    def __init__(self, store: RunStore, settings: Settings):
+    def __init__(self, store: RunStore, limits: Limits, executor: ExecutorFactory):
+        """`executor` makes the executor from the service's two callbacks (messages, lost runs)."""
         self.store = store
-        self.limits = settings.limits
-        self.pool = WorkerPool(settings.workers, settings.worker_threads, settings.run_niceness, self._on_message, self._on_crash)
+        self.limits = limits
+        self.executor = executor(self._on_message, self._on_lost)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: dict[str, dict] = {}  # requests of queued runs, by run id
         self._news: dict[str, asyncio.Event] = {}
@@ -43,7 +53,7 @@ class RunService:
         for run_id in self.store.unfinished():
             self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_INTERRUPTED,
                                                 "The server stopped while the run was queued or running."))
-        self.pool.start()
+        self.executor.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nncards-dispatcher")
 
     async def close(self) -> None:
@@ -51,7 +61,7 @@ class RunService:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
-        self.pool.close()
+        self.executor.close()
 
     # -- life of a run ------------------------------------------------------------------------
 
@@ -68,53 +78,41 @@ class RunService:
             run_id = await self._queue.get()
             if run_id not in self._pending:
                 continue  # cancelled while queued
-            worker = await self.pool.acquire()
+            await self.executor.capacity()
             request = self._pending.pop(run_id, None)
             if request is None:
-                self.pool.release(worker)
-                continue
+                continue  # cancelled while waiting for capacity
             try:
-                await worker.start(run_id, request, self.limits)
-            except OSError:
-                pass  # the worker died; its listener reports the crash and fails the run
+                await self.executor.submit(run_id, request)
             except Exception as exc:  # the request could not be sent: fail this run, keep dispatching
-                log.exception("could not hand run %s to %s", run_id, worker.name)
+                log.exception("could not hand run %s to the executor", run_id)
+                self.executor.kill(run_id)
                 self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED,
-                                                    f"The run could not be started: {type(exc).__name__}."))
-                self.pool.release(worker)
+                                                       f"The run could not be started: {type(exc).__name__}."))
 
-    def _on_message(self, worker: Worker, message: WorkerMessage) -> None:
+    def _on_message(self, message: WorkerMessage) -> None:
         run_id = message.run_id
-        if worker.run_id != run_id:
-            return  # a late word from a run the server already ended
         match message:
             case RunStarted():
                 self.store.started(run_id)
                 self._emit(run_id, StatusEvent(status=RunStatus.RUNNING))
                 self._deadlines[run_id] = asyncio.get_running_loop().call_later(
-                    self.limits.max_run_seconds, self._time_out, worker, run_id)
+                    self.limits.max_run_seconds, self._time_out, run_id)
             case RunProgress(event=event):
                 self._emit(run_id, event)
             case RunFinished(result=result):
                 self._finish(run_id, result)
-                self.pool.release(worker)
 
-    def _on_crash(self, worker: Worker) -> None:
-        if worker.run_id is not None:
-            self._finish(worker.run_id, RunResult.stopped(worker.run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED,
-                f"The worker process stopped unexpectedly (exit code {worker.process.exitcode})."))
+    def _on_lost(self, run_id: str, reason: str) -> None:
+        self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_FAILED, reason))
 
-    def _time_out(self, worker: Worker, run_id: str) -> None:
-        if worker.run_id != run_id:
+    def _time_out(self, run_id: str) -> None:
+        if run_id not in self.executor.running():
             return
-        self._kill(worker)
+        self.executor.kill(run_id)
         seconds = f"{self.limits.max_run_seconds:g}"
         self._finish(run_id, RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.RUN_TIMEOUT,
-                                            f"The run passed the time limit of {seconds} s and was stopped."))
-
-    def _kill(self, worker: Worker) -> None:
-        worker.run_id = None
-        self.pool.replace(worker)
+                                               f"The run passed the time limit of {seconds} s and was stopped."))
 
     def _finish(self, run_id: str, result: RunResult) -> None:
         deadline = self._deadlines.pop(run_id, None)
@@ -138,9 +136,15 @@ class RunService:
             raise not_found(f"run {run_id!r}")
         return row
 
-    def result(self, run_id: str) -> dict:
+    def result(self, run_id: str) -> RunResult:
         row = self.get(run_id)
-        return row.result if row.finished else RunResult.pending(row.run_id, row.status).as_json()
+        return RunResult.model_validate(row.result) if row.finished else RunResult.pending(row.run_id, row.status)
+
+    def page(self, limit: int, offset: int) -> RunPage:
+        """The runs in the store, newest first."""
+        rows, total = self.store.page(limit, offset)
+        return RunPage(runs=[RunSummary(run_id=r, status=s, created_at=_iso(c), finished_at=_iso(f))
+                             for r, s, c, f in rows], total=total)
 
     async def _news_of(self, run_id: str, timeout: float) -> None:
         news = self._news.setdefault(run_id, asyncio.Event())
@@ -157,7 +161,7 @@ class RunService:
             await self._news_of(run_id, remaining)
         return True
 
-    async def cancel(self, run_id: str) -> dict:
+    async def cancel(self, run_id: str) -> RunResult:
         if self.get(run_id).finished:
             raise self._already_finished(run_id)
         if self._pending.pop(run_id, None) is not None:
@@ -166,23 +170,19 @@ class RunService:
         else:
             await self._stop_running(run_id)
         row = self.get(run_id)
-        if row.status != "cancelled":  # it finished on its own before reaching a batch end
+        if row.status != RunStatus.CANCELLED:  # it finished on its own before reaching a batch end
             raise self._already_finished(run_id)
-        return row.result
+        return RunResult.model_validate(row.result)
 
     def _already_finished(self, run_id: str) -> NncardsError:
         return NncardsError("run_finished", f"The run has already finished with status "
                             f"{self.get(run_id).status!r}.")
 
     async def _stop_running(self, run_id: str) -> None:
-        worker = self.pool.busy_with(run_id)
-        if worker:
-            worker.cancel.set()
+        self.executor.cancel(run_id)
         if await self.wait(run_id, CANCEL_GRACE_SECONDS):
             return
-        worker = self.pool.busy_with(run_id)
-        if worker:
-            self._kill(worker)
+        self.executor.kill(run_id)
         self._finish(run_id, RunResult.stopped(run_id, RunStatus.CANCELLED, ErrorCode.RUN_CANCELLED,
                                             "The run was cancelled and its worker stopped."))
 

@@ -21,9 +21,10 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from nncards.contract.catalog import ValidationResult
 from nncards.contract.graph import Graph
 from nncards.contract.limits import Limits
-from nncards.contract.errors import Problem
+from nncards.contract.errors import ErrorCode, Problem
 from nncards.build.validation import Validator, validate
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -70,10 +71,10 @@ def validate_in_worker(graph: dict) -> dict:
     return _IN_WORKER["validator"].validate(graph)
 
 
-def _worker_lost(reason: BrokenProcessPool) -> dict:
-    problem = Problem(code="too_large", message=f"validating this graph stopped the validation process "
+def _worker_lost(reason: BrokenProcessPool) -> ValidationResult:
+    problem = Problem(code=ErrorCode.TOO_LARGE, message=f"validating this graph stopped the validation process "
                       f"{ATTEMPTS} times (it may need more memory than the server has): {reason}")
-    return {"valid": False, "errors": [problem.as_json()], "shapes": {}}
+    return ValidationResult(valid=False, errors=[problem], shapes={})
 
 
 class ValidationService:
@@ -81,7 +82,7 @@ class ValidationService:
         self.limits = limits
         self.cache_size = cache_size
         self.workers = workers
-        self._cache: OrderedDict[str, dict] = OrderedDict()
+        self._cache: OrderedDict[str, ValidationResult] = OrderedDict()
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -103,7 +104,7 @@ class ValidationService:
             self._executor().submit(os.getpid).add_done_callback(
                 lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
 
-    async def validate(self, graph: Graph) -> dict:
+    async def validate(self, graph: Graph) -> ValidationResult:
         key = canonical_hash(graph)
         cached = self._cache.get(key)
         if cached is not None:
@@ -113,7 +114,8 @@ class ValidationService:
         for _ in range(ATTEMPTS):
             pool = self._executor()
             try:
-                result = await asyncio.wrap_future(pool.submit(validate_in_worker, content))
+                result = ValidationResult.model_validate(
+                    await asyncio.wrap_future(pool.submit(validate_in_worker, content)))
                 break
             except BrokenProcessPool as exc:
                 self._replace(pool)

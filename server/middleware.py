@@ -1,6 +1,6 @@
-"""The request body limit, answered with the `too_large` envelope.
+"""The server's ASGI middleware.
 
-Starlette's own limiter answers 413 in plain text; this one reads the body up to the limit
+`BodyLimit`: the request body limit, answered with the `too_large` envelope. Starlette's own limiter answers 413 in plain text; this one reads the body up to the limit
 (refusing at once a declared Content-Length over it) and hands it on to the application.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nncards.contract.errors import ErrorCode
 from nncards.server.errors import error_response
 
 
@@ -46,6 +47,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "too_large", f"The request body is larger than the limit of "
+        response = error_response(ErrorCode.TOO_LARGE, f"The request body is larger than the limit of "
                                   f"{self.max_bytes} bytes.", headers={"Connection": "close"})
         await response(scope, receive, send)

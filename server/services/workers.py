@@ -1,0 +1,237 @@
+"""Where runs execute: the `Executor` boundary, and its local implementation on worker processes.
+
+The run service speaks to an executor only: `submit` a run once `capacity` says one can start,
+`cancel` it (stop at its next batch), `kill` it (stop now, every process it started gone, its
+slot free again), `close` everything. The executor reports back through two callbacks, on the
+event loop: every `nncards.execute.messages` message of a run it is executing (RunStarted,
+RunProgress, RunFinished — the same protocol whatever the transport), and `on_lost` when a run
+ends without its RunFinished (its process died). Another executor (a Ray cluster) fits behind
+the same interface and the same messages.
+
+Local workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
+TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
+soon as they start. They run at a lower priority (niceness) than the server: training takes
+the cores the server leaves idle, and a request or validation never queues behind it. A worker
+talks to the server over a pipe; a shared flag asks its run to stop at its next batch; a worker
+that must stop at once is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+
+from nncards.contract.events import RunEvent
+from nncards.contract.limits import Limits
+from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
+from nncards.execute.options import RunOptions
+
+SPAWN = multiprocessing.get_context("spawn")
+log = logging.getLogger("nncards.server")
+
+OnMessage = Callable[[WorkerMessage], None]
+OnLost = Callable[[str, str], None]  # run id, why its executor lost it (a sentence)
+
+
+class Executor(abc.ABC):
+    """Executes runs and reports their messages; every callback is called on the event loop."""
+
+    def __init__(self, on_message: OnMessage, on_lost: OnLost):
+        self.on_message, self.on_lost = on_message, on_lost
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Get ready to take runs (called on the event loop)."""
+
+    @abc.abstractmethod
+    async def capacity(self) -> None:
+        """Return once `submit` can start a run at once."""
+
+    @abc.abstractmethod
+    async def submit(self, run_id: str, request: dict) -> None:
+        """Start a run; its messages follow through `on_message`. Only after `capacity`."""
+
+    @abc.abstractmethod
+    def cancel(self, run_id: str) -> None:
+        """Ask a run to stop at its next batch; it still ends with its RunFinished."""
+
+    @abc.abstractmethod
+    def kill(self, run_id: str) -> None:
+        """Stop a run now: no further message about it, its processes gone, its slot free again."""
+
+    @abc.abstractmethod
+    def running(self) -> set[str]:
+        """The runs being executed."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every run and process."""
+
+
+# -- the local implementation: a pool of worker processes ----------------------------------------
+
+
+class PipeObserver:
+    """A run's observer inside a worker: forwards its events, reads the cancel flag."""
+
+    def __init__(self, connection, run_id: str, cancel):
+        self.connection, self.run_id, self.cancel = connection, run_id, cancel
+
+    def emit(self, event: RunEvent) -> None:
+        self.connection.send(RunProgress(run_id=self.run_id, event=event))
+
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+
+def worker_main(connection, cancel, threads: int, niceness: int, limits: Limits) -> None:
+    """Entry point of a worker process."""
+    os.nice(niceness)
+    from nncards.server.services.validation import start_tensorflow
+
+    start_tensorflow(threads)
+    from nncards.execute.entry import execute
+
+    while True:
+        try:
+            run_id, request = connection.recv()
+        except (EOFError, OSError):
+            return
+        connection.send(RunStarted(run_id=run_id))
+        options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
+                             as_base64=True)
+        connection.send(RunFinished(run_id=run_id, result=execute(request, options)))
+
+
+class Worker:
+    """One worker process, the pipe to it and the thread that listens to it."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, pool: LocalExecutor):
+        self.name = f"nncards-worker-{next(self._numbers)}"
+        self.cancel = SPAWN.Event()
+        self.connection, child = SPAWN.Pipe()
+        self.process = SPAWN.Process(target=worker_main, name=self.name, daemon=True,
+                                     args=(child, self.cancel, pool.threads, pool.niceness, pool.limits))
+        self.process.start()
+        child.close()
+        self.run_id: str | None = None
+        self.retired = False
+        self._pool = pool
+        threading.Thread(target=self._listen, name=f"{self.name}-listener", daemon=True).start()
+
+    def _listen(self) -> None:
+        loop = self._pool.loop
+        while True:
+            try:
+                message = self.connection.recv()
+            except (EOFError, OSError):
+                break
+            loop.call_soon_threadsafe(self._pool.received, self, message)
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self._pool.exited, self)
+
+    def stop(self) -> None:
+        """Kill the process at once; its run, if any, is the caller's to report."""
+        self.retired = True
+        self.process.kill()
+        self.process.join(5)
+        self.connection.close()
+
+
+class LocalExecutor(Executor):
+    """A fixed number of worker processes on this machine, one run at a time each."""
+
+    def __init__(self, on_message: OnMessage, on_lost: OnLost, *, size: int, threads: int, niceness: int,
+                 limits: Limits):
+        super().__init__(on_message, on_lost)
+        self.size, self.threads, self.niceness, self.limits = size, threads, niceness, limits
+        self.workers: list[Worker] = []
+        self._idle: list[Worker] = []
+        self._freed = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for _ in range(self.size):
+            self._add_idle(self._spawn())
+
+    def _spawn(self) -> Worker:
+        worker = Worker(self)
+        self.workers.append(worker)
+        return worker
+
+    def _add_idle(self, worker: Worker) -> None:
+        worker.run_id = None
+        self._idle.append(worker)
+        self._freed.set()
+
+    async def capacity(self) -> None:
+        while not self._idle:
+            self._freed.clear()
+            await self._freed.wait()
+
+    async def submit(self, run_id: str, request: dict) -> None:
+        worker = self._idle.pop(0)
+        worker.run_id = run_id
+        worker.cancel.clear()
+        try:
+            # Pickling a large request takes a while: not on the event loop.
+            await asyncio.to_thread(worker.connection.send, (run_id, request))
+        except OSError:
+            pass  # the worker died: its listener reports the loss of the run
+
+    def _busy_with(self, run_id: str) -> Worker | None:
+        return next((w for w in self.workers if w.run_id == run_id and not w.retired), None)
+
+    def cancel(self, run_id: str) -> None:
+        worker = self._busy_with(run_id)
+        if worker:
+            worker.cancel.set()
+
+    def kill(self, run_id: str) -> None:
+        worker = self._busy_with(run_id)
+        if worker:
+            worker.run_id = None
+            self._replace(worker)
+
+    def running(self) -> set[str]:
+        return {w.run_id for w in self.workers if w.run_id is not None and not w.retired}
+
+    def received(self, worker: Worker, message: WorkerMessage) -> None:
+        if worker.run_id != message.run_id or worker.retired:
+            return  # a late word from a run the server already ended
+        if isinstance(message, RunFinished):
+            self._add_idle(worker)
+        self.on_message(message)
+
+    def exited(self, worker: Worker) -> None:
+        if worker.retired:
+            return
+        log.error("%s stopped unexpectedly (exit code %s)", worker.name, worker.process.exitcode)
+        run_id = worker.run_id
+        self._replace(worker)
+        if run_id is not None:
+            self.on_lost(run_id, f"The worker process stopped unexpectedly (exit code {worker.process.exitcode}).")
+
+    def _replace(self, worker: Worker) -> None:
+        """Kill a worker (if still alive) and put a fresh one in its place."""
+        if not worker.retired:
+            worker.stop()
+        self.workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        self._add_idle(self._spawn())
+
+    def close(self) -> None:
+        for worker in list(self.workers):
+            worker.stop()
+        self.workers.clear()
+        self._idle.clear()

@@ -10,12 +10,9 @@ from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Param
 from nncards.cards.batch_normalization_guide import GUIDE
 from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
+from nncards.layers.bn_rules import Options
 
 NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"
-# (rank, non-negative axis) pairs the fused kernel serves; kept in step with the layer module,
-# which this module may not import (it imports Keras).
-FUSED_LAYOUTS = {(4, 1), (4, 3), (5, 1), (5, 4)}
-FUSED_DTYPES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
 
 DTYPES = Literal["float32", "float16", "bfloat16", "float64", "mixed_float16", "mixed_bfloat16"]
 
@@ -253,22 +250,20 @@ class BatchNormalization(LayerCard):
                         message=f"virtual_batch_size {size} must divide every training batch, but fitting "
                         f"{samples} samples in batches of {batch_size} gives a batch of {bad[0]}")]
 
+    @staticmethod
+    def options(params, masked: bool = False) -> Options:
+        """The parameters the shared batch normalization rules look at."""
+        return Options(fused=params.fused, renorm=params.renorm, synchronized=params.synchronized,
+                       virtual_batch_size=params.virtual_batch_size, adjustment=params.adjustment is not None,
+                       dtype=params.dtype, masked=masked)
+
     @classmethod
     def uses_nncards_layer(cls, params, shape, masked: bool) -> bool:
         """nncards' layer when a Keras 2 option is set or the fused kernel can serve the input."""
         if params.fused is not None or params.virtual_batch_size is not None or params.adjustment is not None:
             return True
-        return shape is not None and not masked and not cls._kernel_conflicts(params) and \
-            (len(shape), params.axis % len(shape)) in FUSED_LAYOUTS
-
-    @staticmethod
-    def _kernel_conflicts(params) -> list[str]:
-        conflicts = {
-            "renorm": params.renorm, "synchronized": params.synchronized,
-            "virtual_batch_size": params.virtual_batch_size is not None,
-            "adjustment": params.adjustment is not None, "dtype": params.dtype not in FUSED_DTYPES,
-        }
-        return [port for port, used in conflicts.items() if used]
+        return shape is not None and \
+            cls.options(params, masked).fused_data_format(len(shape), params.axis % len(shape)) is not None
 
     @classmethod
     def check(cls, node, params, input_shapes):
@@ -300,32 +295,14 @@ class BatchNormalization(LayerCard):
 
     @classmethod
     def _option_problems(cls, node, params, input_shapes) -> list[Problem]:
-        """Keras 2's rules on combining `fused`, `virtual_batch_size` and `adjustment`."""
-        problems = []
-
-        def invalid(port, message, expected):
-            received = params.adjustment.model_dump() if port == "adjustment" else getattr(params, port)
-            problems.append(Problem(code="param_invalid", node=node, port=port, received=received,
-                                    expected=expected, message=message))
-
-        shape, masked = input_shapes.get("input"), "mask" in input_shapes
-        axis = params.axis % len(shape) if shape and -len(shape) <= params.axis < len(shape) else None
-        if params.virtual_batch_size is not None:
-            if params.adjustment is not None:
-                invalid("virtual_batch_size", "virtual_batch_size cannot be combined with adjustment",
-                        "null when adjustment is set")
-            if masked:
-                invalid("virtual_batch_size", "virtual_batch_size cannot be combined with a mask", "null with a mask")
-        if params.fused:
-            blockers = cls._kernel_conflicts(params) + (["a mask"] if masked else [])
-            if shape is not None and (len(shape), axis) not in FUSED_LAYOUTS:
-                blockers.append(f"axis {params.axis} of a rank-{len(shape)} input")
-            if blockers:
-                invalid("fused", f"fused is true, but the fused kernel cannot serve {', '.join(blockers)}; "
-                        "it needs a 4-D or 5-D input normalized on axis 1 or the last axis in a float32 or "
-                        "16-bit type, without renorm, synchronized, virtual_batch_size, adjustment or a mask",
-                        "null or false")
-        return problems
+        """The shared rules on combining `fused`, `virtual_batch_size` and `adjustment`."""
+        shape = input_shapes.get("input")
+        rank = len(shape) if shape else None
+        axis = params.axis % rank if rank and -rank <= params.axis < rank else None
+        conflicts = cls.options(params, "mask" in input_shapes).conflicts(rank if axis is not None else None, axis)
+        return [Problem(code="param_invalid", node=node, port=c.port, expected=c.expected, message=c.message,
+                        received=params.adjustment.model_dump() if c.port == "adjustment" else getattr(params, c.port))
+                for c in conflicts]
 
 
 CARDS = [BatchNormalization]

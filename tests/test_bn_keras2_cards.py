@@ -73,6 +73,39 @@ def test_incompatible_options_are_param_invalid_on_the_option(params, shape, por
     assert [(e["code"], e["node"], e["port"]) for e in result["errors"]] == [("param_invalid", "bn", port)]
 
 
+@pytest.mark.parametrize("params, shape, masked", [
+    ({"fused": True, "renorm": True}, [3, 3, 2], False),
+    ({"fused": True, "dtype": "float64"}, [3, 3, 2], False),
+    ({"fused": True, "axis": 2}, [3, 3, 2], False),
+    ({"fused": True}, [3, 3, 2], True),
+    ({"virtual_batch_size": 2}, [3, 2], True),
+    ({"virtual_batch_size": 2, "axis": 0}, [3], False),
+    ({"virtual_batch_size": 2, "adjustment": {"bias": [0, 1]}}, [3], False),
+    ({"fused": True}, [3, 3, 2], False),
+    ({"virtual_batch_size": 2, "renorm": True}, [3], False),
+], ids=["renorm", "float64", "axis2", "fused-mask", "ghost-mask", "ghost-axis0", "ghost-adjustment", "fine",
+        "ghost-renorm"])
+def test_card_and_layer_refuse_the_same_combinations(params, shape, masked):
+    """One set of rules: the card's validation problems name the options the layer refuses."""
+    from nncards.layers.batch_normalization import BatchNormalization
+
+    extra = dict(extra_nodes=[node("m", "input", shape=shape[:-1], dtype="bool")],
+                 extra_edges=[edge("m", "output", "bn", "mask")]) if masked else {}
+    errors = nncards.validate(bn_graph(shape, params, **extra))["errors"]
+    ports = [e["port"] for e in errors if e["code"] == "param_invalid"]
+    x = np.ones((4, *shape), "float32")
+    try:
+        layer = BatchNormalization(**params)
+        layer(x, training=True, mask=np.ones(x.shape[:-1], bool) if masked else None)
+        refused = None
+    except ValueError as error:
+        refused = str(error)
+    if ports:
+        assert refused is not None and all(f"expected {port}:" in refused for port in ports), (ports, refused)
+    else:
+        assert refused is None, refused
+
+
 def test_fused_true_with_a_mask_socket_is_refused():
     graph = bn_graph([3, 3, 2], {"fused": True}, extra_nodes=[node("m", "input", shape=[3, 3], dtype="bool")],
                      extra_edges=[edge("m", "output", "bn", "mask")])

@@ -11,10 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-# (rank, non-negative axis) → the data format the fused kernel understands.
-FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
-FUSED_DTYPES = ("float16", "bfloat16", "float32")
-ADJUSTMENT_KEYS = ("scale", "bias")
+from nncards.layers.bn_rules import ADJUSTMENT_KEYS, Options
 
 
 def _adjustment_range(key: str, value) -> tuple[float, float]:
@@ -73,24 +70,24 @@ class BatchNormalization(keras.layers.BatchNormalization):
                                  f"Received: adjustment={adjustment!r}")
             adjustment = {key: list(_adjustment_range(key, value))
                           for key, value in adjustment.items() if value is not None}
-            if virtual_batch_size is not None:
-                raise ValueError("virtual_batch_size and adjustment cannot be used together. "
-                                 f"Received: virtual_batch_size={virtual_batch_size}, adjustment={adjustment}")
-        if fused:
-            blocking = self._kernel_blockers(virtual_batch_size, adjustment)
-            if blocking:
-                raise ValueError(f"fused=True cannot be combined with {', '.join(blocking)}.")
         self.fused = fused
         self.virtual_batch_size = virtual_batch_size
         self.adjustment = adjustment
+        self._raise_conflicts(self._options())
         self._adjustment_seed = keras.random.SeedGenerator() if adjustment is not None else None
         self._data_format = None
         self._mask_seen = False
 
-    def _kernel_blockers(self, virtual_batch_size, adjustment) -> list[str]:
-        options = {"renorm=True": self.renorm, "synchronized=True": self.synchronized,
-                   "virtual_batch_size": virtual_batch_size is not None, "adjustment": adjustment is not None}
-        return [name for name, used in options.items() if used]
+    def _options(self, masked: bool = False) -> Options:
+        return Options(fused=self.fused, renorm=self.renorm, synchronized=self.synchronized,
+                       virtual_batch_size=self.virtual_batch_size, adjustment=self.adjustment is not None,
+                       dtype=self.compute_dtype, masked=masked)
+
+    @staticmethod
+    def _raise_conflicts(options: Options, rank: int | None = None, axis: int | None = None) -> None:
+        conflicts = options.conflicts(rank, axis)
+        if conflicts:
+            raise ValueError("; ".join(f"{c.message} (expected {c.port}: {c.expected})" for c in conflicts))
 
     @property
     def fused_kernel(self) -> bool:
@@ -101,18 +98,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
         super().build(input_shape)
         rank = len(input_shape)
         axis = self.axis % rank
-        if self.virtual_batch_size is not None and axis == 0:
-            raise ValueError(f"virtual_batch_size cannot be used when normalizing along the batch "
-                             f"axis. Received: axis={self.axis}")
-        data_format = FUSED_DATA_FORMATS.get((rank, axis))
-        usable = (data_format is not None and self.compute_dtype in FUSED_DTYPES
-                  and not self._kernel_blockers(self.virtual_batch_size, self.adjustment))
-        if self.fused and not usable:
-            raise ValueError(
-                f"fused=True needs a 4-D or 5-D input normalized on its channel axis (1 or last) "
-                f"in float16, bfloat16 or float32. Received: input rank {rank}, axis={self.axis}, "
-                f"dtype {self.compute_dtype}")
-        self._data_format = data_format if usable and self.fused is not False else None
+        options = self._options()
+        self._raise_conflicts(options, rank, axis)
+        self._data_format = options.fused_data_format(rank, axis)
 
     def get_config(self):
         return {**super().get_config(), "fused": self.fused,
@@ -123,9 +111,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         training = bool(training and self.trainable)
         if mask is not None:
-            if self.virtual_batch_size is not None:
-                raise ValueError("virtual_batch_size does not support masks; remove the mask or "
-                                 "the ghost batches.")
+            self._raise_conflicts(self._options(masked=True))
             self._mask_seen = True
         if self.fused_kernel:
             return self._fused_call(inputs, training)
@@ -134,6 +120,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if self.virtual_batch_size is not None:
             return self._ghost_call(inputs)
         return self._adjusted_call(inputs)
+
+    @property
+    def _statistics_dtype(self):
+        """16-bit inputs are normalized in float32, as in Keras 2."""
+        return tf.float32 if self.compute_dtype in ("float16", "bfloat16") else self.compute_dtype
 
     def _affine(self, dtype):
         size = self.moving_mean.shape[0]
@@ -178,7 +169,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return scale, offset
 
     def _ghost_call(self, inputs):
-        x = tf.cast(inputs, tf.float32 if self.compute_dtype in FUSED_DTYPES[:2] else self.compute_dtype)
+        x = tf.cast(inputs, self._statistics_dtype)
         rank = len(x.shape)
         batch = x.shape[0]
         if batch is not None and batch % self.virtual_batch_size:
@@ -209,7 +200,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return tuple(draws)
 
     def _adjusted_call(self, inputs):
-        x = tf.cast(inputs, tf.float32 if self.compute_dtype in FUSED_DTYPES[:2] else self.compute_dtype)
+        x = tf.cast(inputs, self._statistics_dtype)
         rank = len(x.shape)
         shape = [1] * rank
         shape[self.axis % rank] = -1

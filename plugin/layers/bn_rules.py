@@ -1,0 +1,85 @@
+"""The rules of batch normalization's Keras 2 options, in one place for the card and the layer.
+
+The card checks them at validation (each conflict becomes a `param_invalid` on its port) and the
+layer obeys them at construction and build (each conflict a `ValueError`). This module imports
+nothing heavy: the card module reads it while serving the catalogue, without TensorFlow.
+Semantics: BN_SEMANTICS.md §1 and §4.1–4.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# (rank, non-negative channel axis) → the data format TensorFlow's fused kernel understands.
+FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
+FUSED_COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+ADJUSTMENT_KEYS = ("scale", "bias")
+KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on axis 1 or the last axis in a float32 or 16-bit "
+                "type, without renorm, synchronized, virtual_batch_size, adjustment or a mask")
+
+
+def compute_dtype(dtype: str) -> str:
+    """The type a dtype policy name computes in (`mixed_float16` → `float16`)."""
+    return dtype.removeprefix("mixed_")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A combination of options that cannot run, blamed on one option (a card port and a
+    constructor argument of the same name)."""
+
+    port: str
+    message: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the rules look at: the options of one batch normalization layer, and whether a mask
+    reaches it (known to the card at validation, to the layer at call time)."""
+
+    fused: bool | None = None
+    renorm: bool = False
+    synchronized: bool = False
+    virtual_batch_size: int | None = None
+    adjustment: bool = False
+    dtype: str = "float32"
+    masked: bool = False
+
+    def kernel_blockers(self) -> list[str]:
+        """The options that keep the fused kernel away whatever the input's layout."""
+        used = {"renorm": self.renorm, "synchronized": self.synchronized,
+                "virtual_batch_size": self.virtual_batch_size is not None, "adjustment": self.adjustment,
+                f"dtype {self.dtype}": compute_dtype(self.dtype) not in FUSED_COMPUTE_DTYPES,
+                "a mask": self.masked}
+        return [name for name, blocks in used.items() if blocks]
+
+    def fused_data_format(self, rank: int, axis: int) -> str | None:
+        """The kernel's data format for an input of this rank normalized on this (non-negative)
+        axis, or None when the layer does not run on the kernel."""
+        if self.fused is False or self.kernel_blockers():
+            return None
+        return FUSED_DATA_FORMATS.get((rank, axis))
+
+    def conflicts(self, rank: int | None = None, axis: int | None = None) -> list[Conflict]:
+        """Every combination that cannot run; `rank` and the non-negative `axis` when the input
+        is known (without them, only the rules that do not depend on it)."""
+        conflicts = []
+        if self.virtual_batch_size is not None:
+            if self.adjustment:
+                conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size and adjustment cannot be "
+                                          "used together", "null when adjustment is set"))
+            if self.masked:
+                conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size cannot be combined with a "
+                                          "mask", "null with a mask"))
+            if axis == 0:
+                conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size cannot be used when "
+                                          "normalizing along the batch axis (axis 0)", "null with axis 0"))
+        if self.fused:
+            blockers = self.kernel_blockers()
+            if rank is not None and axis is not None and (rank, axis) not in FUSED_DATA_FORMATS:
+                blockers.append(f"axis {axis} of a rank-{rank} input")
+            if blockers:
+                conflicts.append(Conflict("fused", f"fused is true, but the fused kernel cannot serve "
+                                          f"{', '.join(blockers)}; {KERNEL_NEEDS}", "null or false"))
+        return conflicts

@@ -73,8 +73,8 @@ def tensor_input(id: str = "input", text: str = "Input", help: str = "The tensor
 
 
 def layer_input(id: str = "layer", text: str = "Layer", help: str = "A layer instance.",
-                required: bool = True) -> Port:
-    return Port(id, "NeuralNetworkLayer", text, help, required=required)
+                required: bool = True, multiplicity: Literal["1", "n"] = "1") -> Port:
+    return Port(id, "NeuralNetworkLayer", text, help, required=required, multiplicity=multiplicity)
 
 
 LAYER_OUTPUT = Port(
@@ -134,7 +134,7 @@ def _type_id(annotation: Any, metadata: list) -> str:
         if origin is Annotated:
             kinds.add(_type_id(member, []))
         elif origin is list:
-            kinds.add("IntegerList")
+            kinds.add("FloatList" if _type_id(typing.get_args(member)[0], []) == "Float" else "IntegerList")
         elif origin is Literal:
             kinds.add(_SCALAR_TYPE_IDS[type(typing.get_args(member)[0])])
         elif isinstance(member, type) and issubclass(member, BaseModel):
@@ -197,6 +197,9 @@ class Card:
     # Whether an inspection also shows the tensor entering the card, its batch statistics and
     # the layer's moving statistics (batch normalization: the point is to compare them).
     inspect_input: ClassVar[bool] = False
+    # For a card whose layer only works inside another layer (a recurrent cell): the (card id,
+    # layer socket, params) of a card that takes it, for the smallest graph.
+    example_consumer: ClassVar[tuple[str, str, dict] | None] = None
 
     # -- metadata ---------------------------------------------------------------------------
 

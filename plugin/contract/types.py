@@ -12,6 +12,7 @@ class TypeId(StrEnum):
     BOOLEAN = "Boolean"
     STRING = "String"
     INTEGER_LIST = "IntegerList"
+    FLOAT_LIST = "FloatList"
     OBJECT = "Object"
     TENSOR = "NeuralNetworkTensor"
     LAYER = "NeuralNetworkLayer"
@@ -58,6 +59,12 @@ TYPES: dict[str, DataType] = {
             "A list of whole numbers, used for shapes and axes; `null` stands for a dimension "
             "that is not known in advance.",
             literal=True, socket=False, color="#6a4c93",
+        ),
+        DataType(
+            TypeId("FloatList"),
+            "A list of real numbers, such as per-feature means and variances or bin boundaries. "
+            "Non-finite values are refused.",
+            literal=True, socket=False, color="#52b69a",
         ),
         DataType(
             TypeId("Object"),

@@ -2,7 +2,8 @@
 
 A card's tensor sockets are fed by Input nodes of the card's `example_input_shape` and
 `example_input_dtype` (two Inputs for a variadic port), its layer sockets by the cards named in
-`example_layers`, and its `output` goes to an Output node. A card that makes an initializer,
+`example_layers`, and its `output` goes to an Output node (a card whose layer only works inside
+another's is wired into its `example_consumer`). A card that makes an initializer,
 regularizer or constraint is wired into the matching kernel port of a Dense layer instead.
 """
 
@@ -57,8 +58,14 @@ def smallest_graph(card: type[Card], params: dict | None = None) -> dict:
                 layer_card, layer_params = card.example_layers[port.id]
                 nodes.append(_node(port.id, layer_card, layer_params))
                 edges.append(_edge(port.id, "layer", "n", port.id))
+        last = "n"
+        if card.example_consumer:  # the card's layer serves inside the consumer's
+            consumer, port, consumer_params = card.example_consumer
+            nodes += [_input("x", registry().get(consumer)), _node("c", consumer, consumer_params)]
+            edges += [_edge("x", "output", "c", "input"), _edge("n", "layer", "c", port)]
+            last = "c"
         nodes.append(_node("y", "output", {}))
-        edges.append(_edge("n", "output", "y", "input"))
+        edges.append(_edge(last, "output", "y", "input"))
     return {"schema_version": 1, "nodes": nodes, "edges": edges}
 
 

@@ -112,6 +112,13 @@ class RecurrentCard(KerasLayerCard):
         return arguments
 
     @classmethod
+    def params_from_arguments(cls, arguments):
+        if "use_cudnn" in arguments:
+            choice = {value: key for key, value in CUDNN_CHOICES.items()}.get(arguments["use_cudnn"])
+            arguments = {**arguments, "use_cudnn": choice}
+        return super().params_from_arguments(arguments)
+
+    @classmethod
     def build(cls, node, params, sockets):
         outputs = super().build(node, params, sockets)
         if params.return_state and "output" in outputs:

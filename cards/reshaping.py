@@ -88,6 +88,16 @@ class MarginCard(ReshapingCard):
         arguments[cls.margin] = keras_margins(arguments[cls.margin], cls.dims)
         return arguments
 
+    @classmethod
+    def params_from_arguments(cls, arguments):
+        padding = arguments.get("padding", [1, 1])
+        if isinstance(padding, int):
+            padding = [padding, padding]
+        elif all(isinstance(side, (list, tuple)) for side in padding):
+            (top, bottom), (left, right) = padding
+            padding = [top, left] if (top, left) == (bottom, right) else [top, bottom, left, right]
+        return super().params_from_arguments({**arguments, "padding": padding})
+
 
 def zero_padding(dims: int) -> type:
     fields, validators = margins("padding", dims, [1] * dims, "Padding", "Zeros added")

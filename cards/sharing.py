@@ -34,6 +34,7 @@ class ApplyLayer(Card):
     )
     outputs = (Port("output", "NeuralNetworkTensor", "Output", "The shared layer's result on this input."),)
     example_layers = {"layer": ("layer_Dense", {"units": 2})}
+    applies_wired_layer = True
 
     @classmethod
     def build(cls, node, params, sockets):

@@ -122,6 +122,48 @@ def cmd_docs(args) -> int:
     return docs_main(Path.cwd(), check=args.check)
 
 
+def _refusal(error) -> int:
+    """An import or export that nncards refuses: its error envelope on stdout, exit 1."""
+    _print({"error": error.body()})
+    return 1
+
+
+def cmd_import(args) -> int:
+    from nncards.contract.errors import NncardsError
+    from nncards.interchange.keras_import import import_model
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        sys.exit(f"nncards: cannot read {args.file}: {exc}")
+    try:
+        result = import_model(data, with_weights=args.weights is not None)
+    except NncardsError as error:
+        return _refusal(error)
+    if args.weights is not None:
+        Path(args.weights).write_text(json.dumps(result))
+        result = result["graph"]
+    _print(result)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from nncards.contract.errors import NncardsError
+    from nncards.interchange.export import to_keras, to_python
+
+    document = _load(args.file)
+    try:
+        if args.to == "python":
+            sys.stdout.write(to_python(document.get("graph", document)))
+        else:
+            if not args.output:
+                sys.exit("nncards: --to keras needs -o FILE.keras")
+            to_keras(document, args.output)
+    except NncardsError as error:
+        return _refusal(error)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nncards", description="Neural-network cards for visual node editors.")
     parser.add_argument("--verbose", action="store_true",
@@ -150,6 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     docs_parser.add_argument("--check", action="store_true",
                              help="write nothing; exit 1 when a generated file is missing or out of date")
     docs_parser.set_defaults(handler=cmd_docs)
+
+    import_parser = commands.add_parser(
+        "import", help="import a .keras file or Keras JSON config as a graph (printed as JSON)",
+        description="Print the graph of a Keras model: every layer as its card, wires as the model's "
+        "connections. The file is read as data: nothing in it is run. A model with layers no card "
+        "expresses is refused with each such layer listed.")
+    import_parser.add_argument("file")
+    import_parser.add_argument("--weights", metavar="RUN.json",
+                               help="also write a RUN holding the graph and the model's weights to this file")
+    import_parser.set_defaults(handler=cmd_import)
+
+    export_parser = commands.add_parser(
+        "export", help="export a graph (or a RUN with weights) as a Keras script or a .keras file")
+    export_parser.add_argument("file", help="a GRAPH or RUN JSON file")
+    export_parser.add_argument("--to", choices=["python", "keras"], required=True,
+                               help="python: print a Keras functional-API script; keras: write a .keras file")
+    export_parser.add_argument("-o", "--output", metavar="FILE.keras", help="where --to keras writes")
+    export_parser.set_defaults(handler=cmd_export)
 
     from nncards.server.settings import add_arguments
 

@@ -16,7 +16,7 @@ from nncards import cli
 from nncards.card import LayerCard, Params, param
 from nncards.docs.card_image import render
 from nncards.docs import main as docs_main
-from nncards.docs.example import keras_code
+from nncards.card.keras_code import keras_code
 from nncards.registry import registry
 from nncards.contract.types import TYPES
 

@@ -186,6 +186,8 @@ class Card:
     min_weight_rank: ClassVar[int] = 1
     # Whether the card's `build` makes a Keras layer (reported in a RUN RESULT's `layers`).
     makes_layer: ClassVar[bool] = False
+    # Whether the card applies the layer wired to its `layer` socket to its `input` (weight sharing).
+    applies_wired_layer: ClassVar[bool] = False
     # Input or output for the cards that mark the model's boundary.
     model_role: ClassVar[ModelRole | None] = None
     # The smallest valid graph of a card (docs, catalogue-wide tests) feeds its tensor sockets
@@ -320,6 +322,22 @@ class Card:
         """The values of the card's output ports, given its params and wired sockets."""
         raise NotImplementedError
 
+    # -- importing --------------------------------------------------------------------------
+
+    @classmethod
+    def params_from_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The node params that give these Keras constructor arguments (as JSON values, with
+        instance ports already turned into shorthand identifiers or None): the reverse of
+        `resolve_instances` / `layer_arguments`. Values equal to the port's default are left out;
+        arguments without a port are ignored here (the importer checks them). A card whose
+        `layer_arguments` reshapes a value overrides this to undo it."""
+        params = {}
+        for port in cls.param_ports():
+            if port.id in arguments:
+                value = _as_port_value(port.type, arguments[port.id])
+                if port.required or value != port.default:
+                    params[port.id] = value
+        return params
 
     # -- hooks of a run: empty unless a card has something to say ------------------------------
 
@@ -339,6 +357,18 @@ class Card:
     def report(cls, params: Params, layer: Any) -> dict[str, Any]:
         """Facts a RUN RESULT adds to this node's layer report, beside class, config and weights."""
         return {}
+
+
+def _as_port_value(type_id: str, value: Any) -> Any:
+    """A Keras argument in the form a port of `type_id` holds it: lists for tuples, a one-element
+    list for an IntegerList given one integer, the integer of a one-element size list."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if type_id == "IntegerList" and isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if type_id == "Integer" and isinstance(value, list) and len(value) == 1:
+        return value[0]
+    return value
 
 
 class InstanceCard(Card):

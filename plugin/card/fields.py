@@ -144,3 +144,10 @@ class KerasLayerCard(LayerCard):
             cls.id = f"{cls.id_prefix}{cls.__name__}"
         if "keras" not in cls.__dict__:
             cls.keras = f"keras.layers.{cls.__name__}"
+
+    @classmethod
+    def params_from_arguments(cls, arguments):
+        params = super().params_from_arguments(arguments)
+        # Keras writes an empty activation as "linear"; an empty default means the same.
+        return {port: value for port, value in params.items()
+                if not (value == "linear" and cls.input_port(port).default is None and not cls.input_port(port).required)}

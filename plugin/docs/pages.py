@@ -6,7 +6,8 @@ import json
 import re
 
 from nncards.card import Card, Port
-from nncards.docs.example import example_run, keras_code
+from nncards.card.keras_code import NoKerasCounterpart, keras_code
+from nncards.docs.example import example_run
 from nncards.docs.json_layout import laid_out
 from nncards.docs.schema_text import allowed, object_keys
 from nncards.contract.shorthands import BY_TYPE
@@ -145,11 +146,12 @@ def _example_section(card: type[Card], cards: dict[str, type[Card]]) -> list[str
         "```sh", "nncards run example.json", "```", "",
         "```json", laid_out(run), "```",
     ]
-    python = keras_code(run["graph"], cards)
-    if python is not None:
-        lines += ["", "## Keras equivalent", "",
-                  "The same model written with Keras directly:", "", "```python", python.rstrip("\n"), "```"]
-    return lines
+    try:
+        python = keras_code(run["graph"], cards)
+    except NoKerasCounterpart:  # the card builds nncards' own object: no plain Keras to show
+        return lines
+    return lines + ["", "## Keras equivalent", "",
+                    "The same model written with Keras directly:", "", "```python", python.rstrip("\n"), "```"]
 
 
 def _card_facts(card: type[Card]) -> str:

@@ -4,7 +4,7 @@ export const RANDOM_SEED = 0;
 export const RANDOM_BATCH = 8;
 
 /** Mulberry32: a small, well-known 32-bit generator; the same seed gives the same numbers everywhere. */
-export function generator(seed) {
+export function generator(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -16,33 +16,33 @@ export function generator(seed) {
 }
 
 /** A standard normal draw (Box–Muller), rounded to 4 decimals so the shown data is exact. */
-function normal(uniform) {
+function normal(uniform: () => number): number {
   const u = 1 - uniform();
   const v = uniform();
   return Math.round(Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v) * 1e4) / 1e4;
 }
 
-function nest(flat, shape) {
+function nest(flat: unknown[], shape: number[]): unknown[] {
   if (shape.length === 1) return flat;
   const size = flat.length / shape[0];
   return Array.from({ length: shape[0] }, (_, i) => nest(flat.slice(i * size, (i + 1) * size), shape.slice(1)));
 }
 
-const product = (dims) => dims.reduce((a, b) => a * b, 1);
+const product = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
 
 /**
  * Random batches for the given inputs, drawn in order from one generator: normal values for
  * float inputs, integers 0..9 for integer inputs, coin flips for bool inputs.
  * `inputs` is a list of {id, shape, dtype}; returns {id: nested list of shape [batch, ...shape]}.
  */
-export function randomInputs(inputs, seed = RANDOM_SEED, batch = RANDOM_BATCH) {
+export function randomInputs(inputs: { id: string; shape: number[]; dtype: string }[], seed = RANDOM_SEED, batch = RANDOM_BATCH): Record<string, unknown[]> {
   const uniform = generator(seed);
-  const draw = {
+  const draw: Record<string, () => unknown> = {
     bool: () => uniform() < 0.5,
     int: () => Math.floor(uniform() * 10),
     float: () => normal(uniform),
   };
-  const result = {};
+  const result: Record<string, unknown[]> = {};
   for (const { id, shape, dtype } of inputs) {
     const kind = dtype === "bool" ? "bool" : dtype.startsWith("int") ? "int" : "float";
     const full = [batch, ...shape];
@@ -56,7 +56,7 @@ export function randomInputs(inputs, seed = RANDOM_SEED, batch = RANDOM_BATCH) {
  * that is not numeric is taken as a header. `sampleShape` may hold nulls (any size) only when
  * it has one dimension. Throws an Error with a readable message.
  */
-export function parseCsv(text, sampleShape, label) {
+export function parseCsv(text: string, sampleShape: (number | null)[] | null, label: string): unknown[] {
   const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
   const rows = lines.map((line) => line.split(/[,;\t ]+/).map(Number));
   if (rows.length && rows[0].some(Number.isNaN)) rows.shift();
@@ -66,24 +66,27 @@ export function parseCsv(text, sampleShape, label) {
     if (row.length !== width) throw new Error(`${label}: row ${i + 1} has ${row.length} values, the first has ${width}.`);
     if (row.some(Number.isNaN)) throw new Error(`${label}: row ${i + 1} holds something that is not a number.`);
   });
-  const known = sampleShape && sampleShape.every((d) => d !== null);
-  if (known && product(sampleShape) !== width) {
-    throw new Error(`${label}: each row needs ${product(sampleShape)} values for the shape (${sampleShape.join(", ")}), got ${width}.`);
+  const known = sampleShape !== null && sampleShape.every((d) => d !== null);
+  const sample = sampleShape as number[];
+  if (known && product(sample) !== width) {
+    throw new Error(`${label}: each row needs ${product(sample)} values for the shape (${sample.join(", ")}), got ${width}.`);
   }
-  const shape = known ? [rows.length, ...sampleShape] : [rows.length, width];
+  const shape = known ? [rows.length, ...sample] : [rows.length, width];
   return nest(rows.flat(), shape);
 }
 
-const NPY_DTYPES = { f2: "float16", f4: "float32", f8: "float64", i4: "int32", i8: "int64", b1: "bool" };
+const NPY_DTYPES: Record<string, string> = { f2: "float16", f4: "float32", f8: "float64", i4: "int32", i8: "int64", b1: "bool" };
 
-function base64(bytes) {
+function base64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(binary);
 }
 
 /** A NumPy .npy file as a base64 ARRAY {dtype, shape, base64}. Throws an Error with a readable message. */
-export function parseNpy(buffer, label) {
+export interface NpyArray { dtype: string; shape: number[]; base64: string }
+
+export function parseNpy(buffer: ArrayBuffer, label: string): NpyArray {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(1, 6));
   if (bytes[0] !== 0x93 || magic !== "NUMPY") throw new Error(`${label}: not a .npy file.`);

@@ -1,0 +1,47 @@
+// Boots the editor: loads the catalogue and the types, restores the graph kept in this browser,
+// starts the watchers (live validation, autosave, clearing old results) and renders the app.
+
+import { ReactFlowProvider } from "@xyflow/react";
+import "@xyflow/react/dist/style.css";
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { api } from "./api";
+import { App } from "./App";
+import { readStoredGraph, useEditor } from "./store";
+import "./styles.css";
+import { startWatchers } from "./watch";
+
+async function boot() {
+  const [cards, types] = await Promise.all([api.cards(), api.types()]);
+  const store = useEditor.getState();
+  useEditor.setState({
+    catalog: {
+      cards: new Map(cards.cards.map((card) => [card.id, card])),
+      types: new Map(types.types.map((type) => [type.id, type])),
+    },
+  });
+  const saved = readStoredGraph();
+  if (saved) {
+    store.load(saved);
+    useEditor.setState({ past: [], future: [], dirty: false });
+    store.notify(`Restored the graph kept in this browser: ${saved.nodes.length} nodes, ${saved.edges.length} wires.`);
+  } else {
+    store.notify("Drag cards from the palette onto the canvas, or focus one and press Enter.");
+  }
+  for (const failure of cards.load_errors || []) store.notify(`Card pack ${failure.pack} failed to load: ${failure.message}`, "error");
+  startWatchers();
+  createRoot(document.getElementById("root")!).render(
+    <StrictMode>
+      <ReactFlowProvider>
+        <App />
+      </ReactFlowProvider>
+    </StrictMode>,
+  );
+}
+
+boot().catch((error) => {
+  document.body.textContent = `The editor could not start: ${(error as Error).message}`;
+  document.body.classList.add("boot-error");
+});
+
+

@@ -1,11 +1,13 @@
 """Generated docs and card images, the mkdocs site, and the guides' examples run for real."""
 
+import base64
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,18 @@ def test_batch_normalization_page_lists_every_input_with_default_and_range():
     assert ("[`keras.layers.BatchNormalization`](https://www.tensorflow.org/api_docs/python/tf/keras/layers/"
             "BatchNormalization)") in page
     assert set(port_blocks(page, "output")) == {"layer", "output"}
+
+
+def test_type_pages_link_every_port_of_their_type_to_its_block():
+    """Each type page links every card port of its type, and each link lands on the port's block."""
+    for card in registry().cards.values():
+        for side, ports in (("input", card.inputs()), ("output", card.outputs)):
+            for port in ports:
+                type_page = (DOCS / "types" / f"{port.type}.md").read_text()
+                assert f"(../cards/{card.id}.md#{side}-{port.id})" in type_page, (card.id, port.id)
+    for type_page in (DOCS / "types").glob("*.md"):
+        for card_id, anchor in re.findall(r"\(\.\./cards/(\w+)\.md#([\w-]+)\)", type_page.read_text()):
+            assert f'id="{anchor}"' in (DOCS / "cards" / f"{card_id}.md").read_text(), (type_page.name, anchor)
 
 
 def test_fixed_length_lists_read_exactly():
@@ -203,62 +217,120 @@ def test_example_card_pack_installs_and_joins_the_catalogue(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(source)], check=True, capture_output=True)
     probe = ("import json, sys, nncards; c = nncards.catalog(); "
-             "card = next(x for x in c['cards'] if x['id'] == 'layer_Rescaling'); "
+             "card = next(x for x in c['cards'] if x['id'] == 'example_Rescaling'); "
              "print(json.dumps({'card': card, 'errors': c['load_errors'], 'tf': 'tensorflow' in sys.modules}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(target)})
     seen = json.loads(done.stdout)
     assert seen["errors"] == [] and seen["tf"] is False
-    assert seen["card"]["path"] == ["Layers", "Preprocessing"]
-    assert [p["id"] for p in seen["card"]["inputs"]] == ["input", "scale", "offset", "name"]
+    assert seen["card"]["path"] == ["Layers", "Preprocessing"] and seen["card"]["keras"] == "keras.layers.Rescaling"
+    assert [p["id"] for p in seen["card"]["inputs"]] == ["input", "scale", "offset", "trainable", "name", "dtype"]
 
 
-@pytest.fixture(scope="module")
-def rest_examples():
-    """(status, command, sample language, sample) of each curl example of the REST guide."""
+@dataclass
+class RestExample:
+    """A request of the REST guide: its shell command, the status and answer shown after it,
+    and the shell variable (if any) that keeps the answer's run id for later examples."""
+
+    command: str
+    status: int
+    answer_language: str
+    answer: str
+    keeps_run_id_as: str | None
+
+
+def rest_examples() -> list[RestExample]:
     blocks = fenced_blocks((DOCS / "rest-api.md").read_text())
     examples = []
-    for (lang, body), (sample_lang, sample) in zip(blocks, blocks[1:]):
+    for (lang, body), (answer_language, answer) in zip(blocks, blocks[1:]):
         if lang == "sh":
-            status = int(re.match(r"# answers (\d+)\n", body).group(1))
-            examples.append((status, body.split("\n", 1)[1].strip(), sample_lang, sample))
+            header = re.match(r"# answers (\d+)(?:, its run_id is \$(\w+))?\n", body)
+            assert header, body
+            examples.append(RestExample(body.split("\n", 1)[1].strip(), int(header.group(1)), answer_language,
+                                        answer, header.group(2)))
     return examples
 
 
-def like(sample, actual, key=None):
-    """`actual` has every key of `sample`, recursively; codes and statuses are equal."""
-    if isinstance(sample, dict):
-        assert isinstance(actual, dict), (key, actual)
-        for name, value in sample.items():
-            assert name in actual, (name, actual)
-            like(value, actual[name], name)
-    elif isinstance(sample, list):
-        assert isinstance(actual, list), (key, actual)
-        if sample and actual:
-            like(sample[0], actual[0], key)
-    elif key in ("code", "status", "valid", "api_version", "kind", "class"):
-        assert actual == sample, (key, actual, sample)
+ELIDED = "…"  # the guide's mark for items, keys or a value left out
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
 
 
-def test_rest_guide_curl_examples_against_a_live_server(live_server, rest_examples):
-    assert len(rest_examples) >= 10
+def decoded(array: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(array["base64"]), dtype=array["dtype"]).reshape(array["shape"])
+
+
+def same_as_shown(shown, actual, where="answer"):
+    """`actual` agrees with the guide's `shown` answer field by field: the same keys and items
+    (but those elided), numbers within the guide's rounding, timestamps in the server's form,
+    base64 arrays with the same values."""
+    if shown == ELIDED:
+        return
+    if isinstance(shown, dict):
+        assert isinstance(actual, dict), (where, actual)
+        if ELIDED not in shown:
+            assert actual.keys() == shown.keys(), (where, sorted(actual), sorted(shown))
+        if {"dtype", "shape", "base64"} == shown.keys():
+            assert actual["dtype"] == shown["dtype"] and actual["shape"] == shown["shape"], where
+            np.testing.assert_allclose(decoded(actual), decoded(shown), atol=1e-3, err_msg=where)
+            return
+        for key, value in shown.items():
+            if key != ELIDED:
+                assert key in actual, (where, key)
+                same_as_shown(value, actual[key], f"{where}.{key}")
+    elif isinstance(shown, list):
+        assert isinstance(actual, list), (where, actual)
+        listed = shown[:-1] if shown and shown[-1] == ELIDED else shown
+        assert len(actual) >= len(listed) if len(listed) < len(shown) else len(actual) == len(shown), (where, actual)
+        for index, (value, item) in enumerate(zip(listed, actual)):
+            same_as_shown(value, item, f"{where}[{index}]")
+    elif isinstance(shown, float) or (isinstance(shown, int) and isinstance(actual, float) and
+                                      not isinstance(shown, bool)):
+        assert actual == pytest.approx(shown, abs=1e-3), (where, actual, shown)
+    elif where.endswith("_at") and isinstance(shown, str):
+        assert ISO_UTC.fullmatch(shown) and ISO_UTC.fullmatch(actual), (where, actual, shown)
+    else:
+        assert actual == shown, (where, actual, shown)
+
+
+def server_sent_events(text: str) -> list[dict]:
+    """Each event of a stream as {field: value}, its data parsed as JSON."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append({**fields, "data": json.loads(fields["data"])})
+    return events
+
+
+def test_rest_guide_examples_answer_as_shown_by_a_live_server(live_server):
     env = {**os.environ}
-    for status, command, sample_lang, sample in rest_examples:
-        command = command.replace("http://127.0.0.1:8000", live_server.url)
+    for example in rest_examples():
+        command = example.command.replace("http://127.0.0.1:8000", live_server.url)
         done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=90)
         body, _, code = done.stdout.rpartition("\n")
-        assert int(code) == status, (command, done.stdout, done.stderr)
-        if sample_lang == "json":
+        assert int(code) == example.status, (command, done.stdout, done.stderr)
+        if example.answer_language == "json":
             answer = json.loads(body)
-            like(json.loads(sample), answer)
-            if "run_id" in answer and answer.get("status") == "succeeded":
-                env["RUN_ID"] = answer["run_id"]
+            same_as_shown(json.loads(example.answer), answer, command.splitlines()[0])
+            if example.keeps_run_id_as:
+                env[example.keeps_run_id_as] = answer["run_id"]
         else:
-            for line in sample.splitlines():
-                if line.startswith("event:"):
-                    assert line in body.splitlines(), (line, body)
-    assert "RUN_ID" in env
+            same_as_shown(server_sent_events(example.answer) if example.answer else [],
+                          server_sent_events(body) if body else [], command)
+
+
+def test_rest_guide_shows_every_route_of_the_api(live_server):
+    """Each method and path of the OpenAPI description has an example in the guide."""
+    requests = set()
+    for example in rest_examples():
+        for line in example.command.split("\ncurl")[-1:]:
+            method = re.search(r"-X (\w+)", line)
+            path = re.search(r"http://127\.0\.0\.1:8000(/[^\s'\"?]*)", line).group(1)
+            requests.add(((method.group(1) if method else "GET").lower(), path))
+    for path, methods in live_server.client.get(live_server.url + "/openapi.json").json()["paths"].items():
+        pattern = re.compile(re.sub(r"\\{\w+\\}", r"[^/]+", re.escape(path)))
+        for method in methods:
+            assert any(m == method and pattern.fullmatch(p) for m, p in requests), (method, path)
 
 
 def test_getting_started_python_runs_from_the_repository(monkeypatch, capsys):
@@ -268,6 +340,14 @@ def test_getting_started_python_runs_from_the_repository(monkeypatch, capsys):
     for block in python:
         exec(block, {})
     assert capsys.readouterr().out.startswith("succeeded\n")
+
+
+def test_getting_started_graph_is_the_example_run_s_graph():
+    shown = json.loads(next(body for lang, body in fenced_blocks((DOCS / "getting-started.md").read_text())
+                            if lang == "json"))
+    graph = json.loads((ROOT / "examples/batchnorm.json").read_text())["graph"]
+    graph["nodes"] = [{key: value for key, value in node.items() if key != "position"} for node in graph["nodes"]]
+    assert shown == graph
 
 
 def test_every_keras_equivalent_builds_the_shapes_of_its_graph():

@@ -76,7 +76,7 @@ def test_site_builds_strict_with_card_images_and_titles(site):
     assert 'src="../../assets/cards/layer_BatchNormalization.svg"' in page
     assert (site / "assets/cards/layer_BatchNormalization.svg").read_text().startswith("<svg")
     pack_page = (site / "card-packs/index.html").read_text()  # the pack's files included, not their markers
-    assert "8&lt;" not in pack_page and "layer_Rescaling" in pack_page and "nncards_example_pack:cards" in pack_page
+    assert "8&lt;" not in pack_page and "example_Rescaling" in pack_page and "nncards_example_pack:cards" in pack_page
 
 
 @pytest.mark.parametrize("card_id", CARD_PAGES)
@@ -97,6 +97,13 @@ def test_card_page_fits_1280_pixels_with_every_help_visible(page, site_url, card
         assert plain(port.help) in " ".join(help.inner_text().split()), port.id
 
 
+@pytest.mark.parametrize("guide", ["", "getting-started/", "rest-api/", "card-packs/", "benchmarks/"])
+def test_guide_fits_1280_pixels(page, site_url, guide):
+    page.goto(f"{site_url}/{guide}")
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1] and page.evaluate(SIDEWAYS_SCROLLERS) == []
+
+
 def test_nav_holds_every_card_page_under_its_category(page, site_url):
     page.goto(f"{site_url}/")
     links = page.eval_on_selector_all(
@@ -113,8 +120,9 @@ def test_nav_holds_every_card_page_under_its_category(page, site_url):
 def test_search_for_momentum_finds_batch_normalization(page, site_url):
     page.goto(f"{site_url}/")
     page.locator("label.md-search__icon, .md-search__input").first.click()
-    page.locator("input.md-search__input").fill("momentum")
+    # typed key by key, as a reader does: the search box reads key presses
+    page.locator("input.md-search__input").press_sequentially("momentum", delay=20)
     results = page.locator(".md-search-result__item a")
-    results.first.wait_for(timeout=15000)
-    hrefs = [new for new in results.evaluate_all("links => links.map(a => new URL(a.href).pathname)")]
+    results.first.wait_for(timeout=60000)  # the search worker fetches and indexes the whole site first
+    hrefs = results.evaluate_all("links => links.map(a => new URL(a.href).pathname)")
     assert "/cards/layer_BatchNormalization/" in hrefs, hrefs

@@ -235,8 +235,8 @@ def _yes_no(flag: bool) -> str:
 def _cards_using(type_id: str, cards: list[type[Card]], side: str) -> list[str]:
     lines = []
     for card in sorted(cards, key=lambda c: c.title):
-        ports = card.inputs() if side == "inputs" else card.outputs
-        names = [p.text for p in ports if p.type == type_id]
+        ports = card.inputs() if side == "input" else card.outputs
+        names = [f"[{p.text}](../cards/{card.id}.md#{side}-{p.id})" for p in ports if p.type == type_id]
         if names:
             lines.append(f"- [{card.title}](../cards/{card.id}.md): {', '.join(names)}")
     return lines or ["None yet."]
@@ -244,7 +244,7 @@ def _cards_using(type_id: str, cards: list[type[Card]], side: str) -> list[str]:
 
 def type_page(data_type: DataType, cards: list[type[Card]]) -> str:
     lines = [
-        GENERATED_NOTE, f"# {data_type.id}", "", "[Types](index.md) › " + data_type.id, "",
+        GENERATED_NOTE, f"# {data_type.id}", "",
         data_type.help, "",
         "| | |", "|---|---|",
         f"| Colour | {swatch(data_type.color)} `{data_type.color}` |",
@@ -260,8 +260,8 @@ def type_page(data_type: DataType, cards: list[type[Card]]) -> str:
             arguments = ", ".join(f"{k}={v!r}" for k, v in shorthand.arguments.items())
             lines.append(f"| `{name}` | `{shorthand.keras_class}({arguments})` |")
         lines.append("")
-    lines += ["## Cards with inputs of this type", "", *_cards_using(data_type.id, cards, "inputs"), "",
-              "## Cards with outputs of this type", "", *_cards_using(data_type.id, cards, "outputs")]
+    lines += ["## Cards with inputs of this type", "", *_cards_using(data_type.id, cards, "input"), "",
+              "## Cards with outputs of this type", "", *_cards_using(data_type.id, cards, "output")]
     return "\n".join(lines) + "\n"
 
 

@@ -95,6 +95,7 @@ export function App() {
 
   useEffect(() => {
     document.body.dataset.ready = "true";
+    performance.mark("nncards-ready"); // time to interactive, for anyone measuring it
     const onKey = (event: KeyboardEvent) => {
       if (editable(event.target)) return;
       const store = useEditor.getState();

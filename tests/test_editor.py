@@ -347,6 +347,18 @@ def test_save_load_and_new_ask_before_replacing_unsaved_work(page, tmp_path):
     expect(page.get_by_test_id(f"edge-input_1-output-{BN}-input")).to_have_count(1)
     assert stored_graph(page) == graph
 
+    # An Object param is a sub-form, applied as a whole once every box in it is valid.
+    select(page, BN)
+    page.get_by_test_id("param-renorm_clipping-enabled").check()
+    rmax = page.get_by_test_id("param-renorm_clipping.rmax")
+    rmax.fill("3x")
+    rmax.press("Enter")
+    expect(page.get_by_test_id("run-blocked")).to_contain_text("must be a number")
+    rmax.fill("3")
+    rmax.press("Enter")
+    expect(page.get_by_test_id(f"node-{BN}").locator(".param-row[data-port=renorm_clipping]")).to_contain_text('{"rmax":3}')
+    assert next(n for n in stored_graph(page)["nodes"] if n["id"] == BN)["params"]["renorm_clipping"] == {"rmax": 3}
+
 
 def test_the_token_from_the_address_is_sent_on_every_request_and_time_to_interactive(browser, live_server):
     """`/?token=…` is kept for the tab and sent as a bearer token, the run's event stream included;

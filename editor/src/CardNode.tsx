@@ -163,7 +163,7 @@ function CardNodeView({ id, data, selected }: NodeProps<CardNodeType>) {
                 <span className="param-name">{port.text}</span>
                 <span className="param-value">
                   {missing ? "required" : shortText(set ? data.params[port.id] : fallback)}
-                  {draft?.error && <em className="draft"> ({draft.text.trim() || "empty"} not applied)</em>}
+                  {draft?.error && <em className="draft"> ({draft.shown || draft.text.trim() || "empty"} not applied)</em>}
                 </span>
               </div>
             );

@@ -21,6 +21,8 @@ export type Wire = Edge<Record<string, unknown>, "wire">;
 export interface Draft {
   text: string;
   error: string | null;
+  /** How the card names the pending text when the text itself is not for reading. */
+  shown?: string;
 }
 
 export interface Notice {

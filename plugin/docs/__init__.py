@@ -3,6 +3,7 @@
 `nncards docs` writes, relative to the repository root:
 
 - `docs/cards/<card id>.md` and `docs/cards/index.md` (the category tree from each card's path),
+  and `docs/cards/keras-layers.md` (the Keras layers without a card, `nncards.cards.exclusions`),
 - `docs/types/<type id>.md` and `docs/types/index.md`,
 - `assets/cards/<card id>.svg` (see `nncards.docs.card_image` for the look).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nncards.cards.exclusions import EXCLUDED
 from nncards.card import Card
 from nncards.docs.card_image import render
 from nncards.docs.schema_text import object_keys
@@ -41,10 +43,11 @@ def missing_help(cards: list[type[Card]]) -> list[str]:
 
 def generate(cards: list[type[Card]]) -> dict[str, str]:
     """Every generated file, as {path relative to the repository root: content}."""
-    from nncards.docs.pages import card_page, cards_index, type_page, types_index
+    from nncards.docs.pages import KERAS_LAYERS_PAGE, card_page, cards_index, keras_layers_page, type_page, types_index
 
     by_id = {card.id: card for card in cards}
-    files = {"docs/cards/index.md": cards_index(cards), "docs/types/index.md": types_index()}
+    files = {"docs/cards/index.md": cards_index(cards), "docs/types/index.md": types_index(),
+             f"docs/{KERAS_LAYERS_PAGE}": keras_layers_page(EXCLUDED)}
     for card in cards:
         files[f"docs/cards/{card.id}.md"] = card_page(card, by_id)
         files[f"assets/cards/{card.id}.svg"] = render(card.info().model_dump(mode="json"))

@@ -207,10 +207,27 @@ def cards_index(cards: list[type[Card]]) -> str:
     lines = [
         GENERATED_NOTE, "# Cards", "",
         "Every card of the catalogue, by category. A card's page shows its picture, every input "
-        "and output, an example graph that runs, and the same layer in plain Keras.", "",
+        "and output, an example graph that runs, and the same layer in plain Keras. The few Keras "
+        "layers without a card are listed with the reason in [Keras layers without a card](keras-layers.md).", "",
         *_tree_lines(_tree(cards), 0),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+KERAS_LAYERS_PAGE = "cards/keras-layers.md"
+
+
+def keras_layers_page(excluded: dict[str, str]) -> str:
+    """The public Keras layers without a card, each with the reason (`nncards.cards.exclusions`)."""
+    lines = [
+        GENERATED_NOTE, "# Keras layers without a card", "",
+        "Every public layer class of `keras.layers` has a card (an alias such as `MaxPool2D` shares "
+        "the card of `MaxPooling2D`), except these. A test enumerates `keras.layers` and fails for "
+        "a layer that is neither carded nor listed here with its reason.", "",
+        "| Keras layer | Why it has no card |", "|---|---|",
+        *(f"| `keras.layers.{name}` | {cell(reason)} |" for name, reason in excluded.items()),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def site_nav(cards: list[type[Card]]) -> list[dict]:
@@ -222,7 +239,7 @@ def site_nav(cards: list[type[Card]]) -> list[dict]:
         entries += [{card.title: f"cards/{card.id}.md"} for card in sorted(tree.get(None, []), key=lambda c: c.title)]
         return entries
 
-    return [{"Cards": ["cards/index.md", *section(_tree(cards))]},
+    return [{"Cards": ["cards/index.md", {"Keras layers without a card": KERAS_LAYERS_PAGE}, *section(_tree(cards))]},
             {"Types": ["types/index.md", *({t.id: f"types/{t.id}.md"} for t in TYPES.values())]}]
 
 

@@ -350,6 +350,26 @@ def test_getting_started_graph_is_the_example_run_s_graph():
     assert shown == graph
 
 
+def test_models_guide_shows_what_export_and_import_give(tmp_path, monkeypatch):
+    """The script `nncards export --to python` prints, the graph `nncards import` makes of the
+    guide's model, and its refusal of the guide's Lambda model, are those the guide shows."""
+    from nncards.contract.errors import NncardsError
+    from nncards.interchange.export import to_python
+    from nncards.interchange.keras_import import import_model
+
+    blocks = fenced_blocks((DOCS / "models-in-and-out.md").read_text())
+    script, make_small, make_lambda = [body for lang, body in blocks if lang == "python"]
+    graph_shown, refusal_shown = [json.loads(body) for lang, body in blocks if lang == "json"]
+    assert to_python(json.loads((ROOT / "examples/batchnorm.json").read_text())["graph"]) == script
+    monkeypatch.chdir(tmp_path)
+    exec(make_small, {})
+    exec(make_lambda, {})
+    assert import_model((tmp_path / "small.keras").read_bytes()) == graph_shown
+    with pytest.raises(NncardsError) as refusal:
+        import_model((tmp_path / "lambda.keras").read_bytes())
+    assert {"error": refusal.value.body()} == refusal_shown
+
+
 def test_every_keras_equivalent_builds_the_shapes_of_its_graph():
     checked = 0
     for page in sorted((DOCS / "cards").glob("*_*.md")):

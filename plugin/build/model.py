@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +14,48 @@ from nncards.contract.errors import NncardsError, summarize
 from nncards.contract.graph import Graph
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
 from nncards.keras_objects import import_tensorflow_quietly
+
+# Keras maps a functional model's graph by recursing once per layer along its longest path
+# (keras.src.ops.function._build_map_helper): a chain of ~1,000 layers exceeds Python's default
+# limit of 1,000 frames. Larger graphs are therefore assembled on a thread of their own with a
+# stack big enough for a recursion limit that covers the largest graph the limits allow.
+DEEP_GRAPH_NODES = 500
+FRAMES_PER_NODE = 4
+DEEP_STACK_BYTES = 512 * 2**20
+_deep_assembly = threading.Lock()  # the recursion limit is process-wide: one raise at a time
+
+
+def _on_deep_stack(function, frames: int):
+    """`function()` on a thread with a `DEEP_STACK_BYTES` stack and a recursion limit of at least
+    `frames`, under the caller's distribution strategy; the limit is restored afterwards."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+    outcome = {}
+
+    def target():
+        try:
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                outcome["value"] = function()
+        except BaseException as exc:  # re-raised on the caller's thread
+            outcome["error"] = exc
+
+    with _deep_assembly:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, frames))
+        try:
+            default_stack = threading.stack_size(DEEP_STACK_BYTES)
+            try:
+                thread = threading.Thread(target=target, name="nncards-deep-model")
+                thread.start()
+            finally:
+                threading.stack_size(default_stack)
+            thread.join()
+        finally:
+            sys.setrecursionlimit(limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +96,11 @@ def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None
         raise NncardsError("graph_invalid", f"The graph is not valid: {summarize(problems)}", problems)
     inputs = {n: traced.values[n]["output"] for n in analysis.nodes_with_role(ModelRole.INPUT)}
     outputs = {n: traced.sockets[n]["input"] for n in analysis.nodes_with_role(ModelRole.OUTPUT)}
-    model = keras.Model(inputs=inputs, outputs=outputs, name="nncards")
+    def assemble():
+        return keras.Model(inputs=inputs, outputs=outputs, name="nncards")
+
+    nodes = len(analysis.graph.nodes)
+    model = assemble() if nodes <= DEEP_GRAPH_NODES else _on_deep_stack(assemble, FRAMES_PER_NODE * nodes + 1_000)
     layers = {n: BuiltLayer(n, analysis.cards[n], analysis.params[n], v["layer"])
               for n, v in traced.values.items() if analysis.cards[n].makes_layer and "layer" in v}
     built = list(traced.values)

@@ -65,6 +65,11 @@ class RunStatus(StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+JitCompile = Annotated[bool, Field(
+    description="Compile the step's computation with XLA, where every layer of the model supports it "
+    "(otherwise the step runs uncompiled, as Keras does).")]
+
+
 class StepBase(BaseModel):
     """What every step has: its kind, and the arrays it carries (each counted against the limits)."""
 
@@ -97,6 +102,7 @@ class FitStep(StepBase):
         "on the first batch of the inputs after every this many epochs; sent as `inspect` events.")
     tensorboard: bool = Field(False, description="Write TensorBoard logs (scalars, weight histograms) in the "
                               "run's folder of the data directory.")
+    jit_compile: JitCompile = False
 
 
 class EvaluateStep(StepBase):
@@ -106,12 +112,14 @@ class EvaluateStep(StepBase):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
     loss: Loss | dict[str, Loss] | None = Field(None, description="Default: the last compile's, else mse.")
     metrics: list[Metric] | dict[str, list[Metric]] | None = None
+    jit_compile: JitCompile = False
 
 
 class PredictStep(StepBase):
     kind: Literal[StepKind.PREDICT]
     inputs: Arrays
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE)
+    jit_compile: JitCompile = False
 
 
 class InspectStep(StepBase):

@@ -125,6 +125,13 @@ class RunModel:
         self.compiled_with = key
         self.last_compile = (optimizer, loss, metrics)
 
+    def _use_xla(self, jit_compile: bool) -> None:
+        """Keras reads `jit_compile` when it makes its step functions: a change drops them, so
+        they are made again (the compiled loss, metrics and optimizer state stay)."""
+        if self.model.jit_compile != jit_compile:
+            self.model.jit_compile = jit_compile
+            self.model.train_function = self.model.test_function = self.model.predict_function = None
+
     def check_stop(self) -> None:
         if self.options.observer.cancelled():
             raise Cancelled()
@@ -145,6 +152,7 @@ class RunModel:
         x, y = self._inputs(step.inputs), self._targets(step.targets)
         self._check_fit(len(next(iter(x.values()))), step.batch_size)
         self._compile(step.optimizer.model_dump(), step.loss, step.metrics)
+        self._use_xla(step.jit_compile)
         observer = self.options.observer
         inspections: list[Inspection] = []
         inspector = Inspector(self.built, None) if step.inspect_every else None
@@ -182,10 +190,12 @@ class RunModel:
         optimizer, loss, metrics = self.last_compile
         self._compile(optimizer, step.loss if step.loss is not None else loss,
                       step.metrics if step.metrics is not None else metrics)
+        self._use_xla(step.jit_compile)
         result = self.model.evaluate(x, y, batch_size=step.batch_size, verbose=0, return_dict=True)
         return EvaluateResult(metrics=json_safe({k: float(v) for k, v in result.items()}))
 
     def predict(self, index: int, step: PredictStep) -> PredictResult:
+        self._use_xla(step.jit_compile)
         outputs = self.model.predict(self._inputs(step.inputs), batch_size=step.batch_size, verbose=0)
         if not isinstance(outputs, dict):
             outputs = dict(zip(self.output_ids, [outputs]))

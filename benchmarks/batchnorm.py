@@ -1,43 +1,125 @@
-"""Benchmark: a batch normalization training step, the card's layer against stock Keras 3.
+"""Benchmark: a batch normalization training step, the card's layer against four baselines.
 
 A training step is the forward pass in training mode (batch statistics, moving-average updates)
-and the backward pass to the input, gamma and beta, for a (128, 32, 32, 64) float32 NHWC batch,
-compiled with `tf.function`, timed after a warm-up as the median of repeats. Both layers run in
-the same process on the same data. The copy bound: a step must at least read x and write y
-forward, and read x and dy and write dx backward, 5 tensor passes; its effective bandwidth is
-5 × bytes / time, compared with a NumPy copy of the tensor (2 × bytes / time).
+and the backward pass to the input, gamma and beta, given the output's gradient. It is timed for
+four layouts (2-D, 3-D and NHWC inputs normalized on the last axis, NCHW on axis 1) in float32
+and under the `mixed_float16` policy (16-bit input and gradient, float32 variables), as the
+median of interleaved repeats after a warm-up. Everything runs in this process except Keras on
+JAX, which runs in a child process started with `KERAS_BACKEND=jax` (a process has one Keras
+backend) right before this one measures:
 
-    python benchmarks/batchnorm.py [--repeats 20]
+- card: the layer the batch normalization card builds for that input, in a `tf.function`;
+- Keras 3: stock `keras.layers.BatchNormalization`, in a `tf.function`;
+- tf_keras: Keras 2's layer as it configures itself (its fused kernel on 4-D inputs), in a
+  `tf.function`;
+- XLA: the stock Keras 3 step in a `tf.function(jit_compile=True)`;
+- JAX: the stock Keras 3 layer on the JAX backend, its `stateless_call` and `jax.vjp` in one
+  `jax.jit`.
+
+The last lines print, per layout, the card's time over the fastest baseline's (≤ 1: the card is
+at least as fast).
+
+    python benchmarks/batchnorm.py [--repeats 20] [--layouts 2d 3d nhwc nchw] [--policies float32 mixed_float16]
+
+Needs the `bench` extra (`pip install -e '.[bench]'`) for JAX; without it the JAX column is empty.
 """
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-SHAPE = (128, 32, 32, 64)
-PASSES = 5  # x and y forward; x, dy and dx backward
+LAYOUTS = {  # name → (input shape, batch included; normalized axis)
+    "2d": ((512, 1024), -1),
+    "3d": ((64, 128, 256), -1),
+    "nhwc": ((128, 32, 32, 64), -1),
+    "nchw": ((64, 64, 64, 32), 1),
+}
+POLICIES = ("float32", "mixed_float16")
+BASELINES = ("Keras 3", "tf_keras", "XLA", "JAX")
 
 
-def median_seconds(function, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
+def arrays(layout: str, policy: str):
+    """The input and the output gradient of a layout, in the policy's compute type."""
+    shape, _ = LAYOUTS[layout]
+    rng = np.random.default_rng(0)
+    dtype = "float16" if policy == "mixed_float16" else "float32"
+    return rng.normal(1.0, 2.0, size=shape).astype(dtype), rng.normal(size=shape).astype(dtype)
+
+
+def medians(steps: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each step, the steps interleaved so that load hits them alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def card_layer():
-    """The layer the batch normalization card builds for this input with default parameters."""
+# -- JAX, in a child process ----------------------------------------------------------------
+
+
+def jax_child(layouts: list[str], policies: list[str], repeats: int) -> None:
+    """Prints one JSON line: {"layout/policy": seconds}."""
+    import jax
+    import keras
+
+    results = {}
+    for layout in layouts:
+        for policy in policies:
+            shape, axis = LAYOUTS[layout]
+            x, dy = (jax.numpy.asarray(a) for a in arrays(layout, policy))
+            layer = keras.layers.BatchNormalization(axis=axis, dtype=policy)
+            layer.build(shape)
+            trainable = [v.value for v in layer.trainable_variables]
+            moving = [v.value for v in layer.non_trainable_variables]
+
+            @jax.jit
+            def step(trainable, moving, x, dy, layer=layer):
+                def forward(trainable, x):
+                    return layer.stateless_call(trainable, moving, x, training=True)
+
+                _, backward, new_moving = jax.vjp(forward, trainable, x, has_aux=True)
+                return backward(dy), new_moving
+
+            def run(step=step, trainable=trainable, moving=moving, x=x, dy=dy):
+                jax.block_until_ready(step(trainable, moving, x, dy))
+
+            results[f"{layout}/{policy}"] = medians({"jax": run}, repeats)["jax"]
+    print(json.dumps(results))
+
+
+def jax_medians(layouts: list[str], policies: list[str], repeats: int) -> dict[str, float]:
+    command = [sys.executable, __file__, "--jax-child", "--repeats", str(repeats),
+               "--layouts", *layouts, "--policies", *policies]
+    done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"JAX baseline unavailable: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- TensorFlow, in this process ------------------------------------------------------------
+
+
+def card_layer(layout: str, policy: str):
+    """The layer the batch normalization card builds for this input."""
     import nncards
 
+    shape, axis = LAYOUTS[layout]
     graph = {"schema_version": 1, "nodes": [
-        {"id": "x", "card": "input", "params": {"shape": list(SHAPE[1:])}},
-        {"id": "bn", "card": "layer_BatchNormalization", "params": {}},
+        {"id": "x", "card": "input", "params": {"shape": list(shape[1:])}},
+        {"id": "bn", "card": "layer_BatchNormalization", "params": {"axis": axis, "dtype": policy}},
         {"id": "y", "card": "output", "params": {}},
     ], "edges": [
         {"source": "x", "source_port": "output", "target": "bn", "target_port": "input"},
@@ -46,48 +128,73 @@ def card_layer():
     return nncards.build_model(graph).get_layer("bn")
 
 
-def training_step(layer, x, dy):
+def training_step(layer, variables, x, dy, jit_compile=False):
     import tensorflow as tf
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step():
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
-        return tape.gradient(y, [x, layer.gamma.value, layer.beta.value], output_gradients=dy)
+        return tape.gradient(y, [x, *variables], output_gradients=dy)
 
     return lambda: float(step()[1][0])  # reading a value waits for the step to finish
+
+
+def tensorflow_medians(layout: str, policy: str, repeats: int) -> tuple[dict[str, float], str]:
+    import keras
+    import tensorflow as tf
+    import tf_keras
+
+    shape, axis = LAYOUTS[layout]
+    x, dy = (tf.constant(a) for a in arrays(layout, policy))
+    card = card_layer(layout, policy)
+    stock = keras.layers.BatchNormalization(axis=axis, dtype=policy)
+    stock.build(shape)
+    keras2 = tf_keras.layers.BatchNormalization(axis=axis, dtype=policy)
+    keras2.build(shape)
+
+    def stock_variables(layer):
+        return [layer.gamma.value, layer.beta.value]
+
+    steps = {
+        "card": training_step(card, stock_variables(card), x, dy),
+        "Keras 3": training_step(stock, stock_variables(stock), x, dy),
+        "tf_keras": training_step(keras2, [keras2.gamma, keras2.beta], x, dy),
+        "XLA": training_step(stock, stock_variables(stock), x, dy, jit_compile=True),
+    }
+    kernel = getattr(card, "kernel", "composite")
+    return medians(steps, repeats), f"{kernel}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    parser.add_argument("--jax-child", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.jax_child:
+        jax_child(arguments.layouts, arguments.policies, arguments.repeats)
+        return
 
-    import keras
-    import tensorflow as tf
+    jax = jax_medians(arguments.layouts, arguments.policies, arguments.repeats)
+    rows = []
+    for layout in arguments.layouts:
+        for policy in arguments.policies:
+            times, kernel = tensorflow_medians(layout, policy, arguments.repeats)
+            times["JAX"] = jax.get(f"{layout}/{policy}")
+            rows.append((layout, policy, kernel, times))
 
-    rng = np.random.default_rng(0)
-    x_np = rng.normal(1.0, 2.0, size=SHAPE).astype("float32")
-    x, dy = tf.constant(x_np), tf.constant(rng.normal(size=SHAPE).astype("float32"))
-    ours = card_layer()
-    stock = keras.layers.BatchNormalization()
-    stock.build(SHAPE)
-    ours_time = median_seconds(training_step(ours, x, dy), repeats)
-    stock_time = median_seconds(training_step(stock, x, dy), repeats)
-    target = np.empty_like(x_np)
-    copy_time = median_seconds(lambda: np.copyto(target, x_np), repeats)
-
-    gigabytes = x_np.nbytes / 1e9
-    copy_bandwidth = 2 * gigabytes / copy_time
-    ours_bandwidth = PASSES * gigabytes / ours_time
-    print(f"input {SHAPE} float32, {x_np.nbytes / 2**20:.0f} MiB; median of {repeats} after warm-up")
-    print(f"card layer ({type(ours).__module__}, fused kernel {ours.fused_kernel}): {ours_time * 1e3:.1f} ms/step")
-    print(f"stock keras.layers.BatchNormalization: {stock_time * 1e3:.1f} ms/step")
-    print(f"speed-up over stock Keras 3: {stock_time / ours_time:.2f}x")
-    print(f"NumPy copy: {copy_time * 1e3:.1f} ms, {copy_bandwidth:.1f} GB/s")
-    print(f"card layer effective bandwidth ({PASSES} passes): {ours_bandwidth:.1f} GB/s, "
-          f"{copy_bandwidth / ours_bandwidth:.2f}x below the copy bound")
+    print(f"median ms of {arguments.repeats} interleaved training steps after warm-up")
+    print(f"{'layout':7} {'policy':14} {'card kernel':12} {'card':>8}" + "".join(f"{b:>10}" for b in BASELINES))
+    for layout, policy, kernel, times in rows:
+        cells = "".join(f"{times[b] * 1e3:10.2f}" if times[b] is not None else f"{'-':>10}" for b in BASELINES)
+        print(f"{layout:7} {policy:14} {kernel:12} {times['card'] * 1e3:8.2f}{cells}")
+    print("card / fastest baseline (<= 1: at least as fast):")
+    for layout, policy, kernel, times in rows:
+        fastest = min((b for b in BASELINES if times[b] is not None), key=lambda b: times[b])
+        print(f"  {layout} {policy}: {times['card'] / times[fastest]:.2f} (fastest baseline: {fastest})")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Param
 from nncards.cards.batch_normalization_guide import GUIDE
 from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
-from nncards.layers.bn_rules import Options
+from nncards.layers.bn_rules import Kernel, Options
 
 NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"
 
@@ -129,9 +129,11 @@ class BatchNormalizationParams(Params):
         "same numbers (outputs, gradients and moving statistics agree with the plain computation "
         "within float32 rounding). It serves 4-D and 5-D inputs normalized on their channel axis "
         "(1 or the last) in a float32 or 16-bit type, without renorm, synchronization, ghost "
-        "batches, adjustment or a mask. Empty: use it where it serves, silently not elsewhere. "
-        "True: require it; any combination it cannot serve is an error on this parameter. "
-        "False: never use it.",
+        "batches, adjustment or a mask. Empty: pick the fastest exact route (the fused kernel for "
+        "channels-last inputs of any rank, through a reshaped view below 4-D; XLA-compiled statistics "
+        "and gradient when the features axis is not the last), silently the plain computation where "
+        "none serves. True: require the kernel on the input's own layout; any combination it cannot "
+        "serve is an error on this parameter. False: always the plain computation of Keras 3.",
     )
     virtual_batch_size: int | None = param(
         None, text="Virtual batch size", ge=1,
@@ -191,10 +193,12 @@ class BatchNormalization(LayerCard):
         "statistics of the global batch; the others normalize each replica's part with its own "
         "statistics, and the moving statistics kept are those of the first replica (as in Keras 3).\n\n"
         "Keras 2's options come back: `fused`, `virtual_batch_size` (ghost batches) and "
-        "`adjustment`. When one is in play, or when the fused kernel can serve the input, the node "
+        "`adjustment`. When one is in play, or when a faster route can serve the input, the node "
         "builds nncards' own layer (a subclass of Keras 3's, saved as `nncards>BatchNormalization`); "
-        "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports `fused_kernel` "
-        "for the node."
+        "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports for the node "
+        "`fused_kernel` (whether TensorFlow's fused kernel ran) and `kernel`, the route its training "
+        "step took: `fused` (the kernel on the input's layout), `fused_view` (on a reshaped view), "
+        "`xla` or `composite` (Keras 3's ops)."
     )
     Params = BatchNormalizationParams
     sockets = (
@@ -233,7 +237,8 @@ class BatchNormalization(LayerCard):
 
     @classmethod
     def report(cls, params, layer):
-        return {"fused_kernel": isinstance(layer, keras_attribute(NNCARDS_LAYER)) and layer.fused_kernel}
+        kernel = layer.kernel if isinstance(layer, keras_attribute(NNCARDS_LAYER)) else Kernel.COMPOSITE
+        return {"fused_kernel": kernel in (Kernel.FUSED, Kernel.FUSED_VIEW), "kernel": kernel.value}
 
     @classmethod
     def check_fit(cls, node, params, layer, samples, batch_size):
@@ -259,11 +264,11 @@ class BatchNormalization(LayerCard):
 
     @classmethod
     def uses_nncards_layer(cls, params, shape, masked: bool) -> bool:
-        """nncards' layer when a Keras 2 option is set or the fused kernel can serve the input."""
+        """nncards' layer when a Keras 2 option is set or a faster kernel can serve the input."""
         if params.fused is not None or params.virtual_batch_size is not None or params.adjustment is not None:
             return True
         return shape is not None and \
-            cls.options(params, masked).fused_data_format(len(shape), params.axis % len(shape)) is not None
+            cls.options(params, masked).kernel(len(shape), params.axis % len(shape)) is not Kernel.COMPOSITE
 
     @classmethod
     def check(cls, node, params, input_shapes):

@@ -19,24 +19,27 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
     ]})
 
 
-@pytest.mark.parametrize("params, x, fused_kernel", [
-    ({}, X4, True),
-    ({"fused": True, "axis": 1}, X4.transpose(0, 3, 1, 2), True),
-    ({"fused": False}, X4, False),
-    ({"virtual_batch_size": 4}, X4, False),
-    ({"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}, "renorm": True}, X4, False),
-    ({"dtype": "bfloat16"}, X4, True),
-    ({}, X2, False),
-], ids=["default-4d", "fused-nchw", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d"])
-def test_options_run_and_report_the_kernel(params, x, fused_kernel):
+@pytest.mark.parametrize("params, x, kernel", [
+    ({}, X4, "fused"),
+    ({"fused": True, "axis": 1}, X4.transpose(0, 3, 1, 2), "fused"),
+    ({"axis": 1}, X4.transpose(0, 3, 1, 2), "xla"),
+    ({"fused": False}, X4, "composite"),
+    ({"virtual_batch_size": 4}, X4, "composite"),
+    ({"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}, "renorm": True}, X4, "composite"),
+    ({"dtype": "bfloat16"}, X4, "fused"),
+    ({}, X2, "fused_view"),
+    ({"renorm": True}, X2, "composite"),
+], ids=["default-4d", "fused-nchw", "nchw-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
+        "renorm-2d"])
+def test_options_run_and_report_the_kernel(params, x, kernel):
     result = fit_and_call(bn_graph(x.shape[1:], params), x)
     assert result["status"] == "succeeded", result["error"]
     report = result["layers"]["bn"]
-    assert report["fused_kernel"] is fused_kernel
+    assert (report["kernel"], report["fused_kernel"]) == (kernel, kernel.startswith("fused"))
     assert {k: len(v) for k, v in report["weights"].items()} == {
         "gamma": x.shape[params.get("axis", -1)], "beta": x.shape[params.get("axis", -1)],
         "moving_mean": x.shape[params.get("axis", -1)], "moving_variance": x.shape[params.get("axis", -1)],
-        **({"moving_stddev": 2, "renorm_mean": 2, "renorm_stddev": 2} if params.get("renorm") else {})}
+        **({name: x.shape[-1] for name in ("moving_stddev", "renorm_mean", "renorm_stddev")} if params.get("renorm") else {})}
     assert np.asarray(result["steps"][2]["outputs"]["y"]).shape == (3, *x.shape[1:])
 
 
@@ -144,3 +147,29 @@ def test_normalize_batch_op_card_gives_statistics_without_batch_axis():
     graph["nodes"][1]["params"]["reduction_axes"] = [0, 4]
     errors = nncards.validate(graph)["errors"]
     assert [(e["code"], e["node"], e["port"]) for e in errors] == [("param_out_of_range", "n", "reduction_axes")]
+
+
+def test_jit_compile_steps_compile_with_xla_and_give_the_same_numbers():
+    from nncards.contract.run import Run
+    from nncards.execute.options import RunOptions
+    from nncards.execute.runner import STEP_HANDLERS, RunModel
+
+    x = X4.transpose(0, 3, 1, 2)
+    results = []
+    for jit_compile in (False, True):
+        steps = [{"kind": "fit", "inputs": {"x": x.tolist()}, "targets": {"y": x.tolist()}, "epochs": 1,
+                  "batch_size": 4, "shuffle": False, "jit_compile": jit_compile},
+                 {"kind": "evaluate", "inputs": {"x": x.tolist()}, "targets": {"y": x.tolist()},
+                  "jit_compile": jit_compile},
+                 {"kind": "predict", "inputs": {"x": x.tolist()}, "jit_compile": jit_compile}]
+        request = Run.model_validate({"graph": bn_graph(x.shape[1:], {"axis": 1}), "seed": 3, "steps": steps})
+        session = RunModel(request, RunOptions())
+        outcome = [STEP_HANDLERS[type(step)](session, index, step).model_dump() for index, step in enumerate(request.steps)]
+        assert session.model.jit_compile is jit_compile
+        results.append((outcome, session.report_layers()["bn"].weights))
+    (plain, plain_weights), (compiled, compiled_weights) = results
+    np.testing.assert_allclose(compiled[0]["history"]["loss"], plain[0]["history"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(compiled[1]["metrics"]["loss"], plain[1]["metrics"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(compiled[2]["outputs"]["y"], plain[2]["outputs"]["y"], atol=1e-5)
+    for name, value in plain_weights.items():
+        np.testing.assert_allclose(compiled_weights[name], value, atol=1e-5)

@@ -12,6 +12,7 @@ import tf_keras
 
 import keras
 from nncards.layers.batch_normalization import BatchNormalization
+from nncards.layers.bn_rules import Kernel
 from nncards.ops import normalize_batch_in_training
 
 RNG = np.random.default_rng(11)
@@ -118,31 +119,44 @@ def test_normalize_batch_in_training_matches_keras2(shape, axes, unbiased, affin
 # -- fused kernel -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape, axis", [((8, 5, 5, 4), 3), ((8, 4, 5, 5), 1), ((4, 3, 3, 3, 4), -1)],
-                         ids=["nhwc", "nchw", "ndhwc"])
-def test_fused_kernel_equals_unfused(shape, axis):
+@pytest.mark.parametrize("shape, axis, fused, kernel, dtype", [
+    ((8, 5, 5, 4), 3, None, Kernel.FUSED, "float32"),
+    ((8, 4, 5, 5), 1, True, Kernel.FUSED, "float32"),
+    ((4, 3, 3, 3, 4), -1, None, Kernel.FUSED, "float32"),
+    ((16, 6), -1, None, Kernel.FUSED_VIEW, "float32"),
+    ((4, 5, 6), -1, None, Kernel.FUSED_VIEW, "float32"),
+    ((8, 4, 5, 5), 1, None, Kernel.XLA, "float32"),
+    ((4, 3, 5), 1, None, Kernel.XLA, "float32"),
+    ((2, 3, 2, 2, 4), 2, None, Kernel.XLA, "float32"),
+    ((8, 5, 5, 4), 3, None, Kernel.FUSED, "mixed_float16"),
+    ((16, 6), -1, None, Kernel.FUSED_VIEW, "mixed_float16"),
+    ((8, 4, 5, 5), 1, None, Kernel.XLA, "mixed_float16"),
+], ids=["nhwc", "nchw-fused-true", "ndhwc", "2d-view", "3d-view", "nchw-xla", "3d-axis1-xla", "5d-axis2-xla",
+        "nhwc-mixed", "2d-view-mixed", "nchw-xla-mixed"])
+def test_fast_kernels_equal_the_composite_ops(shape, axis, fused, kernel, dtype):
     x = tf.constant(data(*shape))
-    fused = BatchNormalization(axis=axis, momentum=0.5, fused=True)
-    plain = keras.layers.BatchNormalization(axis=axis, momentum=0.5)
+    ours = BatchNormalization(axis=axis, momentum=0.5, fused=fused, dtype=dtype)
+    plain = keras.layers.BatchNormalization(axis=axis, momentum=0.5, dtype=dtype)
     weights = tf.constant(data(*shape, mean=0.0, std=1.0))  # a loss that weighs every element differently
     results = []
-    for layer in (fused, plain):
+    for layer in (ours, plain):
         layer.build(shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, shape[axis]).astype("float32"))
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(x, training=True)
+            y = tf.cast(layer(x, training=True), "float32")
             loss = tf.reduce_sum(y * y * weights)
         gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
         results.append([y, *gradients, layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer(x)])
-    assert fused.fused_kernel
+    assert ours.kernel is kernel
+    tolerance = TOL if dtype == "float32" else {"rtol": 1e-2, "atol": 1e-2}
     for mine, reference in zip(*results):
-        np.testing.assert_allclose(mine, reference, **TOL)
+        np.testing.assert_allclose(np.asarray(mine, "float32"), np.asarray(reference, "float32"), **tolerance)
     with tf.GradientTape() as tape:  # inference gradients: gamma / sqrt(v + eps)
         tape.watch(x)
-        y = fused(x)
+        y = ours(x)
     np.testing.assert_allclose(tape.gradient(y, x)[(0,) * len(shape)],
-                               (fused.gamma.numpy() / np.sqrt(fused.moving_variance.numpy() + 1e-3))[0], **TOL)
+                               (ours.gamma.numpy() / np.sqrt(ours.moving_variance.numpy() + 1e-3))[0], **tolerance)
 
 
 def test_fused_moving_variance_is_biased_for_a_pair():

@@ -8,10 +8,12 @@ convention (biased variance) whichever option is in play. Semantics: BN_SEMANTIC
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
-from nncards.layers.bn_rules import ADJUSTMENT_KEYS, Options
+from nncards.layers.bn_rules import ADJUSTMENT_KEYS, FUSED_DATA_FORMATS, Kernel, Options
 
 
 def _adjustment_range(key: str, value) -> tuple[float, float]:
@@ -32,6 +34,48 @@ def _compose(scale, offset, then_scale, then_offset):
     if then_offset is not None:
         offset = offset + then_offset
     return scale, offset
+
+
+@functools.cache
+def _xla_batch_norm(rank: int, axis: int, epsilon: float):
+    """`(x, gamma, beta) → (y, mean, variance)` in training, with the forward and backward passes
+    each one XLA cluster: the statistics in float32 with Keras 3's two-pass variance, the output
+    in Keras 3's order of operations, and the gradient of batch normalization written out (two
+    reductions and one elementwise pass) instead of differentiated op by op."""
+    reduced = [i for i in range(rank) if i != axis]
+    shape = [1] * rank
+    shape[axis] = -1
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def forward(x, gamma, beta):
+        x32 = tf.cast(x, tf.float32)
+        mean = tf.reduce_mean(x32, reduced, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), reduced, keepdims=True)
+        inverse = tf.math.rsqrt(variance + epsilon)
+        scale = tf.reshape(gamma, shape) * inverse
+        y = x32 * scale + (tf.reshape(beta, shape) - mean * scale)
+        return tf.cast(y, x.dtype), tf.reshape(mean, [-1]), tf.reshape(variance, [-1]), inverse
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def backward(dy, x, gamma, mean, inverse):
+        dy32 = tf.cast(dy, tf.float32)
+        normalized = (tf.cast(x, tf.float32) - tf.reshape(mean, shape)) * inverse
+        count = tf.cast(tf.size(dy32) // tf.size(mean), tf.float32)
+        dbeta = tf.reduce_sum(dy32, reduced, keepdims=True)
+        dgamma = tf.reduce_sum(dy32 * normalized, reduced, keepdims=True)
+        dx = (tf.reshape(gamma, shape) * inverse) * (dy32 - (dbeta + normalized * dgamma) / count)
+        return tf.cast(dx, dy.dtype), tf.reshape(dgamma, [-1]), tf.reshape(dbeta, [-1])
+
+    @tf.custom_gradient
+    def batch_norm(x, gamma, beta):
+        y, mean, variance, inverse = forward(x, gamma, beta)
+
+        def gradient(dy, dmean, dvariance):  # the statistics only feed the moving averages
+            return backward(dy, x, gamma, mean, inverse)
+
+        return (y, mean, variance), gradient
+
+    return batch_norm
 
 
 @keras.saving.register_keras_serializable(package="nncards")
@@ -75,7 +119,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.adjustment = adjustment
         self._raise_conflicts(self._options())
         self._adjustment_seed = keras.random.SeedGenerator() if adjustment is not None else None
-        self._data_format = None
+        self._kernel = Kernel.COMPOSITE
         self._mask_seen = False
 
     def _options(self, masked: bool = False) -> Options:
@@ -90,9 +134,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
             raise ValueError("; ".join(f"{c.message} (expected {c.port}: {c.expected})" for c in conflicts))
 
     @property
+    def kernel(self) -> Kernel:
+        """How the training step runs (known once built; a mask sends it to the composite ops)."""
+        return Kernel.COMPOSITE if self._mask_seen else self._kernel
+
+    @property
     def fused_kernel(self) -> bool:
-        """Whether training and inference run on the fused kernel (known once built)."""
-        return self._data_format is not None and not self._mask_seen
+        """Whether training and inference run on TensorFlow's fused kernel."""
+        return self.kernel in (Kernel.FUSED, Kernel.FUSED_VIEW)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -100,7 +149,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         axis = self.axis % rank
         options = self._options()
         self._raise_conflicts(options, rank, axis)
-        self._data_format = options.fused_data_format(rank, axis)
+        self._kernel = options.kernel(rank, axis)
 
     def get_config(self):
         return {**super().get_config(), "fused": self.fused,
@@ -115,6 +164,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             self._mask_seen = True
         if self.fused_kernel:
             return self._fused_call(inputs, training)
+        if self.kernel is Kernel.XLA and training:
+            return self._xla_call(inputs)
         if not training or mask is not None or (self.virtual_batch_size is None and self.adjustment is None):
             return super().call(inputs, training=training, mask=mask)
         if self.virtual_batch_size is not None:
@@ -134,18 +185,30 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _fused_call(self, inputs, training):
         inputs = tf.cast(inputs, self.compute_dtype)
+        rank = len(inputs.shape)
+        if self.kernel is Kernel.FUSED:
+            view, data_format = inputs, FUSED_DATA_FORMATS[(rank, self.axis % rank)]
+        else:  # every position of every sample is one more row of an NHWC batch: the same statistics
+            view, data_format = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]]), "NHWC"
         gamma, beta = self._affine("float32")
         if not training:
             outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
+                view, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
                 variance=tf.cast(self.moving_variance, "float32"),
-                epsilon=self.epsilon, is_training=False, data_format=self._data_format)
-            return outputs
-        outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-            inputs, gamma, beta, epsilon=self.epsilon, is_training=True, data_format=self._data_format)
-        # The kernel reports the Bessel-corrected variance; the moving variance keeps the biased one.
-        count = tf.cast(tf.size(inputs) // tf.size(mean), "float32")
-        variance = unbiased * tf.math.divide_no_nan(count - 1.0, count)
+                epsilon=self.epsilon, is_training=False, data_format=data_format)
+        else:
+            outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+                view, gamma, beta, epsilon=self.epsilon, is_training=True, data_format=data_format)
+            # The kernel reports the Bessel-corrected variance; the moving variance keeps the biased one.
+            count = tf.cast(tf.size(view) // tf.size(mean), "float32")
+            self._update_moving(mean, unbiased * tf.math.divide_no_nan(count - 1.0, count))
+        return outputs if view is inputs else tf.reshape(outputs, tf.shape(inputs))
+
+    def _xla_call(self, inputs):
+        inputs = tf.cast(inputs, self.compute_dtype)
+        rank = len(inputs.shape)
+        gamma, beta = self._affine("float32")
+        outputs, mean, variance = _xla_batch_norm(rank, self.axis % rank, float(self.epsilon))(inputs, gamma, beta)
         self._update_moving(mean, variance)
         return outputs
 

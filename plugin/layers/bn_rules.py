@@ -9,6 +9,7 @@ Semantics: BN_SEMANTICS.md §1 and §4.1–4.5.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 # (rank, non-negative channel axis) → the data format TensorFlow's fused kernel understands.
 FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
@@ -16,6 +17,17 @@ FUSED_COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 ADJUSTMENT_KEYS = ("scale", "bias")
 KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on axis 1 or the last axis in a float32 or 16-bit "
                 "type, without renorm, synchronized, virtual_batch_size, adjustment or a mask")
+
+
+class Kernel(StrEnum):
+    """How a layer's training step runs; all give the composite ops' numbers (within float32
+    rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): TensorFlow's fused kernel
+    is fastest wherever the channels are the last axis, XLA wherever they are not."""
+
+    FUSED = "fused"  # TensorFlow's fused kernel on the input's own 4-D/5-D layout
+    FUSED_VIEW = "fused_view"  # the fused kernel on an (M, 1, 1, C) view of a channels-last input
+    XLA = "xla"  # XLA-compiled statistics, normalization and hand-written backward pass
+    COMPOSITE = "composite"  # Keras 3's composite ops, and nncards' paths for Keras 2's options
 
 
 def compute_dtype(dtype: str) -> str:
@@ -54,12 +66,16 @@ class Options:
                 "a mask": self.masked}
         return [name for name, blocks in used.items() if blocks]
 
-    def fused_data_format(self, rank: int, axis: int) -> str | None:
-        """The kernel's data format for an input of this rank normalized on this (non-negative)
-        axis, or None when the layer does not run on the kernel."""
-        if self.fused is False or self.kernel_blockers():
-            return None
-        return FUSED_DATA_FORMATS.get((rank, axis))
+    def kernel(self, rank: int, axis: int) -> Kernel:
+        """The kernel for an input of this rank normalized on this (non-negative) axis. `fused`
+        true takes the fused kernel on the input's layout; false keeps the composite ops."""
+        if self.fused is False or self.kernel_blockers() or rank < 2 or axis == 0:
+            return Kernel.COMPOSITE
+        if (rank, axis) in FUSED_DATA_FORMATS and (self.fused or axis == rank - 1):
+            return Kernel.FUSED
+        if self.fused:  # a layout the kernel cannot serve: one of `conflicts`
+            return Kernel.COMPOSITE
+        return Kernel.FUSED_VIEW if axis == rank - 1 else Kernel.XLA
 
     def conflicts(self, rank: int | None = None, axis: int | None = None) -> list[Conflict]:
         """Every combination that cannot run; `rank` and the non-negative `axis` when the input

@@ -9,7 +9,7 @@ from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
@@ -24,7 +24,7 @@ from nncards.server.services.runs import RunService
 from nncards.server.services.store import RunStore
 from nncards.server.services.validation import ValidationService
 from nncards.server.services.workers import LocalExecutor
-from nncards.server.settings import Settings
+from nncards.server.settings import ExecutorKind, Settings
 
 API = "/api/v1"
 WARM_UP_DELAY_SECONDS = 1.0
@@ -59,8 +59,14 @@ async def lifespan(app: FastAPI):
     store = RunStore(settings.data_dir)
     app.state.validation = ValidationService(settings.limits, settings.validation_cache_size,
                                              settings.validation_workers)
-    executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
-                       niceness=settings.run_niceness, limits=settings.limits)
+    if settings.executor == ExecutorKind.RAY:
+        from nncards.server.services.cluster import RayExecutor  # Ray is imported only when asked for
+
+        executor = partial(RayExecutor, address=settings.ray_address or "auto", limits=settings.limits,
+                           max_runs=settings.ray_max_runs)
+    else:
+        executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
+                           niceness=settings.run_niceness, limits=settings.limits)
     app.state.runs = RunService(store, settings.limits, executor)
     app.state.runs.start()
     if settings.warm_up:
@@ -88,7 +94,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (catalog.router, graphs.router, runs.router, health.router):
         app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422]})
-    app.add_middleware(catalog.DocumentLane, prefix=API, routes=catalog.router.routes)  # innermost: added first
+
+    if settings.benchmark:
+        static = bytes(len(app.state.catalogue.catalogue.body))
+
+        @app.get(API + "/benchmark/static", include_in_schema=False)
+        async def benchmark_static() -> Response:
+            return Response(static, media_type="application/json")
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -27,6 +28,11 @@ def _default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+class ExecutorKind(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NNCARDS_", extra="forbid")
 
@@ -37,6 +43,15 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=_default_workers, ge=1,
                          description="Worker processes that execute runs side by side; further runs wait "
                          "in a queue. Default: half the CPU cores, at least one.")
+    executor: ExecutorKind = Field(ExecutorKind.LOCAL, description="Where runs execute: `local`, worker "
+                                   "processes on this machine; `ray`, tasks on a Ray cluster (see --ray-address; "
+                                   "needs `pip install 'nncards[ray]'`).")
+    ray_address: str | None = Field(None, description="With --executor ray: the cluster's address, HOST:PORT of "
+                                    "its head node, or `auto` (the cluster started on this machine, or "
+                                    "RAY_ADDRESS). Default: auto.")
+    ray_max_runs: int = Field(16, ge=1, description="With --executor ray: runs handed to the cluster at once; "
+                              "Ray's scheduler starts each when a node has its resources, further runs wait "
+                              "in the server's queue.")
     threads_per_worker: int | None = Field(None, ge=1, description="TensorFlow threads per worker process. "
                                            "Default: the CPU cores shared evenly between the workers.")
     run_niceness: int = Field(10, ge=0, le=19, description="Scheduling niceness of the processes that execute runs "
@@ -62,6 +77,8 @@ class Settings(BaseSettings):
                                     "server's own so that a validation never stalls other requests; each one "
                                     "holds a copy of TensorFlow.")
     validation_cache_size: int = Field(256, ge=0, description="Validation results kept, keyed by graph content.")
+    benchmark: bool = Field(False, description="Also serve /api/v1/benchmark/static, bytes as large as the "
+                            "catalogue, for benchmarks/catalog.py.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

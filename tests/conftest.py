@@ -27,8 +27,8 @@ class LiveServer:
     on it. Extra command-line flags (limits, workers, ...) are passed through.
     """
 
-    def __init__(self, data_dir: Path, *flags: str, startup_timeout: float = 60.0):
-        self.data_dir, self.flags = Path(data_dir), flags
+    def __init__(self, data_dir: Path, *flags: str, startup_timeout: float = 60.0, env: dict | None = None):
+        self.data_dir, self.flags, self.env = Path(data_dir), flags, env or os.environ
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
 
@@ -38,7 +38,7 @@ class LiveServer:
         self.api = self.url + "/api/v1"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "server.log"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**self.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "nncards.cli", "serve", "--port", str(self.port),
@@ -79,3 +79,30 @@ def live_server(tmp_path_factory) -> LiveServer:
     server = LiveServer(tmp_path_factory.mktemp("live-server")).start()
     yield server
     server.stop()
+
+
+# -- a real two-node Ray cluster, in a network namespace of its own (tests/ray_cluster.py) --------
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One cluster for every Ray test; the tests using it run inside its loopback namespace."""
+    from ray_cluster import LoopbackNamespace, RayTestCluster
+
+    namespace = LoopbackNamespace()
+    cluster = RayTestCluster(namespace)
+    try:
+        namespace.call(cluster.start)
+        yield cluster
+    finally:
+        namespace.call(cluster.stop)
+        namespace.close()  # fails when a process of the cluster is left
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test using the Ray cluster runs in the cluster's network namespace (only there it is reachable)."""
+    if "ray_cluster" not in pyfuncitem.fixturenames:
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    pyfuncitem.funcargs["ray_cluster"].namespace.call(pyfuncitem.obj, **arguments)
+    return True

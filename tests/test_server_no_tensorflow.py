@@ -1,4 +1,5 @@
-"""The catalogue is served without TensorFlow: checked inside a fresh server process."""
+"""The catalogue is served without TensorFlow, and a server on the local executor never imports Ray:
+checked inside a fresh server process."""
 
 import json
 import subprocess
@@ -18,13 +19,13 @@ while not server.started:
 base = f"http://127.0.0.1:{sys.argv[2]}/api/v1"
 statuses = [httpx.get(base + path).status_code
             for path in ("/cards", "/cards/layer_BatchNormalization", "/types")]
-loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
+loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras", "ray") if m in sys.modules)
 server.should_exit = True
 print(json.dumps({"statuses": statuses, "loaded": loaded}))
 """
 
 
-def test_catalogue_routes_do_not_import_tensorflow(tmp_path):
+def test_catalogue_routes_do_not_import_tensorflow_nor_ray(tmp_path):
     from conftest import free_port
 
     done = subprocess.run([sys.executable, "-c", SERVE_AND_REPORT, str(tmp_path), str(free_port())],

@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     RUN_TIMEOUT = "run_timeout"
     RUN_CANCELLED = "run_cancelled"
     RUN_INTERRUPTED = "run_interrupted"
+    RUN_NODE_LOST = "run_node_lost"  # the cluster process or node executing the run went away
     RESULT_TOO_LARGE = "result_too_large"
     STORAGE_FAILED = "storage_failed"
 

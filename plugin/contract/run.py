@@ -139,8 +139,24 @@ class Distribution(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strategy: Literal["mirrored", "multi_worker_mirrored"] = Field(
         description="`mirrored`: one machine, one replica per device; `multi_worker_mirrored`: "
-        "several machines, configured by the `TF_CONFIG` environment variable of each.")
+        "several workers, each a process of its own (on a Ray cluster: `workers` of them, set up by "
+        "Ray Train; elsewhere: configured by the `TF_CONFIG` environment variable of each).")
     devices: int = Field(1, ge=1, le=64, description="Logical CPU devices (replicas) per process.")
+    workers: int = Field(1, ge=1, le=256, description="With `multi_worker_mirrored` on a Ray cluster: "
+                         "the worker processes training together, each with the run's `resources`.")
+
+    @property
+    def across_workers(self) -> bool:
+        """Whether the run needs several worker processes (and so a Ray cluster)."""
+        return self.strategy == "multi_worker_mirrored" and self.workers > 1
+
+
+class Resources(BaseModel):
+    """What one process of a run needs from a cluster node; the Ray executor's scheduler honours it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    cpus: float = Field(1, gt=0, le=1024, description="CPU cores (Ray's `num_cpus`), fractions allowed.")
+    gpus: float = Field(0, ge=0, le=64, description="GPUs (Ray's `num_gpus`), fractions allowed.")
 
 
 class Run(BaseModel):
@@ -155,6 +171,9 @@ class Run(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     distribution: Distribution | None = Field(
         None, description="Replicate the model across devices; null runs it on one device.")
+    resources: Resources | None = Field(
+        None, description="What the run (each of its workers) needs from a cluster node; used by the Ray "
+        "executor, checked at submission against the cluster's nodes; ignored on one machine.")
 
 
 class CallResult(BaseModel):

@@ -42,6 +42,12 @@ def execute(request: dict | Run, options: RunOptions | None = None) -> RunResult
         request = checked_request(request, options)
     except NncardsError as exc:
         return RunResult.failed(options.run_id, exc)
+    if request.distribution is not None and request.distribution.across_workers:
+        message = ("a multi_worker_mirrored run with several workers needs a Ray cluster "
+                   "(nncards serve --executor ray)")
+        return RunResult.failed(options.run_id, NncardsError("request_invalid", message, [Problem(
+            code="param_invalid", port="distribution/workers", message=message, expected=1,
+            received=request.distribution.workers)]))
     if request.distribution is not None:
         return run_distributed(request, options)
     return run_steps(request, options)

@@ -76,6 +76,7 @@ async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, s
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
     _check_limits(run, await validation.validate(run.graph), settings.max_array_elements)
+    await runs.check(run)
     run_id = await runs.submit(run.model_dump(by_alias=True))
     seconds = _wait_seconds(wait, settings.max_wait_seconds)
     if seconds is None:

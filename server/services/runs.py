@@ -18,7 +18,7 @@ from nncards.contract.catalog import RunPage, RunSummary
 from nncards.contract.errors import ErrorCode, NncardsError
 from nncards.contract.events import DoneEvent, RunEvent, StatusEvent
 from nncards.contract.limits import Limits
-from nncards.contract.run import RunResult, RunStatus
+from nncards.contract.run import Run, RunResult, RunStatus
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.server.errors import not_found
 from nncards.server.services.store import Event, RunRow, RunStore
@@ -64,6 +64,10 @@ class RunService:
         self.executor.close()
 
     # -- life of a run ------------------------------------------------------------------------
+
+    async def check(self, run: Run) -> None:
+        """Refuse a run the executor could never execute (e.g. more resources than any cluster node has)."""
+        await asyncio.to_thread(self.executor.check, run)
 
     async def submit(self, request: dict) -> str:
         run_id = uuid.uuid4().hex

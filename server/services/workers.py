@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
+from nncards.contract.run import Run
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.execute.options import RunOptions
 
@@ -48,6 +49,9 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def start(self) -> None:
         """Get ready to take runs (called on the event loop)."""
+
+    def check(self, request: Run) -> None:
+        """Refuse (`NncardsError`) a valid RUN this executor could never execute; by default none."""
 
     @abc.abstractmethod
     async def capacity(self) -> None:

@@ -51,7 +51,7 @@ function RunButton() {
         onClick={() => void useEditor.getState().startRun()}>
         {running ? "Running…" : "Run"}
       </button>
-      {blocker && !running && <span className="run-blocked" data-testid="run-blocked">{blocker}</span>}
+      {blocker && !running && <span className="run-blocked" data-testid="run-blocked" title={blocker}>{blocker}</span>}
     </div>
   );
 }

@@ -2,12 +2,14 @@
 // results (outputs, and per layer a summary of each weight with its full values behind an
 // expander), the whole error text, and the list of past runs kept by the server.
 
-import { useEffect, useRef } from "react";
+import { lazy, Suspense, useEffect, useRef } from "react";
 import { parseNpy } from "./data";
-import { Curves } from "./Chart";
 import { FINISHED, type CurrentRun } from "./run";
 import { useEditor } from "./store";
 import type { ApiErrorBody, LayerResult, RunResult } from "./types";
+
+// The chart library is loaded with the first fit, not with the editor.
+const Curves = lazy(() => import("./Chart").then((module) => ({ default: module.Curves })));
 
 /** An ARRAY's shape and its numbers in C order (null when it is not a nested list). */
 function flatten(value: unknown): { shape: number[]; values: number[] } | null {
@@ -186,7 +188,9 @@ function Current({ run }: { run: CurrentRun }) {
               </li>
             ))}
           </ol>
-          <Curves series={series} epochs={epochs || fit?.epochs || 1} />
+          <Suspense fallback={<p className="muted">Loading the chart…</p>}>
+            <Curves series={series} epochs={epochs || fit?.epochs || 1} />
+          </Suspense>
         </>
       )}
       {run.result && <Result run={run} result={run.result} />}

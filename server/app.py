@@ -9,7 +9,7 @@ from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
@@ -94,14 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (catalog.router, graphs.router, runs.router, health.router):
         app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422]})
-
-    if settings.benchmark:
-        static = bytes(len(app.state.catalogue.catalogue.body))
-
-        @app.get(API + "/benchmark/static", include_in_schema=False)
-        async def benchmark_static() -> Response:
-            return Response(static, media_type="application/json")
-
+    app.add_middleware(catalog.DocumentLane, prefix=API, routes=catalog.router.routes)  # innermost: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -77,8 +77,6 @@ class Settings(BaseSettings):
                                     "server's own so that a validation never stalls other requests; each one "
                                     "holds a copy of TensorFlow.")
     validation_cache_size: int = Field(256, ge=0, description="Validation results kept, keyed by graph content.")
-    benchmark: bool = Field(False, description="Also serve /api/v1/benchmark/static, bytes as large as the "
-                            "catalogue, for benchmarks/catalog.py.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

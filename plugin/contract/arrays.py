@@ -47,6 +47,8 @@ def _finite_tokens(value: Any) -> Any:
 
 def count_elements(value: Any) -> int:
     """Elements of an ARRAY without decoding it, for the per-request limit."""
+    if isinstance(value, np.ndarray):
+        return value.size
     if isinstance(value, dict):
         return math.prod(value.get("shape") or [0]) if isinstance(value.get("shape"), list) else 0
     if isinstance(value, list):
@@ -55,6 +57,9 @@ def count_elements(value: Any) -> int:
 
 
 def decode(value: Any) -> np.ndarray:
+    """An ARRAY (nested lists or a base64 block) as a NumPy array; a NumPy array is taken as it is."""
+    if isinstance(value, np.ndarray):
+        return value
     if isinstance(value, dict):
         block = Base64Array.model_validate(value)
         dtype = _numpy_dtype(block.dtype)
@@ -67,7 +72,11 @@ def decode(value: Any) -> np.ndarray:
             raise ArrayError(f"shape {block.shape} of {block.dtype} needs {expected} bytes, got {len(raw)}")
         return np.frombuffer(raw, dtype=dtype).reshape(block.shape).astype(dtype.newbyteorder("="))
     try:
-        array = np.array(_finite_tokens(value))
+        # NumPy reads plain numbers in C. Only a list holding something else (the strings of
+        # non-finite numbers, or stray values) is walked element by element, in Python.
+        array = np.array(value)
+        if array.dtype.kind not in "biuf":
+            array = np.array(_finite_tokens(value))
     except ValueError as exc:
         raise ArrayError(f"ragged or malformed nested list: {str(exc).splitlines()[0]}") from None
     if array.dtype == object or array.dtype.kind not in "biuf":

@@ -5,14 +5,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf
+from pydantic.json_schema import SkipJsonSchema
 
 from nncards.contract.arrays import Base64Array
 from nncards.contract.errors import ErrorBody, ErrorCode, NncardsError
 from nncards.contract.graph import Graph
 from nncards.contract.inspection import Inspection
 
-ArrayIn = Union[list[Any], Base64Array]
+# An ARRAY of CONTRACT §6; from Python (and from the server to its workers) also a NumPy array,
+# which never appears in a JSON schema.
+ArrayIn = Union[list[Any], Base64Array, SkipJsonSchema[InstanceOf[np.ndarray]]]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion")
 LOSSES = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nncards.contract import arrays
 from nncards.contract.errors import NncardsError, Problem
@@ -16,7 +16,7 @@ def count_array_elements(request: Run) -> int:
     """Every array element a request carries: initial weights and every step's arrays."""
     values = [v for layer in request.weights.values() for v in layer.values()]
     values += [v for step in request.steps for v in step.arrays()]
-    return sum(arrays.count_elements(v if isinstance(v, list) else v.model_dump()) for v in values)
+    return sum(arrays.count_elements(v.model_dump() if isinstance(v, BaseModel) else v) for v in values)
 
 
 def checked_request(request: dict | Run, options: RunOptions) -> Run:

@@ -69,7 +69,8 @@ def port_blocks(page: str, side: str = "input") -> dict[str, tuple[dict[str, str
     for port, facts, help in re.findall(
             rf'<div class="nn-port" id="{side}-(\w+)" markdown>\n<div class="nn-port-facts" markdown>\n(.*?)</div>\n'
             r'<div class="nn-port-help" markdown>\n(.*?)</div>\n</div>', page, re.S):
-        pairs = [line[2:].split(": ", 1) for line in facts.splitlines() if line.startswith("- ")]
+        line = next(line for line in facts.splitlines() if line.startswith("Type: "))
+        pairs = [fact.split(": ", 1) for fact in line.split(" · ")]
         blocks[port] = ({pair[0]: pair[-1] for pair in pairs}, help.strip())
     return blocks
 

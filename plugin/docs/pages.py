@@ -90,6 +90,7 @@ def _fits_beside(allowed_values: str) -> bool:
 
 
 def _facts(card: type[Card], port: Port, allowed_values: str, side: str) -> list[str]:
+    """The port's small facts on one line ("Type: … · Default: … · …"), styled `nn-facts`."""
     facts = [f"Type: {type_link(port.type)}"]
     if side == "input":
         if port.required:
@@ -104,7 +105,7 @@ def _facts(card: type[Card], port: Port, allowed_values: str, side: str) -> list
         keyword = _keras_keyword(card, port)
         if keyword:
             facts.append(f"Keras: {keyword}")
-    return [f"- {fact}" for fact in facts]
+    return [" · ".join(facts), "{ .nn-facts }"]
 
 
 def _keys(schema: dict, port: Port) -> list[str]:

@@ -1,9 +1,16 @@
-"""The FastAPI application (`create_app`, its `lifespan`) and `nncards serve`."""
+"""The FastAPI application (`create_app`, its `lifespan`) and `nncards serve`.
+
+The API's docs page (`/docs`) is Swagger UI served from a copy shipped as a Python package
+(`swagger-ui-bundle-v2`), not from a CDN: it works offline. ReDoc, which only comes from a
+CDN, is not served.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
 from contextlib import asynccontextmanager
 from functools import partial
 from importlib.resources import files
@@ -11,20 +18,25 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
 from starlette.types import Scope
+import uvicorn
+from swagger_ui_bundle import swagger_ui_path
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import nncards
 from nncards.server import errors
-from nncards.server.middleware import BodyLimit
+from nncards.server.middleware import BodyLimit, Guard
 from nncards.server.routers import catalog, graphs, health, runs
 from nncards.server.services.catalogue import CatalogueDocuments
-from nncards.server.services.runs import RunService
-from nncards.server.services.store import RunStore
+from nncards.server.services.runs import Retention, RunService
+from nncards.server.services.store import RunStore, StoreError
 from nncards.server.services.validation import ValidationService
 from nncards.server.services.workers import LocalExecutor
-from nncards.server.settings import ExecutorKind, Settings
+from nncards.server.settings import ExecutorKind, Settings, is_loopback
 
 API = "/api/v1"
 WARM_UP_DELAY_SECONDS = 1.0
@@ -56,9 +68,9 @@ def assets_dir() -> Path | None:
 async def lifespan(app: FastAPI):
     """The services behind the dependencies, for as long as the server runs."""
     settings: Settings = app.state.settings
-    store = RunStore(settings.data_dir)
+    store = app.state.store or RunStore(settings.data_dir)
     app.state.validation = ValidationService(settings.limits, settings.validation_cache_size,
-                                             settings.validation_workers)
+                                             settings.validation_workers, settings.validation_memo_bytes)
     if settings.executor == ExecutorKind.RAY:
         from nncards.server.services.cluster import RayExecutor  # Ray is imported only when asked for
 
@@ -66,9 +78,12 @@ async def lifespan(app: FastAPI):
                            max_runs=settings.ray_max_runs)
     else:
         executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
-                           niceness=settings.run_niceness, limits=settings.limits)
-    app.state.runs = RunService(store, settings.limits, executor)
-    app.state.runs.start()
+                           niceness=settings.run_niceness, limits=settings.limits, results_dir=store.results,
+                           max_result_elements=settings.max_result_elements)
+    app.state.runs = RunService(store, settings.limits, executor, max_queued=settings.max_queued_runs,
+                                retention=Retention(settings.keep_runs, settings.keep_bytes),
+                                max_result_elements=settings.max_result_elements)
+    await app.state.runs.start()
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
         # answers, so that its start and the editor's first catalogue request come first.
@@ -81,24 +96,30 @@ async def lifespan(app: FastAPI):
         store.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store: RunStore | None = None) -> FastAPI:
+    """The application; `store`, when given, is the run store opened (and its data directory
+    claimed) beforehand, else the lifespan opens one."""
     settings = settings or Settings()
     app = FastAPI(
         title="nncards", version=nncards.__version__, lifespan=lifespan,
-        responses=errors.ANY_ERROR,
+        responses=errors.ANY_ERROR, docs_url=None, redoc_url=None,
         generate_unique_id_function=lambda route: route.name,  # operationIds: the route functions' names
         description="Card catalogue, graph validation and graph execution for visual node editors.",
     )
     app.state.settings = settings
+    app.state.store = store
+    add_docs_page(app)
     app.state.catalogue = CatalogueDocuments()  # no lifespan needed: a test may serve the catalogue alone
     errors.install(app)
     for router in (catalog.router, graphs.router, runs.router, health.router):
-        app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422]})
+        app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422], **errors.ACCESS_ERRORS})
     app.add_middleware(catalog.DocumentLane, prefix=API, routes=catalog.router.routes)  # innermost: added first
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["ETag"])
+    app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins,
+                       token=settings.token, api_prefix=API)
     assets = assets_dir()
     if assets is not None:
         app.mount("/assets", StaticFiles(directory=assets), name="assets")
@@ -107,10 +128,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn
+def add_docs_page(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the local copy, reading `/openapi.json`."""
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="nncards API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
+class IdleTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP protocol, closing a connection that sends nothing at all within the keep-alive
+    timeout (uvicorn only times out connections that have finished a request): idle sockets
+    cannot pile up until the server runs out of file descriptors."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
+def serve(settings: Settings) -> None:
+    """Run the server; a setting or data directory it cannot start with ends it with one sentence."""
+    if settings.token == "auto":
+        settings = settings.model_copy(update={"token": secrets.token_urlsafe(24)})
+        shown_host = settings.host if is_loopback(settings.host) else socket.gethostname()
+        print(f"The editor, with this server's token: http://{shown_host}:{settings.port}/?token={settings.token}",
+              flush=True)
+    refusal = settings.refusal()
+    if refusal:
+        raise SystemExit(f"nncards serve: {refusal}")
+    try:
+        store = RunStore(settings.data_dir)
+    except StoreError as exc:
+        raise SystemExit(f"nncards serve: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
     # Event streams stay open until their run ends: a stop waits a few seconds for them, not forever.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=5)
+    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=5, http=IdleTimeoutProtocol,
+                timeout_keep_alive=settings.idle_connection_seconds, limit_concurrency=settings.max_connections)

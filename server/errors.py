@@ -24,6 +24,12 @@ ERROR_RESPONSES = {
     status: {"model": ErrorEnvelope, "description": f"`{code}`: the error envelope"}
     for status, code in ((400, ErrorCode.BAD_REQUEST), (413, ErrorCode.TOO_LARGE), (422, ErrorCode.REQUEST_INVALID))
 }
+ACCESS_ERRORS = {
+    401: {"model": ErrorEnvelope, "description": "`unauthorized`: the server has a token and the request did not "
+          "carry it (`Authorization: Bearer TOKEN`)."},
+    403: {"model": ErrorEnvelope, "description": "`forbidden`: a Host the server does not answer for, or a "
+          "state-changing request from a page of another origin."},
+}
 NOT_FOUND = {404: {"model": ErrorEnvelope, "description": "`not_found`: no such card or run"}}
 # Every route may also answer 404/405 (unknown path or method) or 500: documented once, app-wide.
 ANY_ERROR = {"default": {"model": ErrorEnvelope, "description": "Any other error answer: the error envelope"}}
@@ -84,7 +90,9 @@ def _is_json(content_type: str | None) -> bool:
 
 
 async def _nncards_error(request: Request, exc: NncardsError) -> JSONResponse:
-    return error_response(exc.code, exc.message, exc.problems, status=STATUS_OF_CODE.get(exc.code, 400))
+    # The service's own errors may carry their status (503) and headers (Retry-After).
+    status = getattr(exc, "status", None) or STATUS_OF_CODE.get(exc.code, 400)
+    return error_response(exc.code, exc.message, exc.problems, headers=getattr(exc, "headers", None), status=status)
 
 
 async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

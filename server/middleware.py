@@ -1,27 +1,143 @@
-"""The server's ASGI middleware.
+"""The server's ASGI middleware, outermost first: `Guard` (who may ask), then `BodyLimit` (what may be sent).
 
-`BodyLimit`: the request body limit, answered with the `too_large` envelope. Starlette's own limiter answers 413 in plain text; this one reads the body up to the limit
-(refusing at once a declared Content-Length over it) and hands it on to the application.
+`Guard` answers only requests whose `Host` is one of the server's names (a page reaching the
+server through a DNS name rebound to 127.0.0.1 sends its own name) and refuses state-changing
+requests from a foreign `Origin` (403 `forbidden`); with a token, every API route but
+`GET /api/v1/health` needs it (401 `unauthorized`). Every answer carries headers that keep the
+server's pages out of other sites' frames and stop browsers from guessing content types.
+
+`BodyLimit` reads a request body up to the size limit (refusing at once a declared
+Content-Length over it: 413 `too_large`; Starlette's own limiter answers in plain text) and
+refuses JSON nested deeper than the depth limit (422 `request_invalid`) before any parser
+recurses into it, then hands the body on.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nncards.contract.errors import ErrorCode
+from nncards.contract.errors import ErrorCode, Problem
 from nncards.server.errors import error_response
+from nncards.server.settings import LOOPBACK_NAMES
+
+log = logging.getLogger("nncards.server")
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),  # the editor's URL may carry the token
+]
+OPEN_ROUTES = {("GET", "/api/v1/health"), ("HEAD", "/api/v1/health")}
+
+
+def host_name(host: str) -> str:
+    """The name of a Host header, without its port (`[::1]:8000` → `::1`)."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, *, allowed_hosts: list[str], cors_origins: list[str], token: str | None,
+                 api_prefix: str):
+        self.app = app
+        self.hosts = {name.lower() for name in (*LOOPBACK_NAMES, *allowed_hosts)}
+        self.any_host = "*" in allowed_hosts
+        self.origins = set(cors_origins)
+        self.token = token.encode() if token else None
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            return await refusal(scope, receive, send_with_headers)
+        await self.app(scope, receive, send_with_headers)
+
+    def refusal(self, scope: Scope):
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if not self.any_host and host_name(host).lower() not in self.hosts:
+            return error_response(ErrorCode.FORBIDDEN, f"This server does not answer for the host name "
+                                  f"{host_name(host)!r}; start it with --allowed-hosts to add it.")
+        method = scope["method"]
+        origin = headers.get("origin")
+        if method not in SAFE_METHODS and origin is not None and origin not in self.origins \
+                and not self._same_origin(origin, host, scope):
+            return error_response(ErrorCode.FORBIDDEN, f"Requests that change state are not taken from pages "
+                                  f"of another origin ({origin}).")
+        path = scope["path"]
+        # OPTIONS reveals nothing, and a CORS preflight never carries the token.
+        if self.token is not None and path.startswith(self.api_prefix + "/") and method != "OPTIONS" \
+                and (method, path) not in OPEN_ROUTES:
+            if not self._has_token(headers, scope):
+                return error_response(ErrorCode.UNAUTHORIZED, "This server needs its token: send "
+                                      "Authorization: Bearer TOKEN.", headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+    @staticmethod
+    def _same_origin(origin: str, host: str, scope: Scope) -> bool:
+        parts = urlsplit(origin)
+        return parts.scheme == scope.get("scheme", "http") and parts.netloc.lower() == host.lower()
+
+    def _has_token(self, headers: Headers, scope: Scope) -> bool:
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+            return True
+        # An EventSource cannot send headers: a GET may carry the token in its query, as Jupyter's do.
+        if scope["method"] == "GET":
+            query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+            return any(hmac.compare_digest(value.encode(), self.token) for value in query.get("token", []))
+        return False
+
+
+# Strings first (their brackets are text), then the brackets themselves.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN, _CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+
+
+DEPTH_CHUNK_BYTES = 4 * 2**20
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (vectorized, in chunks: a body may be 64 MB)."""
+    if b"[" not in body and b"{" not in body:
+        return 0
+    text = np.frombuffer(_STRING.sub(b'""', body) if b'"' in body else body, np.uint8)
+    deepest = depth = 0
+    for start in range(0, len(text), DEPTH_CHUNK_BYTES):
+        chunk = text[start:start + DEPTH_CHUNK_BYTES]
+        levels = depth + np.cumsum(np.isin(chunk, _OPEN).astype(np.int32) - np.isin(chunk, _CLOSE))
+        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int):
+        self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(scope, receive, send)
+            return await self._too_large(scope, receive, send)
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -30,11 +146,20 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                return await self._refuse(scope, receive, send)
+                return await self._too_large(scope, receive, send)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        depth = nesting_depth(body)
+        if depth > self.max_depth:
+            log.warning("refused a %s %s body nested %d levels deep (limit %d)", scope["method"], scope["path"],
+                        depth, self.max_depth)
+            message = f"The request body nests arrays and objects {depth} levels deep, more than the limit of " \
+                      f"{self.max_depth}."
+            problem = Problem(code=ErrorCode.REQUEST_INVALID, port="", message=message, received=depth,
+                              expected=f"at most {self.max_depth} levels")
+            return await error_response(ErrorCode.REQUEST_INVALID, message, [problem])(scope, receive, send)
         replayed = False
 
         async def replay() -> Message:
@@ -46,7 +171,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(ErrorCode.TOO_LARGE, f"The request body is larger than the limit of "
                                   f"{self.max_bytes} bytes.", headers={"Connection": "close"})
         await response(scope, receive, send)

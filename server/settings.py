@@ -8,6 +8,7 @@ over the default. The field descriptions are the `--help` texts.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 def _default_data_dir() -> Path:
@@ -77,11 +88,50 @@ class Settings(BaseSettings):
                                     "server's own so that a validation never stalls other requests; each one "
                                     "holds a copy of TensorFlow.")
     validation_cache_size: int = Field(256, ge=0, description="Validation results kept, keyed by graph content.")
+    token: str | None = Field(None, json_schema_extra={"shown_default": "none"}, description="Bearer token every API route but GET /api/v1/health asks "
+                              "for (`Authorization: Bearer TOKEN`); `auto` makes one and prints the editor's URL "
+                              "with it. Without a token the API is open to whoever reaches the port.")
+    allow_unauthenticated: bool = Field(False, description="Start without a token on an address other than "
+                                        "loopback, on purpose: anyone who reaches the port can run graphs.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names (as in the Host header) answered besides the loopback "
+        "names (localhost, 127.0.0.1, ::1), e.g. the machine's name when --host is not loopback; other Host "
+        "headers get 403, which keeps a web page from reaching the server through a rebound DNS name. The "
+        "variable takes a comma-separated list.")
+    max_queued_runs: int = Field(100, ge=1, description="Most runs waiting for a worker; further submissions "
+                                 "get 429 queue_full with Retry-After.")
+    max_json_depth: int = Field(64, ge=2, description="Deepest nesting of arrays and objects in a request body; "
+                                "deeper gets 422 request_invalid.")
+    max_result_elements: int = Field(DEFAULT_LIMITS.max_array_elements, ge=1, description="Most array elements "
+                                     "in one RUN RESULT (outputs and weights): checked from the inferred shapes "
+                                     "before a run starts (413 too_large), and on the result itself "
+                                     "(the run fails with result_too_large).")
+    keep_runs: int = Field(1000, ge=1, description="Most finished runs kept; past it the oldest finished runs "
+                           "are removed, with their arrays.")
+    keep_bytes: int = Field(2 * 2**30, ge=0, description="Most bytes of stored results (their array files and "
+                            "records); past it the oldest finished runs are removed. The newest finished run "
+                            "is always kept.")
+    validation_memo_bytes: int = Field(64 * 2**20, ge=0, description="Memory, in bytes, a validation worker "
+                                       "may spend remembering node builds for the next validation.")
+    idle_connection_seconds: float = Field(5.0, gt=0, description="An open connection that sends no request "
+                                           "for this long is closed.")
+    max_connections: int = Field(1000, ge=1, description="Most connections and requests at once; past it "
+                                 "requests get 503.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value):
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    def refusal(self) -> str | None:
+        """Why the server must not start with these settings (a sentence), or None."""
+        if self.token is None and not is_loopback(self.host) and not self.allow_unauthenticated:
+            return (f"Refusing to listen on {self.host} without a token: anyone who reaches the port could run "
+                    "graphs. Give --token (or --token auto), or --allow-unauthenticated to do it on purpose.")
+        if self.token is not None and "*" in self.cors_origins:
+            return ("Refusing --cors-origins '*' with a token: any web page could then use a token it has "
+                    "come by. Name the editor's origins instead.")
+        return None
 
     @property
     def limits(self) -> Limits:
@@ -99,12 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description} [env NNCARDS_{name.upper()}; default: {_shown(default)}]"
+        shown = (field.json_schema_extra or {}).get("shown_default") or _shown(default)
+        help_text = f"{field.description} [env NNCARDS_{name.upper()}; default: {shown}]"
         help_text = help_text.replace("%", "%%")
         if field.annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        elif name == "cors_origins":
-            parser.add_argument(flag, nargs="+", metavar="ORIGIN", default=argparse.SUPPRESS, help=help_text)
+        elif name in ("cors_origins", "allowed_hosts"):
+            parser.add_argument(flag, nargs="+", metavar=name.split("_")[-1].upper().rstrip("S"),
+                                default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
 

@@ -98,7 +98,8 @@ def test_kill_during_fit_keeps_finished_runs_and_the_database(server):
     assert result["error"]["code"] == "run_interrupted" and "server stopped" in result["error"]["message"]
     assert read_events(api, interrupted)[-1]["data"] == {"status": "failed"}
     assert [r["run_id"] for r in api.get("/runs", params={"limit": 1000}).json()["runs"]] == [interrupted, *older]
-    assert_envelope(api.delete(f"/runs/{interrupted}"), 409, "run_finished")
+    assert api.delete(f"/runs/{interrupted}").status_code == 204  # finished: removed (CONTRACT §10)
+    assert_envelope(api.get(f"/runs/{interrupted}"), 404, "not_found")
     with sqlite3.connect(server.data_dir / "runs.sqlite3") as db:  # beside the live server: WAL allows it
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     again = api.post("/runs", params={"wait": "true"}, json=call).json()

@@ -64,7 +64,8 @@ def assert_envelope(response, status, code):
 
 
 def test_startup_and_health(api):
-    assert api.get("/health").json() == {"status": "ok", "version": "0.1.0"}
+    assert api.get("/health").json() == {"status": "ok", "version": "0.1.0", "queued": 0, "running": 0,
+                                         "oldest_run_seconds": None, "problem": None}
 
 
 def test_catalogue_etag_and_304(api):
@@ -210,8 +211,11 @@ def test_cancel_queued_and_running_runs(api):
     assert result["layers"]["bn"]["weights"]["moving_mean"]  # the state at the stop is kept
     assert read_events(api, long_run)[-1] == {"event": "done", "id": read_events(api, long_run)[-1]["id"],
                                               "data": {"status": "cancelled"}}
-    assert_envelope(api.delete(f"/runs/{long_run}"), 409, "run_finished")
-    assert_envelope(api.delete(f"/runs/{queued}"), 409, "run_finished")
+    # a finished run is removed (CONTRACT §10), its events with it
+    assert api.delete(f"/runs/{long_run}").status_code == 204
+    assert api.delete(f"/runs/{queued}").status_code == 204
+    assert_envelope(api.get(f"/runs/{queued}"), 404, "not_found")
+    assert_envelope(api.get(f"/runs/{long_run}/events"), 404, "not_found")
 
 
 def test_run_list_newest_first(api):
@@ -262,7 +266,7 @@ def test_cors_is_off_by_default_and_configurable(api, tmp_path, monkeypatch):
     app = create_app(settings)  # the catalogue needs no lifespan: no worker is started
 
     async def ask():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test/api/v1") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost/api/v1") as client:
             return (await client.get("/cards", headers=editor),
                     await client.options("/runs", headers={**editor, "Access-Control-Request-Method": "POST",
                                                            "Access-Control-Request-Headers": "content-type"}),

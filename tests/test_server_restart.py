@@ -35,12 +35,15 @@ def test_unclean_restart_then_time_limit(tmp_path):
             result = api.get(f"/runs/{run_id}").json()
             assert result["status"] == "failed" and result["error"]["code"] == "run_interrupted"
             assert read_events(api, run_id)[-1]["data"] == {"status": "failed"}
-            assert_envelope(api.delete(f"/runs/{run_id}"), 409, "run_finished")
         listed = api.get("/runs").json()
         assert listed["total"] == 3
         assert [r["run_id"] for r in listed["runs"]] == [queued, running, finished["run_id"]]
         assert [r["status"] for r in listed["runs"]] == ["failed", "failed", "succeeded"]
         assert all(r["finished_at"] for r in listed["runs"])
+        for run_id in (running, queued):  # finished: DELETE removes them (CONTRACT §10)
+            assert api.delete(f"/runs/{run_id}").status_code == 204
+            assert_envelope(api.get(f"/runs/{run_id}"), 404, "not_found")
+        assert api.get("/runs").json()["total"] == 1
 
         timed = api.post("/runs", params={"wait": "true"}, json=fit_run(epochs=100_000, batch_size=1))
         assert timed.status_code == 200

@@ -184,6 +184,9 @@ def _check_edges(analysis: Analysis) -> None:
             analysis.add(_rank_problem(edge.target, edge.target_port, source.id, source.min_weight_rank, rank))
 
 
+CYCLE_SHOWN = 12  # nodes of a cycle written out in full in each of its problems
+
+
 def _check_order(analysis: Analysis) -> None:
     sorter = graphlib.TopologicalSorter({n.id: set() for n in analysis.graph.nodes})
     for target, ports in analysis.wires.items():
@@ -192,24 +195,40 @@ def _check_order(analysis: Analysis) -> None:
     try:
         analysis.order = list(sorter.static_order())
     except graphlib.CycleError as exc:
-        cycle = exc.args[1]
-        for node in dict.fromkeys(cycle):
-            analysis.add(Problem(code="cycle", node=node, received=cycle,
-                                 message=f"node {node!r} is on a cycle: {' -> '.join(cycle)}"))
+        cycle = exc.args[1]  # closed: its last node is its first
+        ring = cycle[:-1]
+        for index, node in enumerate(ring):
+            # A long cycle is told around each node only: the whole of it in every problem would
+            # make the answer grow with the square of the cycle's length.
+            around = cycle if len(ring) <= CYCLE_SHOWN else [ring[index - 1], node, ring[(index + 1) % len(ring)]]
+            shown = " -> ".join(around) if len(ring) <= CYCLE_SHOWN else \
+                f"... -> {' -> '.join(around)} -> ... ({len(ring)} nodes)"
+            analysis.add(Problem(code="cycle", node=node, received=around,
+                                 message=f"node {node!r} is on a cycle: {shown}"))
         analysis.order = _acyclic_order(analysis, set(cycle))
 
 
 def _acyclic_order(analysis: Analysis, cyclic: set[str]) -> list[str]:
-    """A topological order of the nodes not on or after a cycle, so they still get shapes."""
-    remaining = {n.id: {w.source for ws in analysis.wires[n.id].values() for w in ws} for n in analysis.graph.nodes}
-    order, ready = [], [n for n, deps in remaining.items() if not deps and n not in cyclic]
-    done = set()
+    """A topological order of the nodes not on or after a cycle, so they still get shapes.
+
+    Kahn's algorithm, linear in nodes and wires: a node is ready once every node it depends on
+    is placed; a node on a cycle is never placed, so neither is anything downstream of one.
+    """
+    waiting = {n.id: {w.source for ws in analysis.wires[n.id].values() for w in ws} for n in analysis.graph.nodes}
+    dependents: dict[str, list[str]] = {node: [] for node in waiting}
+    for node, sources in waiting.items():
+        for source in sources:
+            dependents.setdefault(source, []).append(node)
+    missing = {node: len(sources) for node, sources in waiting.items()}
+    ready = [node for node, count in missing.items() if not count and node not in cyclic]
+    order = []
     while ready:
         node = ready.pop()
         order.append(node)
-        done.add(node)
-        ready.extend(n for n, deps in remaining.items()
-                     if n not in done and n not in ready and n not in cyclic and deps <= done)
+        for dependent in dependents[node]:
+            missing[dependent] -= 1
+            if not missing[dependent] and dependent not in cyclic:
+                ready.append(dependent)
     return order
 
 
@@ -307,13 +326,18 @@ class NodeMemo:
     wired tensor. A node takes part only when tensors are all it takes and all that is taken
     from it: a wired layer or instance is an object whose state a key cannot capture. A hit
     gives the stored problems, or fresh symbolic tensors of the stored specs. Least recently
-    used entries go first; `hits` and `misses` count lookups.
+    used entries go first, as many as it takes to keep within `size` entries and `max_bytes`
+    (an estimate of what the keys and problems hold: a node's params may be megabytes);
+    `hits` and `misses` count lookups.
     """
 
-    def __init__(self, size: int):
-        self.size = size
+    ENTRY_OVERHEAD_BYTES = 1024  # the tuples, specs and dictionary slot of an entry
+
+    def __init__(self, size: int, max_bytes: int | None = None):
+        self.size, self.max_bytes = size, max_bytes
         self.hits = self.misses = 0
-        self._entries: OrderedDict[tuple, tuple[tuple[Problem, ...], dict | None]] = OrderedDict()
+        self.bytes = 0
+        self._entries: OrderedDict[tuple, tuple[tuple[Problem, ...], dict | None, int]] = OrderedDict()
 
     def key(self, analysis: Analysis, consumed: set[tuple[str, str]], node: str, sockets: dict,
             limits: Limits) -> tuple | None:
@@ -338,7 +362,7 @@ class NodeMemo:
             return None, None
         self.hits += 1
         self._entries.move_to_end(key)
-        problems, specs = entry
+        problems, specs, _ = entry
         outputs = None if specs is None else {port: TensorSpec.fresh(spec) for port, spec in specs.items()}
         return outputs, list(problems)
 
@@ -348,13 +372,20 @@ class NodeMemo:
                                                   if p.type == TENSOR and p.id in outputs}
         except TypeError:
             return
-        self._entries[key] = (tuple(problems), specs)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        cost = self.ENTRY_OVERHEAD_BYTES + len(key[2]) + sum(len(p.model_dump_json()) for p in problems)
+        if self.max_bytes is not None and cost > self.max_bytes:
+            return
+        previous = self._entries.pop(key, None)
+        if previous is not None:
+            self.bytes -= previous[2]
+        self._entries[key] = (tuple(problems), specs, cost)
+        self.bytes += cost
+        while len(self._entries) > self.size or self.max_bytes is not None and self.bytes > self.max_bytes:
+            self.bytes -= self._entries.popitem(last=False)[1][2]
 
     def clear(self) -> None:
         self._entries.clear()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.bytes = 0
 
 
 
@@ -489,9 +520,9 @@ class Validator:
     """Validates graphs one after another, remembering node builds in a memo of its own: an
     editor re-validating after one change has only the nodes downstream of it built again."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo_entries: int = 4096):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, memo_entries: int = 4096, memo_bytes: int | None = None):
         self.limits = limits
-        self.memo = NodeMemo(memo_entries)
+        self.memo = NodeMemo(memo_entries, memo_bytes)
 
     def validate(self, graph: dict | Graph) -> dict:
         """The result of `POST /api/v1/graphs/validate` for a graph."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,7 +87,17 @@ class RunPage(BaseModel):
     total: int = Field(description="Runs in the store.")
 
 
+class HealthStatus(StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # answered with 503: runs cannot make progress (see `problem`)
+
+
 class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
-    status: Literal["ok"]
+    status: HealthStatus
     version: str
+    queued: int = Field(0, description="Runs waiting for a worker.")
+    running: int = Field(0, description="Runs executing now.")
+    oldest_run_seconds: float | None = Field(None, description="Age of the oldest queued or running run; "
+                                             "null when there is none.")
+    problem: str | None = Field(None, description="Why runs cannot make progress; null when they can.")

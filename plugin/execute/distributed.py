@@ -29,12 +29,14 @@ import threading
 from nncards.contract.errors import ErrorCode
 from nncards.contract.limits import Limits
 from nncards.contract.run import Distribution, Run, RunResult, RunStatus
+from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import WORKER_MESSAGE, RunFinished, RunProgress
 from nncards.execute.options import RunOptions
 from nncards.execute.runner import run_steps
 
 POLL_SECONDS = 0.1
 CANCEL = "cancel"
+PARENT_VARIABLE = "NNCARDS_PARENT_PID"  # the child dies with the process that started it
 
 
 class _ChildObserver:
@@ -76,6 +78,7 @@ def _watch_parent(cancel: threading.Event) -> None:
 
 def child_main() -> None:
     """The child process: the job on stdin's first line, messages on stdout."""
+    die_with_parent(int(os.environ.get(PARENT_VARIABLE, os.getppid())))
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever TensorFlow or Keras print must not mix with the messages
     job = json.loads(sys.stdin.readline())
@@ -97,7 +100,8 @@ def run_distributed(request: Run, options: RunOptions) -> RunResult:
            "run_id": options.run_id, "as_base64": options.as_base64}
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen([sys.executable, "-m", "nncards.execute.distributed"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+                                 stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                                 env={**os.environ, PARENT_VARIABLE: str(os.getpid())})
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in child.stdout] + [lines.put(None)],
                          daemon=True).start()

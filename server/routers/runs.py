@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from nncards.contract import arrays
+from nncards.card import ModelRole
 from nncards.contract.catalog import RunCreated, RunPage, ValidationResult
 from nncards.contract.errors import ErrorCode, ErrorEnvelope, NncardsError, Problem, summarize
-from nncards.contract.run import Run, RunResult, RunStatus
+from nncards.contract.run import Run, RunResult, RunStatus, StepKind
 from nncards.execute.entry import count_array_elements
+from nncards.registry import registry
 from nncards.server.dependencies import RunServiceDep, SettingsDep, ValidationDep
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
+from nncards.server.services.results import result_json
+from nncards.server.services.store import RunRow
+from nncards.server.settings import Settings
 
 ArrayFormat = Annotated[Literal["lists", "base64"], Query(
     alias="arrays",
@@ -28,19 +34,11 @@ SQLITE_MAX_INTEGER = 2**63 - 1  # a larger offset or event id would overflow the
 router = APIRouter(tags=["runs"])
 
 
-def _as_lists(value: Any) -> Any:
-    """A stored RUN RESULT (arrays kept as base64 blocks) with every array as nested lists."""
-    if isinstance(value, dict):
-        if value.keys() == {"dtype", "shape", "base64"}:
-            return arrays.encode(arrays.decode(value))
-        return {key: _as_lists(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_lists(item) for item in value]
-    return value
-
-
-def present(result: RunResult, array_format: str) -> RunResult:
-    return result if array_format == "base64" else RunResult.model_validate(_as_lists(result.as_json()))
+def result_response(row: RunRow, array_format: str, status: int = 200) -> StreamingResponse:
+    """The RUN RESULT, written piece by piece with its arrays read from their files: exactly the
+    JSON of the `RunResult` model, never held whole in the server."""
+    return StreamingResponse(result_json(row.result, row.folder, array_format == "base64"), status_code=status,
+                             media_type="application/json")
 
 
 def _wait_seconds(wait: str | None, cap: float) -> float | None:
@@ -49,16 +47,38 @@ def _wait_seconds(wait: str | None, cap: float) -> float | None:
     return cap if wait == "true" else min(float(wait), cap)
 
 
-def _check_limits(run: Run, validation: ValidationResult, limit: int) -> None:
+def _too_large(message: str, elements: int, limit: int) -> NncardsError:
+    return NncardsError(ErrorCode.TOO_LARGE, f"{message}: {elements}, more than the limit of {limit}.",
+                        [Problem(code=ErrorCode.TOO_LARGE, message=message, expected=f"at most {limit}",
+                                 received=elements)])
+
+
+def _samples(value) -> int:
+    return len(value) if isinstance(value, list) else (value.shape[0] if value.shape else 1)
+
+
+def result_elements(run: Run, shapes: dict[str, dict[str, list]]) -> int:
+    """Array elements the outputs of the run's call and predict steps will hold, from the inferred
+    shapes (a dimension still unknown counts as 1: weights and such are checked on the result)."""
+    outputs = {node.id for node in run.graph.nodes
+               if (card := registry().get(node.card)) is not None and card.model_role is ModelRole.OUTPUT}
+    per_sample = sum(math.prod(d or 1 for d in shapes.get(edge.source, {}).get(edge.source_port, [None])[1:])
+                     for edge in run.graph.edges if edge.target in outputs)
+    return sum(per_sample * max((_samples(v) for v in step.inputs.values()), default=1)
+               for step in run.steps if step.kind in (StepKind.CALL, StepKind.PREDICT))
+
+
+def _check_limits(run: Run, validation: ValidationResult, settings: Settings) -> None:
     elements = count_array_elements(run)
-    if elements > limit:
-        raise NncardsError(ErrorCode.TOO_LARGE, f"The request holds {elements} array elements, more than the "
-                           f"limit of {limit}.", [Problem(code=ErrorCode.TOO_LARGE, message="too many array elements",
-                                                          expected=f"at most {limit}", received=elements)])
+    if elements > settings.max_array_elements:
+        raise _too_large("array elements in the request", elements, settings.max_array_elements)
     if not validation.valid:
         problems = validation.errors
         code = ErrorCode.TOO_LARGE if any(p.code == ErrorCode.TOO_LARGE for p in problems) else ErrorCode.GRAPH_INVALID
         raise NncardsError(code, f"The graph is not valid: {summarize(problems)}", problems)
+    elements = result_elements(run, validation.shapes)
+    if elements > settings.max_result_elements:
+        raise _too_large("array elements the run's outputs would hold", elements, settings.max_result_elements)
 
 
 # OpenAPI links from a new run to what can be asked about it (clients and fuzzers follow them).
@@ -75,7 +95,7 @@ RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.bod
 async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, settings: SettingsDep,
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
-    _check_limits(run, await validation.validate(run.graph), settings.max_array_elements)
+    _check_limits(run, await validation.validate(run.graph), settings)
     await runs.check(run)
     run_id = await runs.submit(run.model_dump(by_alias=True))
     seconds = _wait_seconds(wait, settings.max_wait_seconds)
@@ -83,34 +103,37 @@ async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, s
         return RunCreated(run_id=run_id, status=RunStatus.QUEUED)
     if await runs.wait(run_id, seconds):
         # The RUN RESULT, documented as the 200 answer: not the 201 answer's model.
-        result = present(runs.result(run_id), array_format)
-        return Response(result.model_dump_json(by_alias=True), media_type="application/json")
+        return result_response(await runs.result(run_id), array_format)
     response.status_code = 202
-    return RunCreated(run_id=run_id, status=runs.get(run_id).status)
+    return RunCreated(run_id=run_id, status=(await runs.get(run_id)).status)
 
 
 @router.get("/runs", response_model=RunPage)
 async def list_runs(runs: RunServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
                     offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INTEGER)] = 0) -> RunPage:
     """The runs in the store, newest first."""
-    return runs.page(limit, offset)
+    return await runs.page(limit, offset)
 
 
 @router.get("/runs/{run_id}", response_model=RunResult, responses=NOT_FOUND)
-async def get_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = "lists") -> RunResult:
+async def get_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = "lists") -> StreamingResponse:
     """The RUN RESULT; while the run is queued or running, its status alone."""
-    return present(runs.result(run_id), array_format)
+    return result_response(await runs.result(run_id), array_format)
 
 
 @router.delete("/runs/{run_id}", response_model=RunResult, responses={
-    **NOT_FOUND, 409: {"model": ErrorEnvelope, "description": "`run_finished`: the run had already finished."}})
-async def cancel_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = "lists") -> RunResult:
-    """Cancel a queued run at once, a running one at its next batch."""
-    return present(await runs.cancel(run_id), array_format)
+    **NOT_FOUND,
+    204: {"description": "The run had finished: it is removed, with its arrays and events."},
+    409: {"model": ErrorEnvelope, "description": "`run_finished`: the run finished while it was being cancelled."}})
+async def cancel_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = "lists") -> Response:
+    """Cancel a queued run at once, a running one at its next batch (200, its RUN RESULT); remove a
+    finished one (204)."""
+    cancelled = await runs.delete(run_id)
+    return Response(status_code=204) if cancelled is None else result_response(cancelled, array_format)
 
 
 async def existing_run(run_id: str, runs: RunServiceDep) -> str:
-    runs.get(run_id)
+    await runs.get(run_id)
     return run_id
 
 

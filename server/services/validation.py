@@ -26,6 +26,7 @@ from nncards.contract.graph import Graph
 from nncards.contract.limits import Limits
 from nncards.contract.errors import ErrorCode, Problem
 from nncards.build.validation import Validator, validate
+from nncards.execute.lifeline import die_with_parent
 
 SPAWN = multiprocessing.get_context("spawn")
 ATTEMPTS = 2  # a validation whose worker died is tried once more, on a fresh worker
@@ -33,8 +34,13 @@ log = logging.getLogger("nncards.server")
 
 
 def canonical_hash(graph: Graph) -> str:
-    content = graph.model_dump(mode="json", exclude={"nodes": {"__all__": {"position"}}})
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    """A hash of everything in the graph that decides its validation.
+
+    Dumped in Python mode, where NaN, Infinity and -Infinity stay floats: JSON mode would turn
+    them all into null, and a graph with NaN would share its key with the same graph with null.
+    """
+    content = graph.model_dump(exclude={"nodes": {"__all__": {"position"}}})
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -61,10 +67,11 @@ def start_tensorflow(threads: int) -> None:
 _IN_WORKER: dict[str, Validator] = {}
 
 
-def start_validation_worker(limits: Limits) -> None:
+def start_validation_worker(server_pid: int, limits: Limits, memo_bytes: int) -> None:
+    die_with_parent(server_pid)
     # One TensorFlow thread: a symbolic build computes nothing worth parallelizing.
     start_tensorflow(1)
-    _IN_WORKER["validator"] = Validator(limits)
+    _IN_WORKER["validator"] = Validator(limits, memo_bytes=memo_bytes)
 
 
 def validate_in_worker(graph: dict) -> dict:
@@ -78,18 +85,25 @@ def _worker_lost(reason: BrokenProcessPool) -> ValidationResult:
 
 
 class ValidationService:
-    def __init__(self, limits: Limits, cache_size: int, workers: int):
+    """Validations in worker processes; results cached by graph content, within `cache_size`
+    entries and `CACHE_BYTES` of answers (a result may echo large values)."""
+
+    CACHE_BYTES = 32 * 2**20
+
+    def __init__(self, limits: Limits, cache_size: int, workers: int, memo_bytes: int):
         self.limits = limits
         self.cache_size = cache_size
         self.workers = workers
-        self._cache: OrderedDict[str, ValidationResult] = OrderedDict()
+        self.memo_bytes = memo_bytes
+        self._cache: OrderedDict[str, tuple[ValidationResult, int]] = OrderedDict()
+        self._cache_bytes = 0
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         # Created on first use: a server that only serves the catalogue starts no worker.
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=SPAWN, initializer=start_validation_worker,
-                                             initargs=(self.limits,))
+                                             initargs=(os.getpid(), self.limits, self.memo_bytes))
         return self._pool
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -109,7 +123,7 @@ class ValidationService:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
-            return cached
+            return cached[0]
         content = graph.model_dump()  # plain data: cheaper to send to a worker than the model
         for _ in range(ATTEMPTS):
             pool = self._executor()
@@ -122,10 +136,14 @@ class ValidationService:
                 lost = exc
         else:
             return _worker_lost(lost)  # not cached: a later request tries again
-        if self.cache_size:
-            self._cache[key] = result
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        size = len(result.model_dump_json())
+        if self.cache_size and size <= self.CACHE_BYTES:
+            previous = self._cache.pop(key, None)  # the same graph validated twice at once
+            self._cache_bytes -= previous[1] if previous else 0
+            self._cache[key] = (result, size)
+            self._cache_bytes += size
+            while len(self._cache) > self.cache_size or self._cache_bytes > self.CACHE_BYTES:
+                self._cache_bytes -= self._cache.popitem(last=False)[1][1]
         return result
 
     def close(self) -> None:

@@ -6,14 +6,16 @@ slot free again), `close` everything. The executor reports back through two call
 event loop: every `nncards.execute.messages` message of a run it is executing (RunStarted,
 RunProgress, RunFinished — the same protocol whatever the transport), and `on_lost` when a run
 ends without its RunFinished (its process died). Another executor (a Ray cluster) fits behind
-the same interface and the same messages.
+the same interface and the same messages. A RunFinished's result has its arrays already
+written as `.npy` files in `results_dir/<run_id>/` (see `results.py`): results never travel whole.
 
 Local workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
 TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
 soon as they start. They run at a lower priority (niceness) than the server: training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
 talks to the server over a pipe; a shared flag asks its run to stop at its next batch; a worker
-that must stop at once is killed and replaced.
+that must stop at once is killed and replaced. Workers (and a distributed run's child) die
+with the server, `kill -9` included.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
 from nncards.contract.run import Run
+from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.execute.options import RunOptions
+from nncards.server.services.results import write_arrays
 
 SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("nncards.server")
@@ -94,8 +99,10 @@ class PipeObserver:
         return self.cancel.is_set()
 
 
-def worker_main(connection, cancel, threads: int, niceness: int, limits: Limits) -> None:
-    """Entry point of a worker process."""
+def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int, limits: Limits,
+                results_dir: Path, max_result_elements: int) -> None:
+    """Entry point of a worker process: runs, their arrays written to `results_dir/<run_id>/`."""
+    die_with_parent(server_pid)
     os.nice(niceness)
     from nncards.server.services.validation import start_tensorflow
 
@@ -110,7 +117,8 @@ def worker_main(connection, cancel, threads: int, niceness: int, limits: Limits)
         connection.send(RunStarted(run_id=run_id))
         options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
                              as_base64=True)
-        connection.send(RunFinished(run_id=run_id, result=execute(request, options)))
+        result, _ = write_arrays(execute(request, options), results_dir / run_id, max_result_elements)
+        connection.send(RunFinished(run_id=run_id, result=result))
 
 
 class Worker:
@@ -123,7 +131,8 @@ class Worker:
         self.cancel = SPAWN.Event()
         self.connection, child = SPAWN.Pipe()
         self.process = SPAWN.Process(target=worker_main, name=self.name, daemon=True,
-                                     args=(child, self.cancel, pool.threads, pool.niceness, pool.limits))
+                                     args=(child, self.cancel, os.getpid(), pool.threads, pool.niceness, pool.limits,
+                                           pool.results_dir, pool.max_result_elements))
         self.process.start()
         child.close()
         self.run_id: str | None = None
@@ -154,9 +163,10 @@ class LocalExecutor(Executor):
     """A fixed number of worker processes on this machine, one run at a time each."""
 
     def __init__(self, on_message: OnMessage, on_lost: OnLost, *, size: int, threads: int, niceness: int,
-                 limits: Limits):
+                 limits: Limits, results_dir: Path, max_result_elements: int):
         super().__init__(on_message, on_lost)
         self.size, self.threads, self.niceness, self.limits = size, threads, niceness, limits
+        self.results_dir, self.max_result_elements = results_dir, max_result_elements
         self.workers: list[Worker] = []
         self._idle: list[Worker] = []
         self._freed = asyncio.Event()

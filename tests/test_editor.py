@@ -407,3 +407,11 @@ def test_multi_select_copy_paste_and_a_problem_that_focuses_its_node(page):
     page.get_by_test_id("errors").get_by_role("button", name="output_1").click(timeout=60_000)
     expect(page.get_by_test_id("node-output_1")).to_have_class(re.compile("selected"))
     expect(page.locator(".inspector h2")).to_have_text("Output")
+
+    # Deleting by keyboard: Tab onto a card, Enter selects it, Delete removes it.
+    page.get_by_test_id("rf__node-input_1").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Delete")
+    expect(page.get_by_test_id("node-input_1")).to_have_count(0)
+    page.keyboard.press("Control+z")
+    expect(page.get_by_test_id(f"edge-input_1-output-{BN}-input")).to_have_count(1)

@@ -98,10 +98,14 @@ function ErrorBlock({ error }: { error: ApiErrorBody }) {
 
 function Layer({ id, layer }: { id: string; layer: LayerResult }) {
   const names = Object.keys(layer.weights || {}).sort((a, b) => Number(b.startsWith("moving")) - Number(a.startsWith("moving")));
+  // Facts a card adds of its own (batch normalization's `fused_kernel`, ...), whatever they are.
+  const facts = Object.entries(layer)
+    .filter(([key, value]) => !["class", "config", "weights"].includes(key) && value !== null && typeof value !== "object")
+    .map(([key, value]) => `${key.replaceAll("_", " ")}: ${typeof value === "boolean" ? (value ? "yes" : "no") : String(value)}`);
   return (
     <div className="run-layer" data-testid={`run-layer-${id}`}>
       <h4>
-        {id} <span className="muted">{layer.class}{layer.fused_kernel !== undefined ? ` · fused kernel ${layer.fused_kernel ? "yes" : "no"}` : ""}</span>
+        {id} <span className="muted">{[layer.class, ...facts].join(" · ")}</span>
         {names.length > 0 && <button type="button" className="small" onClick={() => download(`${id}-weights.json`, layer.weights)}>Download</button>}
       </h4>
       {names.length ? (

@@ -92,7 +92,7 @@ export interface LayerResult {
   class: string;
   config?: Record<string, unknown>;
   weights?: Record<string, unknown>;
-  fused_kernel?: boolean;
+  [fact: string]: unknown;
 }
 
 export interface RunResult {

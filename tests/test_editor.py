@@ -26,6 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SMALL = {"width": 1280, "height": 720}
 DOCS = {"width": 1440, "height": 900}
 BN = "batch_normalization_1"
+RUN_TIMEOUT = 150_000  # ms: the first validation loads TensorFlow, and a run may wait for a busy machine
 SCREENSHOTS = os.environ.get("NNCARDS_EDITOR_SCREENSHOTS")
 
 
@@ -151,7 +152,7 @@ def test_a_cnn_built_with_pointer_drags_fits_the_view_zooms_pans_and_undoes_a_de
 
     # Live validation puts the inferred shapes on the wires (the first validation of a fresh
     # server may wait for TensorFlow to load).
-    expect(page.get_by_test_id("errors")).to_contain_text("The graph is valid.", timeout=60_000)
+    expect(page.get_by_test_id("errors")).to_contain_text("The graph is valid.", timeout=RUN_TIMEOUT)
     expect(page.get_by_test_id(f"edge-label-conv2d_1-output-{BN}-input")).to_have_text("(None, 6, 6, 4)")
     expect(page.get_by_test_id("edge-flatten_1-output-dense_1-input")).to_contain_text("(None, 144)")
     # Compact cards: only what differs from the defaults is on the card.
@@ -201,7 +202,7 @@ def test_a_cnn_built_with_pointer_drags_fits_the_view_zooms_pans_and_undoes_a_de
 
 def test_momentum_typed_key_by_key_is_never_run_and_the_valid_value_runs_exactly(page, live_server):
     build_bn_by_keyboard(page)
-    expect(page.get_by_test_id("errors")).to_contain_text("The graph is valid.", timeout=60_000)
+    expect(page.get_by_test_id("errors")).to_contain_text("The graph is valid.", timeout=RUN_TIMEOUT)
     runs_before = live_server.client.get("/runs").json()["total"]
 
     select(page, BN)
@@ -229,7 +230,7 @@ def test_momentum_typed_key_by_key_is_never_run_and_the_valid_value_runs_exactly
     expect(page.get_by_test_id("run")).to_be_enabled(timeout=30_000)
     page.get_by_test_id("run").click()
     moving_mean_id = f"run-weight-{BN}-moving_mean"
-    expect(page.get_by_test_id(moving_mean_id)).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id(moving_mean_id)).to_be_visible(timeout=RUN_TIMEOUT)
     expect(page.get_by_test_id("run-result")).to_contain_text("succeeded")
 
     data = numbers(page, "run-input-input_1")
@@ -283,9 +284,9 @@ def test_a_fit_shows_each_epoch_and_a_curve_and_the_run_is_listed_after_a_reload
     page.get_by_test_id("fit-inputs-input_1").fill("\n".join(f"{a},{b}" for a, b in samples))
     page.get_by_test_id("fit-targets-output_1").fill("\n".join(f"{a},{b}" for a, b in 2 * samples))
     page.locator("[name=epochs]").fill("3")
-    expect(page.get_by_test_id("run")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
     page.get_by_test_id("run").click()
-    expect(page.get_by_test_id(f"run-weight-{BN}-moving_mean")).to_be_attached(timeout=60_000)
+    expect(page.get_by_test_id(f"run-weight-{BN}-moving_mean")).to_be_attached(timeout=RUN_TIMEOUT)
 
     run_id = page.locator("[data-run-id]").get_attribute("data-run-id")
     result = live_server.client.get(f"/runs/{run_id}").json()
@@ -374,9 +375,9 @@ def test_the_token_from_the_address_is_sent_on_every_request_and_time_to_interac
     elapsed = time.perf_counter() - start
     assert "token" not in page.url  # not left in the address bar (or in the history)
     build_bn_by_keyboard(page)
-    expect(page.get_by_test_id("run")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
     page.get_by_test_id("run").click()
-    expect(page.get_by_test_id("run-result")).to_contain_text("succeeded", timeout=60_000)
+    expect(page.get_by_test_id("run-result")).to_contain_text("succeeded", timeout=RUN_TIMEOUT)
     page.reload()  # kept for the tab
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     api = [(url, auth) for url, auth in seen if "/api/v1/" in url]
@@ -404,7 +405,7 @@ def test_multi_select_copy_paste_and_a_problem_that_focuses_its_node(page):
     add_by_keyboard(page, "output", "output")  # not wired: a problem on output_1
     page.get_by_test_id("canvas").click(position={"x": 8, "y": 8})
     expect(page.locator(".card-node.selected")).to_have_count(0)
-    page.get_by_test_id("errors").get_by_role("button", name="output_1").click(timeout=60_000)
+    page.get_by_test_id("errors").get_by_role("button", name="output_1").click(timeout=RUN_TIMEOUT)
     expect(page.get_by_test_id("node-output_1")).to_have_class(re.compile("selected"))
     expect(page.locator(".inspector h2")).to_have_text("Output")
 

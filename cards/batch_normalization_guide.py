@@ -81,13 +81,15 @@ TensorFlow 2.16); the V1 layer is Keras 2's `tf.compat.v1.keras.layers.BatchNorm
 
 This card takes Keras 3's side wherever they differ, and adds Keras 2's options on top:
 
-- `trainable` off means inference, as in Keras 3 and Keras 2 (not the V1 layer).
+- `trainable` off means inference, as in Keras 3 and Keras 2; `trainable_semantics: "v1"`
+  gives the V1 layer's meaning instead (batch statistics in training, no updates).
 - The moving variance is always the biased one, with the fused kernel and ghost batches too:
   `fused` is a faster way to the same numbers, never a different formula. As in Keras 2,
   `fused: true` where the kernel cannot serve is an error on that input.
 - Ghost batches follow Keras 2's strided groups, adjustment Keras 2's formula with draws from
   the run's seed; their weights keep Keras 3's shape, one value per feature, so weights move
   between this card and stock Keras either way.
-- `axis` is one integer, renorm clipping is checked, and masked values are left out of the
-  statistics, as in Keras 3.
+- `axis` is an integer or, as in Keras 2, a list of axes normalized together (not with a mask);
+  the weights of a list hold one value per combination of indices, flat. Renorm clipping is
+  checked, and masked values are left out of the statistics, as in Keras 3.
 """

@@ -2,15 +2,15 @@
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, Regularizer,
+from nncards.card import (Constraint, Initializer, LayerCard, ParamObject, Params, PortType, Regularizer,
                           param, tensor_input)
 from nncards.cards.batch_normalization_guide import GUIDE
 from nncards.keras_objects import keras_attribute
 from nncards.contract.errors import Problem
-from nncards.layers.bn_rules import Kernel, Options
+from nncards.layers.bn_rules import Kernel, Options, axes_of, axes_out_of_range, normalized_axes
 
 NNCARDS_LAYER = "nncards.layers.batch_normalization.BatchNormalization"
 
@@ -33,6 +33,7 @@ class RenormClipping(ParamObject):
 
 
 Range = Annotated[list[float], Field(min_length=2, max_length=2)]
+Axis = Annotated[int | Annotated[list[int], Field(min_length=1, max_length=8)], PortType("Integer")]
 
 
 class Adjustment(ParamObject):
@@ -62,13 +63,24 @@ class BatchNormalizationParams(Params):
         {"renorm": True, "renorm_clipping": {"rmax": 3.0, "rmin": 0.3333, "dmax": 5.0}},
         {"virtual_batch_size": 2},
         {"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}},
+        {"trainable": False, "trainable_semantics": "v1"},
     ]})
 
-    axis: int = param(
+    @field_validator("axis")
+    @classmethod
+    def _distinct(cls, axis):
+        if isinstance(axis, list) and len(set(axis)) != len(axis):
+            raise ValueError(f"axis must list distinct axes, got {axis}")
+        return axis
+
+    axis: Axis = param(
         -1, text="Axis",
         help="The features axis: each index along it gets its own mean, variance, gamma and beta. "
         "Keep -1 for channels-last data; use 1 after a channels-first convolution. Negative values "
-        "count from the end; the batch axis is 0.",
+        "count from the end; the batch axis is 0. A list of distinct axes (as in Keras 2) makes "
+        "every combination of indices along them a feature, e.g. `[1, 2]` on a (batch, 4, 3) input "
+        "gives 12 features; the weights then hold one value per feature in a flat list (C order "
+        "over the axes in increasing order). Not with a mask.",
     )
     momentum: float = param(
         0.99, text="Momentum", ge=0, le=1,
@@ -153,6 +165,12 @@ class BatchNormalizationParams(Params):
         "gamma and beta (a missing key means no change). Draws come from the run's seed. Inference "
         "is unaffected. Not with ghost batches.",
     )
+    trainable_semantics: Literal["keras3", "v1"] = param(
+        "keras3", text="Trainable semantics",
+        help="What `trainable` off means. `keras3`: inference mode, as in Keras 3 and Keras 2. `v1`: "
+        "as in Keras 2's V1 layer (tf.compat.v1): gamma and beta are frozen and the moving statistics "
+        "no longer move, but a training step still normalizes with the batch's statistics.",
+    )
     trainable: bool = param(
         True, text="Trainable",
         help="Off: the layer always runs in inference mode, with the moving statistics, and nothing "
@@ -222,8 +240,9 @@ class BatchNormalization(LayerCard):
         if cls.uses_nncards_layer(params, shape, "mask" in sockets):
             layer = keras_attribute(NNCARDS_LAYER)(**arguments)
         else:
-            options = ("fused", "virtual_batch_size", "adjustment")
-            layer = keras_attribute(cls.keras)(**{k: v for k, v in arguments.items() if k not in options})
+            options = ("fused", "virtual_batch_size", "adjustment", "trainable_semantics")
+            arguments = {k: v for k, v in arguments.items() if k not in options}
+            layer = keras_attribute(cls.keras)(**{**arguments, "axis": axes_of(params.axis)[0]})
         outputs = {"layer": layer}
         if "input" in sockets:
             outputs["output"] = layer(sockets["input"], **cls.call_arguments(params, sockets))
@@ -233,7 +252,7 @@ class BatchNormalization(LayerCard):
 
     @classmethod
     def feature_axis(cls, params):
-        return params.axis
+        return axes_of(params.axis)[-1]  # per-channel inspection of an axis list: along its last axis
 
     @classmethod
     def report(cls, params, layer):
@@ -260,15 +279,17 @@ class BatchNormalization(LayerCard):
         """The parameters the shared batch normalization rules look at."""
         return Options(fused=params.fused, renorm=params.renorm, synchronized=params.synchronized,
                        virtual_batch_size=params.virtual_batch_size, adjustment=params.adjustment is not None,
-                       dtype=params.dtype, masked=masked)
+                       dtype=params.dtype, masked=masked, axis_list=len(axes_of(params.axis)) > 1)
 
     @classmethod
     def uses_nncards_layer(cls, params, shape, masked: bool) -> bool:
         """nncards' layer when a Keras 2 option is set or a faster kernel can serve the input."""
-        if params.fused is not None or params.virtual_batch_size is not None or params.adjustment is not None:
+        options = cls.options(params, masked)
+        if params.fused is not None or params.virtual_batch_size is not None or params.adjustment is not None \
+                or params.trainable_semantics != "keras3" or options.axis_list:
             return True
         return shape is not None and \
-            cls.options(params, masked).kernel(len(shape), params.axis % len(shape)) is not Kernel.COMPOSITE
+            options.kernel(len(shape), normalized_axes(params.axis, len(shape))[0]) is not Kernel.COMPOSITE
 
     @classmethod
     def check(cls, node, params, input_shapes):
@@ -277,17 +298,19 @@ class BatchNormalization(LayerCard):
         if shape is None:
             return problems
         rank = len(shape)
-        if not -rank <= params.axis < rank:
+        outside = axes_out_of_range(params.axis, rank)
+        if outside:
             return problems + [Problem(
                 code="param_out_of_range", node=node, port="axis", received=params.axis,
-                expected=f"{-rank} <= axis < {rank}",
+                expected=f"{-rank} <= axis < {rank}" + (" for every axis" if isinstance(params.axis, list) else ""),
                 message=f"axis must be between {-rank} and {rank - 1} for an input of rank {rank} "
                 f"(shape {shape}), got {params.axis}",
             )]
-        if shape[params.axis] is None:
+        unknown = [a for a in axes_of(params.axis) if shape[a] is None]
+        if unknown:
             problems.append(Problem(
                 code="shape_mismatch", node=node, port="input", received=shape,
-                message=f"the features axis {params.axis} of the input must have a known size, got shape {shape}",
+                message=f"the features axis {unknown[0]} of the input must have a known size, got shape {shape}",
             ))
         mask = input_shapes.get("mask")
         if mask is not None and len(mask) != rank - 1:
@@ -302,9 +325,9 @@ class BatchNormalization(LayerCard):
     def _option_problems(cls, node, params, input_shapes) -> list[Problem]:
         """The shared rules on combining `fused`, `virtual_batch_size` and `adjustment`."""
         shape = input_shapes.get("input")
-        rank = len(shape) if shape else None
-        axis = params.axis % rank if rank and -rank <= params.axis < rank else None
-        conflicts = cls.options(params, "mask" in input_shapes).conflicts(rank if axis is not None else None, axis)
+        known = shape is not None and not axes_out_of_range(params.axis, len(shape))
+        conflicts = cls.options(params, "mask" in input_shapes).conflicts(
+            *((len(shape), normalized_axes(params.axis, len(shape))) if known else ()))
         return [Problem(code="param_invalid", node=node, port=c.port, expected=c.expected, message=c.message,
                         received=params.adjustment.model_dump() if c.port == "adjustment" else getattr(params, c.port))
                 for c in conflicts]

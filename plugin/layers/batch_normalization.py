@@ -9,11 +9,13 @@ convention (biased variance) whichever option is in play. Semantics: BN_SEMANTIC
 from __future__ import annotations
 
 import functools
+import math
 
 import keras
 import tensorflow as tf
 
-from nncards.layers.bn_rules import ADJUSTMENT_KEYS, FUSED_DATA_FORMATS, Kernel, Options
+from nncards.layers.bn_rules import (ADJUSTMENT_KEYS, FUSED_DATA_FORMATS, TRAINABLE_SEMANTICS, Kernel, Options,
+                                     axes_of, axes_out_of_range, normalized_axes)
 
 
 def _adjustment_range(key: str, value) -> tuple[float, float]:
@@ -96,11 +98,30 @@ class BatchNormalization(keras.layers.BatchNormalization):
             no change): in
             training, the normalized values are multiplied by a per-feature uniform draw from
             `scale` and shifted by one from `bias`, before gamma and beta.
+        axis: an integer, or (as in Keras 2) a list of distinct axes normalized together: every
+            combination of indices along them is one feature, and the weights hold one value per
+            feature, flat, in C order over the axes sorted. The layer then normalizes a view of
+            the input whose last axis holds the features. Not with a mask.
+        trainable_semantics: what `trainable=False` means: `"keras3"` inference mode; `"v1"` as
+            Keras 2's V1 layer, weights and moving statistics frozen but a training call still
+            normalizing with the batch's statistics.
         **kwargs: the arguments of `keras.layers.BatchNormalization`.
     """
 
-    def __init__(self, fused=None, virtual_batch_size=None, adjustment=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, axis=-1, fused=None, virtual_batch_size=None, adjustment=None,
+                 trainable_semantics="keras3", **kwargs):
+        axes = axes_of(axis)
+        if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+            raise TypeError(f"axis must be an integer or a list of integers. Received: axis={axis!r}")
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis must list distinct axes. Received: axis={axis!r}")
+        if trainable_semantics not in TRAINABLE_SEMANTICS:
+            raise ValueError(f"trainable_semantics must be one of {TRAINABLE_SEMANTICS}. "
+                             f"Received: trainable_semantics={trainable_semantics!r}")
+        # An axis list runs on a view whose last axis holds the features: Keras 3's code sees -1.
+        super().__init__(axis=axes[0] if len(axes) == 1 else -1, **kwargs)
+        self.axes = axes if len(axes) > 1 else None
+        self.trainable_semantics = trainable_semantics
         if fused not in (None, True, False):
             raise ValueError(f"fused must be None, True or False. Received: fused={fused!r}")
         if virtual_batch_size is not None and (
@@ -125,11 +146,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _options(self, masked: bool = False) -> Options:
         return Options(fused=self.fused, renorm=self.renorm, synchronized=self.synchronized,
                        virtual_batch_size=self.virtual_batch_size, adjustment=self.adjustment is not None,
-                       dtype=self.compute_dtype, masked=masked)
+                       dtype=self.compute_dtype, masked=masked, axis_list=self.axes is not None)
 
     @staticmethod
-    def _raise_conflicts(options: Options, rank: int | None = None, axis: int | None = None) -> None:
-        conflicts = options.conflicts(rank, axis)
+    def _raise_conflicts(options: Options, rank: int | None = None, axes: tuple[int, ...] | None = None) -> None:
+        conflicts = options.conflicts(rank, axes)
         if conflicts:
             raise ValueError("; ".join(f"{c.message} (expected {c.port}: {c.expected})" for c in conflicts))
 
@@ -143,34 +164,68 @@ class BatchNormalization(keras.layers.BatchNormalization):
         """Whether training and inference run on TensorFlow's fused kernel."""
         return self.kernel in (Kernel.FUSED, Kernel.FUSED_VIEW)
 
+    @property
+    def _frozen(self) -> bool:
+        """V1 semantics with `trainable=False`: training calls normalize, nothing updates."""
+        return self.trainable_semantics == "v1" and not self.trainable
+
     def build(self, input_shape):
-        super().build(input_shape)
         rank = len(input_shape)
-        axis = self.axis % rank
+        axis = self.axes or self.axis
+        outside = axes_out_of_range(axis, rank)
+        if outside:
+            raise ValueError(f"axis {outside[0]} is out of range for an input of rank {rank}. Received: axis={axis}")
         options = self._options()
-        self._raise_conflicts(options, rank, axis)
-        self._kernel = options.kernel(rank, axis)
+        self._raise_conflicts(options, rank, normalized_axes(axis, rank))
+        if self.axes is None:
+            super().build(input_shape)
+            self._kernel = options.kernel(rank, self.axis % rank)
+            return
+        features = normalized_axes(self.axes, rank)
+        reduced = [i for i in range(rank) if i not in features]
+        order = reduced + list(features)
+        self._view_order = order if order != list(range(rank)) else None
+        self._view_features = math.prod(input_shape[i] for i in features)
+        view_shape = (*(input_shape[i] for i in reduced), self._view_features)
+        super().build(view_shape)
+        self.input_spec = keras.layers.InputSpec(ndim=rank, axes={i: input_shape[i] for i in features})
+        self._kernel = options.kernel(len(view_shape), len(view_shape) - 1)
 
     def get_config(self):
-        return {**super().get_config(), "fused": self.fused,
-                "virtual_batch_size": self.virtual_batch_size, "adjustment": self.adjustment}
+        return {**super().get_config(), "axis": self.axes or self.axis, "fused": self.fused,
+                "virtual_batch_size": self.virtual_batch_size, "adjustment": self.adjustment,
+                "trainable_semantics": self.trainable_semantics}
 
     # -- forward ----------------------------------------------------------------------------
 
     def call(self, inputs, training=None, mask=None):
-        training = bool(training and self.trainable)
         if mask is not None:
             self._raise_conflicts(self._options(masked=True))
             self._mask_seen = True
+        if self.axes is None:
+            return self._call_on(inputs, training, mask)
+        view = tf.transpose(inputs, self._view_order) if self._view_order else inputs
+        leading = tf.shape(view)[:len(inputs.shape) - len(self.axes)]
+        outputs = self._call_on(tf.reshape(view, tf.concat([leading, [self._view_features]], 0)), training, None)
+        outputs = tf.reshape(outputs, tf.shape(view))
+        if self._view_order:
+            outputs = tf.transpose(outputs, [self._view_order.index(i) for i in range(len(self._view_order))])
+        return outputs
+
+    def _call_on(self, inputs, training, mask):
+        """The call on an input whose features lie along `self.axis`."""
+        training = bool(training) and (self.trainable or self.trainable_semantics == "v1")
         if self.fused_kernel:
             return self._fused_call(inputs, training)
-        if self.kernel is Kernel.XLA and training:
+        if not training:
+            return super().call(inputs, training=False, mask=mask)
+        if self.kernel is Kernel.XLA:
             return self._xla_call(inputs)
-        if not training or mask is not None or (self.virtual_batch_size is None and self.adjustment is None):
-            return super().call(inputs, training=training, mask=mask)
         if self.virtual_batch_size is not None:
             return self._ghost_call(inputs)
-        return self._adjusted_call(inputs)
+        if self.adjustment is not None or self._frozen:
+            return self._batch_call(inputs, mask)
+        return super().call(inputs, training=True, mask=mask)
 
     @property
     def _statistics_dtype(self):
@@ -213,6 +268,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return outputs
 
     def _update_moving(self, mean, variance):
+        if self._frozen:
+            return
         for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
             moving.assign(moving * self.momentum + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
 
@@ -220,7 +277,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         """Fold the renorm corrections of these statistics into `(scale, offset)` and update."""
         r, d, _, _ = self._renorm_correction_and_moments(mean, variance)
         r, d = (tf.reshape(tf.stop_gradient(v), shape) for v in (r, d))
-        self._update_renorm_statistics(mean, variance)
+        if not self._frozen:
+            self._update_renorm_statistics(mean, variance)
         return _compose(r, d, scale, offset)
 
     def _train_affine(self, mean, variance, scale, offset, shape):
@@ -262,15 +320,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
             draws.append(keras.random.uniform((size,), low, high, dtype=dtype, seed=self._adjustment_seed))
         return tuple(draws)
 
-    def _adjusted_call(self, inputs):
+    def _batch_call(self, inputs, mask):
+        """Training with the batch's statistics (masked as Keras 3 masks), the adjustment's draws
+        when one is set, and the moving statistics updated unless frozen."""
         x = tf.cast(inputs, self._statistics_dtype)
         rank = len(x.shape)
         shape = [1] * rank
         shape[self.axis % rank] = -1
-        mean, variance = self._moments(x, None)
-        adjust_scale, adjust_bias = (tf.reshape(v, shape) for v in self.draw_adjustment(x.dtype))
+        mean, variance = self._moments(x, mask)
         gamma, beta = self._affine(x.dtype)
-        scale, offset = _compose(adjust_scale, adjust_bias, tf.reshape(gamma, shape), tf.reshape(beta, shape))
+        scale, offset = tf.reshape(gamma, shape), tf.reshape(beta, shape)
+        if self.adjustment is not None:
+            adjust_scale, adjust_bias = (tf.reshape(v, shape) for v in self.draw_adjustment(x.dtype))
+            scale, offset = _compose(adjust_scale, adjust_bias, scale, offset)
         scale, offset = self._train_affine(mean, variance, scale, offset, shape)
         outputs = tf.nn.batch_normalization(x, tf.reshape(mean, shape), tf.reshape(variance, shape),
                                             offset, scale, self.epsilon)

@@ -15,7 +15,7 @@ from enum import StrEnum
 FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
 FUSED_COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 ADJUSTMENT_KEYS = ("scale", "bias")
-KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on axis 1 or the last axis in a float32 or 16-bit "
+KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on one axis, 1 or the last, in a float32 or 16-bit "
                 "type, without renorm, synchronized, virtual_batch_size, adjustment or a mask")
 
 
@@ -28,6 +28,24 @@ class Kernel(StrEnum):
     FUSED_VIEW = "fused_view"  # the fused kernel on an (M, 1, 1, C) view of a channels-last input
     XLA = "xla"  # XLA-compiled statistics, normalization and hand-written backward pass
     COMPOSITE = "composite"  # Keras 3's composite ops, and nncards' paths for Keras 2's options
+
+
+TRAINABLE_SEMANTICS = ("keras3", "v1")
+
+
+def axes_of(axis: int | list[int] | tuple[int, ...]) -> list[int]:
+    """The normalized axes as a list, whether `axis` is one integer or several."""
+    return list(axis) if isinstance(axis, (list, tuple)) else [axis]
+
+
+def axes_out_of_range(axis, rank: int) -> list[int]:
+    """The axes that are no axis of an input of this rank (negative ones count from the end)."""
+    return [a for a in axes_of(axis) if not -rank <= a < rank]
+
+
+def normalized_axes(axis, rank: int) -> tuple[int, ...]:
+    """The axes as sorted non-negative indices (all in range; see `axes_out_of_range`)."""
+    return tuple(sorted(a % rank for a in axes_of(axis)))
 
 
 def compute_dtype(dtype: str) -> str:
@@ -57,6 +75,7 @@ class Options:
     adjustment: bool = False
     dtype: str = "float32"
     masked: bool = False
+    axis_list: bool = False  # several axes normalized together (a one-item list is one axis)
 
     def kernel_blockers(self) -> list[str]:
         """The options that keep the fused kernel away whatever the input's layout."""
@@ -67,8 +86,9 @@ class Options:
         return [name for name, blocks in used.items() if blocks]
 
     def kernel(self, rank: int, axis: int) -> Kernel:
-        """The kernel for an input of this rank normalized on this (non-negative) axis. `fused`
-        true takes the fused kernel on the input's layout; false keeps the composite ops."""
+        """The kernel for an input of this rank normalized on this one (non-negative) axis.
+        `fused` true takes the fused kernel on the input's layout; false keeps the composite ops.
+        (An axis list runs on a view of the input whose last axis holds every feature.)"""
         if self.fused is False or self.kernel_blockers() or rank < 2 or axis == 0:
             return Kernel.COMPOSITE
         if (rank, axis) in FUSED_DATA_FORMATS and (self.fused or axis == rank - 1):
@@ -77,10 +97,16 @@ class Options:
             return Kernel.COMPOSITE
         return Kernel.FUSED_VIEW if axis == rank - 1 else Kernel.XLA
 
-    def conflicts(self, rank: int | None = None, axis: int | None = None) -> list[Conflict]:
-        """Every combination that cannot run; `rank` and the non-negative `axis` when the input
-        is known (without them, only the rules that do not depend on it)."""
+    def conflicts(self, rank: int | None = None, axes: tuple[int, ...] | None = None) -> list[Conflict]:
+        """Every combination that cannot run; `rank` and the `normalized_axes` when the input is
+        known (without them, only the rules that do not depend on it)."""
         conflicts = []
+        if axes is not None and len(set(axes)) != len(axes):
+            conflicts.append(Conflict("axis", f"axis names the same axis twice: {list(axes)} for an input of "
+                                      f"rank {rank}", "distinct axes"))
+        if self.axis_list and self.masked:
+            conflicts.append(Conflict("axis", "an axis list cannot be combined with a mask (Keras 3 masks "
+                                      "expand along the last axis only)", "one axis with a mask"))
         if self.virtual_batch_size is not None:
             if self.adjustment:
                 conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size and adjustment cannot be "
@@ -88,13 +114,14 @@ class Options:
             if self.masked:
                 conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size cannot be combined with a "
                                           "mask", "null with a mask"))
-            if axis == 0:
+            if axes is not None and 0 in axes:
                 conflicts.append(Conflict("virtual_batch_size", "virtual_batch_size cannot be used when "
                                           "normalizing along the batch axis (axis 0)", "null with axis 0"))
         if self.fused:
-            blockers = self.kernel_blockers()
-            if rank is not None and axis is not None and (rank, axis) not in FUSED_DATA_FORMATS:
-                blockers.append(f"axis {axis} of a rank-{rank} input")
+            blockers = self.kernel_blockers() + (["an axis list"] if self.axis_list else [])
+            if rank is not None and axes is not None and not self.axis_list and \
+                    (rank, axes[0]) not in FUSED_DATA_FORMATS:
+                blockers.append(f"axis {axes[0]} of a rank-{rank} input")
             if blockers:
                 conflicts.append(Conflict("fused", f"fused is true, but the fused kernel cannot serve "
                                           f"{', '.join(blockers)}; {KERNEL_NEEDS}", "null or false"))

@@ -5,6 +5,9 @@ shares the card of `MaxPooling2D`). The coverage test fails for a Keras layer th
 carded nor listed here, and for an entry here that has a card or no longer exists; the docs
 render this list (`docs/cards/keras-layers.md`). Data only: no Keras import.
 
+Some arguments of carded layers have no parameter either (`UNCARDED_ARGUMENTS`, by argument
+name for every layer, or `Layer.argument` for one): a model that sets them cannot become a graph.
+
 Preprocessing layers that can learn their state from data (`Normalization`, `Discretization`,
 `IntegerLookup`) are carded in the form that takes the state as arguments; their `adapt` is not
 offered, since a graph has no data before it runs.
@@ -49,4 +52,23 @@ EXCLUDED: dict[str, str] = {
     "Equalization": "In Keras 3.15 it cannot be part of a functional model (its symbolic call makes "
                     "the graph cyclic); AutoContrast and ContrastLimitedAdaptiveHistogramEqualization "
                     "adjust contrast instead.",
+}
+
+UNCARDED_ARGUMENTS: dict[str, str] = {
+    "stateful": "Carries the state from one batch to the next, which needs the batch size fixed in "
+                "the model; an Input card describes one sample, never the batch.",
+    "sparse": "Makes a sparse tensor; the tensors between nncards' cards are dense.",
+    "quantization_config": "Quantization is applied to a trained model (`quantize`), not declared with "
+                           "the layer.",
+    "gptq_unpacked_column_size": "Belongs to GPTQ quantization, applied to a trained model, not declared "
+                                 "with the layer.",
+    "weights": "Starting weights as arrays; a RUN's `weights` sets them instead.",
+    "Discretization.num_bins": "The number of bins whose boundaries `adapt` learns from data; the card "
+                               "takes the boundaries themselves.",
+    "Discretization.epsilon": "The accuracy of the bin boundaries `adapt` learns; the card takes the "
+                              "boundaries themselves.",
+    "IntegerLookup.idf_weights": "Inverse document frequencies for the `tf_idf` output mode, usually "
+                                 "learned with `adapt`; the card offers the other output modes.",
+    "Discretization.dtype": "The output type follows from `output_mode`.",
+    "HashedCrossing.dtype": "The output type follows from `output_mode`.",
 }

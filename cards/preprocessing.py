@@ -189,10 +189,16 @@ class IntegerLookup(IntegerPreprocessingCard):
         "`mask_token` comes before them."
     )
     Params = arguments(
-        "IntegerLookupParams", [{"vocabulary": [3, 7, 11]}, {"vocabulary": [3, 7, 11], "mask_token": 0, "output_mode": "multi_hot"}],
+        "IntegerLookupParams", [{"vocabulary": [3, 7, 11]}, {"vocabulary": [3, 7, 11], "mask_token": 0, "output_mode": "multi_hot"},
+                                {"vocabulary": [3, 7, 11], "num_oov_indices": 2, "oov_method": "farmhash", "salt": 5}],
         vocabulary=(list[int], param(..., text="Vocabulary", min_length=1, help="The known ids, each once, in index order.")),
         num_oov_indices=(int, param(1, text="Out-of-vocabulary indices", ge=0,
-                                    help="How many indices unknown ids are hashed into; 0: unknown ids are an error.")),
+                                    help="How many indices unknown ids are spread over; 0: unknown ids are an error.")),
+        oov_method=(Literal["floormod", "farmhash"], param(
+            "floormod", text="Out-of-vocabulary method",
+            help="How an unknown id picks one of several out-of-vocabulary indices: its remainder "
+            "(`floormod`) or a hash (`farmhash`), which spreads sequential ids more evenly.")),
+        salt=(int | None, param(None, text="Salt", ge=0, help="With `farmhash`: a key for the hash; empty: unkeyed.")),
         mask_token=(int | None, param(None, text="Mask token", help="An id that means padding: index 0, masked downstream.")),
         oov_token=(int, param(-1, text="Out-of-vocabulary token", help="The id that an out-of-vocabulary index maps back to with `invert`.")),
         **flag("invert", False, "Invert", "Map indices back to vocabulary ids."),

@@ -7,7 +7,7 @@ import inspect
 
 import keras
 
-from nncards.cards.exclusions import EXCLUDED
+from nncards.cards.exclusions import EXCLUDED, UNCARDED_ARGUMENTS
 from nncards.keras_objects import keras_attribute
 from nncards.registry import registry
 
@@ -58,3 +58,33 @@ def test_each_carded_layer_has_one_card_named_after_its_class():
 def test_most_keras_layers_have_cards():
     layers, cards = public_layers(), carded()
     assert len(cards) >= 120 and len(cards) + len(EXCLUDED) == len(layers)
+
+
+# Keras 2's batch normalization options, served by nncards' own subclass of the Keras layer.
+NNCARDS_OPTIONS = {"layer_BatchNormalization": {"fused", "virtual_batch_size", "adjustment"}}
+
+
+def constructor_keywords(layer: type) -> tuple[set[str], set[str]]:
+    """(the arguments of the class's own constructor, every keyword its constructors accept)."""
+    accepted = set()
+    for klass in layer.__mro__:
+        if "__init__" in klass.__dict__:
+            accepted |= set(inspect.signature(klass.__init__).parameters)
+    own = set(inspect.signature(layer.__init__).parameters) - {"self", "kwargs"}
+    return own, accepted
+
+
+def test_card_params_are_the_keras_constructor_arguments():
+    """Import and export map a layer's config to a card's params by name: every param is a
+    constructor argument (or a call option), and every argument is a param, a layer socket or
+    written down as uncarded with its reason."""
+    for layer, (card_id,) in carded().items():
+        card = registry().get(card_id)
+        own, accepted = constructor_keywords(layer)
+        params = set(card.Params.model_fields) - set(card.call_options) - NNCARDS_OPTIONS.get(card_id, set())
+        assert params <= accepted, f"{card_id}: {sorted(params - accepted)} are not arguments of {layer.__name__}"
+        assert not set(card.call_options) & own, card_id
+        sockets = {p.id for p in card.sockets if p.type == "NeuralNetworkLayer"}
+        uncarded = {a for a in own - params - sockets
+                    if a not in UNCARDED_ARGUMENTS and f"{layer.__name__}.{a}" not in UNCARDED_ARGUMENTS}
+        assert not uncarded, f"{card_id}: the arguments {sorted(uncarded)} have neither a param nor a reason"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nncards.cards.exclusions import EXCLUDED
+from nncards.cards.exclusions import EXCLUDED, UNCARDED_ARGUMENTS
 from nncards.card import Card
 from nncards.docs.card_image import render
 from nncards.docs.schema_text import object_keys
@@ -47,7 +47,7 @@ def generate(cards: list[type[Card]]) -> dict[str, str]:
 
     by_id = {card.id: card for card in cards}
     files = {"docs/cards/index.md": cards_index(cards), "docs/types/index.md": types_index(),
-             f"docs/{KERAS_LAYERS_PAGE}": keras_layers_page(EXCLUDED)}
+             f"docs/{KERAS_LAYERS_PAGE}": keras_layers_page(EXCLUDED, UNCARDED_ARGUMENTS)}
     for card in cards:
         files[f"docs/cards/{card.id}.md"] = card_page(card, by_id)
         files[f"assets/cards/{card.id}.svg"] = render(card.info().model_dump(mode="json"))

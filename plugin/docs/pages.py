@@ -218,8 +218,9 @@ def cards_index(cards: list[type[Card]]) -> str:
 KERAS_LAYERS_PAGE = "cards/keras-layers.md"
 
 
-def keras_layers_page(excluded: dict[str, str]) -> str:
-    """The public Keras layers without a card, each with the reason (`nncards.cards.exclusions`)."""
+def keras_layers_page(excluded: dict[str, str], uncarded_arguments: dict[str, str]) -> str:
+    """The public Keras layers without a card and the arguments of carded layers without a
+    parameter, each with the reason (`nncards.cards.exclusions`)."""
     lines = [
         GENERATED_NOTE, "# Keras layers without a card", "",
         "Every public layer class of `keras.layers` has a card (an alias such as `MaxPool2D` shares "
@@ -227,6 +228,11 @@ def keras_layers_page(excluded: dict[str, str]) -> str:
         "a layer that is neither carded nor listed here with its reason.", "",
         "| Keras layer | Why it has no card |", "|---|---|",
         *(f"| `keras.layers.{name}` | {cell(reason)} |" for name, reason in excluded.items()),
+        "", "## Arguments without a parameter", "",
+        "A card's parameters carry the names of its Keras layer's arguments. These arguments have "
+        "no parameter, on every layer that has them or on the one layer named:", "",
+        "| Argument | Why it has no parameter |", "|---|---|",
+        *(f"| `{name}` | {cell(reason)} |" for name, reason in uncarded_arguments.items()),
     ]
     return "\n".join(lines) + "\n"
 

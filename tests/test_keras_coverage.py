@@ -61,7 +61,7 @@ def test_most_keras_layers_have_cards():
 
 
 # Keras 2's batch normalization options, served by nncards' own subclass of the Keras layer.
-NNCARDS_OPTIONS = {"layer_BatchNormalization": {"fused", "virtual_batch_size", "adjustment"}}
+NNCARDS_OPTIONS = {"layer_BatchNormalization": {"fused", "virtual_batch_size", "adjustment", "trainable_semantics"}}
 
 
 def constructor_keywords(layer: type) -> tuple[set[str], set[str]]:

@@ -70,7 +70,11 @@ class LoopbackNamespace:
                 _check(_libc.setns(self._fd, CLONE_NEWNET), "setns")
 
     def call(self, function, *args, **kwargs):
-        return self._pool.submit(function, *args, **kwargs).result()
+        return self.submit(function, *args, **kwargs).result()
+
+    def submit(self, function, *args, **kwargs):
+        """Run `function` in the namespace without waiting: its future."""
+        return self._pool.submit(function, *args, **kwargs)
 
     def processes(self) -> list[int]:
         """Every process living in the namespace."""

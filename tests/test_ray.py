@@ -36,17 +36,27 @@ def fit_run(epochs: int, **extra) -> dict:
                       {"kind": "predict", "inputs": {"x": X[:4].tolist()}}]}
 
 
-def ray_server(cluster, data_dir, *flags) -> LiveServer:
-    server = LiveServer(data_dir, "--executor", "ray", "--ray-address", cluster.address, *flags,
-                        env=cluster.env, startup_timeout=120)
-    return cluster.namespace.call(server.start)
+TIME_LIMIT_SECONDS = 4
 
 
 @pytest.fixture(scope="module")
-def server(ray_cluster, tmp_path_factory):
-    live = ray_server(ray_cluster, tmp_path_factory.mktemp("ray-server"))
-    yield live
-    ray_cluster.namespace.call(live.stop)
+def servers(ray_cluster, tmp_path_factory):
+    """Two servers on the cluster, started side by side: one with the default time limit, one with a short one."""
+    servers = [LiveServer(tmp_path_factory.mktemp("ray-server"), "--executor", "ray", "--ray-address",
+                          ray_cluster.address, *flags, env=ray_cluster.env, startup_timeout=120)
+               for flags in ((), ("--max-run-seconds", str(TIME_LIMIT_SECONDS)))]
+    starting = [ray_cluster.namespace.submit(live.start) for live in servers]
+    try:
+        yield [started.result() for started in starting]
+    finally:
+        for started, live in zip(starting, servers):
+            if started.exception() is None:
+                ray_cluster.namespace.call(live.stop)
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers[0]
 
 
 def wait_for(condition, seconds=90.0, what="the condition"):
@@ -57,6 +67,12 @@ def wait_for(condition, seconds=90.0, what="the condition"):
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished_result(client, run_id, seconds=90.0) -> dict:
+    """The run's RUN RESULT once it has finished."""
+    return wait_for(lambda: (r := client.get(f"/runs/{run_id}").json())["status"] not in ("queued", "running") and r,
+                    seconds, what=f"run {run_id} to finish")
 
 
 def wait_until_training(api, run_id):
@@ -104,6 +120,16 @@ def test_resources_no_node_could_ever_hold_are_refused_at_submission(server, res
     assert (problem["code"], problem["port"]) == ("param_invalid", port)
 
 
+def test_several_workers_are_refused_at_submission_without_a_cluster(live_server):
+    """The local executor (no Ray): a multi-worker run could never start there."""
+    run = fit_run(epochs=1, distribution={"strategy": "multi_worker_mirrored", "workers": 2})
+    answer = live_server.client.post("/runs", json=run)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()["error"]["errors"][0]
+    assert (problem["code"], problem["port"]) == ("param_invalid", "distribution/workers")
+    assert nncards.run(run)["error"]["errors"][0]["port"] == "distribution/workers"
+
+
 def test_cancel_stops_the_task_on_its_node(ray_cluster, server):
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     wait_until_training(server.client, run_id)
@@ -118,8 +144,7 @@ def test_a_lost_worker_process_fails_the_run_with_its_code_and_the_next_run_succ
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     wait_until_training(server.client, run_id)
     os.kill(task_of(ray_cluster, run_id).worker_pid, signal.SIGKILL)
-    result = wait_for(lambda: (r := server.client.get(f"/runs/{run_id}").json())["status"] != "running" and r,
-                      what="the run to end")
+    result = finished_result(server.client, run_id)
     assert result["status"] == "failed"
     assert result["error"]["code"] == "run_node_lost", result["error"]
     following = server.client.post("/runs?wait=120", json=fit_run(epochs=1))
@@ -127,19 +152,15 @@ def test_a_lost_worker_process_fails_the_run_with_its_code_and_the_next_run_succ
     assert following.json()["status"] == "succeeded", following.json()["error"]
 
 
-def test_the_time_limit_kills_the_task_on_its_node(ray_cluster, tmp_path):
-    limited = ray_server(ray_cluster, tmp_path, "--max-run-seconds", "4")
-    try:
-        run_id = limited.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
-        result = wait_for(lambda: (r := limited.client.get(f"/runs/{run_id}").json())["status"] not in
-                          ("queued", "running") and r, what="the time limit")
-        assert (result["status"], result["error"]["code"]) == ("failed", "run_timeout")
-        task = wait_for(lambda: (t := task_of(ray_cluster, run_id)).state != "RUNNING" and t, what="the task to end")
-        assert task.state == "FAILED"
-        with pytest.raises(ProcessLookupError):
-            os.kill(task.worker_pid, 0)  # its process on the node is gone
-    finally:
-        ray_cluster.namespace.call(limited.stop)
+def test_the_time_limit_kills_the_task_on_its_node(ray_cluster, servers):
+    limited = servers[1]
+    run_id = limited.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
+    result = finished_result(limited.client, run_id)
+    assert (result["status"], result["error"]["code"]) == ("failed", "run_timeout")
+    task = wait_for(lambda: (t := task_of(ray_cluster, run_id)).state != "RUNNING" and t, what="the task to end")
+    assert task.state == "FAILED"
+    with pytest.raises(ProcessLookupError):
+        os.kill(task.worker_pid, 0)  # its process on the node is gone
 
 
 # -- two Ray Train workers under MultiWorkerMirroredStrategy --------------------------------------
@@ -162,8 +183,7 @@ def test_two_workers_train_together_and_synchronized_statistics_span_the_global_
     created = server.client.post("/runs", json=run)
     assert created.status_code == 201, created.text
     run_id = created.json()["run_id"]
-    result = wait_for(lambda: (r := server.client.get(f"/runs/{run_id}").json())["status"] not in
-                      ("queued", "running") and r, seconds=240, what="the multi-worker run")
+    result = finished_result(server.client, run_id, seconds=240)
     assert result["status"] == "succeeded", result["error"]
     synchronized, solo = result["layers"]["bn"]["weights"], result["layers"]["solo"]["weights"]
     np.testing.assert_allclose(synchronized["moving_mean"], HALVES.mean(0), atol=1e-5)

@@ -35,19 +35,24 @@ def checked_request(request: dict | Run, options: RunOptions) -> Run:
     return request
 
 
-def execute(request: dict | Run, options: RunOptions | None = None) -> RunResult:
-    """Run a RUN and return its RUN RESULT; failures are reported in it, never raised."""
-    options = options or RunOptions()
-    try:
-        request = checked_request(request, options)
-    except NncardsError as exc:
-        return RunResult.failed(options.run_id, exc)
+def check_runs_here(request: Run) -> None:
+    """Refuse what one machine cannot run: several workers need a Ray cluster."""
     if request.distribution is not None and request.distribution.across_workers:
         message = ("a multi_worker_mirrored run with several workers needs a Ray cluster "
                    "(nncards serve --executor ray)")
-        return RunResult.failed(options.run_id, NncardsError("request_invalid", message, [Problem(
+        raise NncardsError("request_invalid", message, [Problem(
             code="param_invalid", port="distribution/workers", message=message, expected=1,
-            received=request.distribution.workers)]))
+            received=request.distribution.workers)])
+
+
+def execute(request: dict | Run, options: RunOptions | None = None) -> RunResult:
+    """Run a RUN here and return its RUN RESULT; failures are reported in it, never raised."""
+    options = options or RunOptions()
+    try:
+        request = checked_request(request, options)
+        check_runs_here(request)
+    except NncardsError as exc:
+        return RunResult.failed(options.run_id, exc)
     if request.distribution is not None:
         return run_distributed(request, options)
     return run_steps(request, options)

@@ -33,6 +33,7 @@ from pathlib import Path
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
 from nncards.contract.run import Run
+from nncards.execute.entry import check_runs_here
 from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.execute.options import RunOptions
@@ -186,6 +187,9 @@ class LocalExecutor(Executor):
         worker.run_id = None
         self._idle.append(worker)
         self._freed.set()
+
+    def check(self, request: Run) -> None:
+        check_runs_here(request)
 
     async def capacity(self) -> None:
         while not self._idle:

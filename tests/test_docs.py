@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LiveServer
 
 import nncards
 from nncards import cli
@@ -240,11 +241,12 @@ class RestExample:
     keeps_run_id_as: str | None
 
 
-def rest_examples() -> list[RestExample]:
-    blocks = fenced_blocks((DOCS / "rest-api.md").read_text())
+def rest_examples(guide: str = "rest-api.md") -> list[RestExample]:
+    """The requests of a guide: each `sh` block that starts with `# answers STATUS`."""
+    blocks = fenced_blocks((DOCS / guide).read_text())
     examples = []
     for (lang, body), (answer_language, answer) in zip(blocks, blocks[1:]):
-        if lang == "sh":
+        if lang == "sh" and body.startswith("# answers"):
             header = re.match(r"# answers (\d+)(?:, its run_id is \$(\w+))?\n", body)
             assert header, body
             examples.append(RestExample(body.split("\n", 1)[1].strip(), int(header.group(1)), answer_language,
@@ -302,10 +304,10 @@ def server_sent_events(text: str) -> list[dict]:
     return events
 
 
-def test_rest_guide_examples_answer_as_shown_by_a_live_server(live_server):
-    env = {**os.environ}
-    for example in rest_examples():
-        command = example.command.replace("http://127.0.0.1:8000", live_server.url)
+def answers_as_shown(server: LiveServer, examples: list[RestExample], env: dict[str, str]) -> None:
+    """Each example's command, sent to `server`, answers the status and the answer shown."""
+    for example in examples:
+        command = example.command.replace("http://127.0.0.1:8000", server.url)
         done = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=90)
         body, _, code = done.stdout.rpartition("\n")
@@ -318,6 +320,28 @@ def test_rest_guide_examples_answer_as_shown_by_a_live_server(live_server):
         else:
             same_as_shown(server_sent_events(example.answer) if example.answer else [],
                           server_sent_events(body) if body else [], command)
+
+
+def test_rest_guide_examples_answer_as_shown_by_a_live_server(live_server):
+    answers_as_shown(live_server, rest_examples(), {**os.environ})
+
+
+GUIDE_TOKEN = "a-token-for-the-security-guide"
+
+
+def test_security_guide_examples_answer_as_shown_by_a_guarded_server(tmp_path):
+    env = {**os.environ, "NNCARDS_TOKEN": GUIDE_TOKEN}
+    server = LiveServer(tmp_path / "data", "--allowed-hosts", "nncards.example.org", env=env).start()
+    try:
+        answers_as_shown(server, rest_examples("security.md"), env)
+    finally:
+        server.stop()
+    blocks = fenced_blocks((DOCS / "security.md").read_text())
+    command, refusal = next((body, blocks[index + 1][1]) for index, (lang, body) in enumerate(blocks)
+                            if lang == "sh" and body.startswith("nncards serve --host"))
+    done = subprocess.run([sys.executable, "-m", "nncards.cli", *command.split()[1:], "--data-dir",
+                           str(tmp_path / "refused")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == refusal.strip()
 
 
 def test_rest_guide_shows_every_route_of_the_api(live_server):

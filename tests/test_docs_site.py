@@ -98,7 +98,7 @@ def test_card_page_fits_1280_pixels_with_every_help_visible(page, site_url, card
 
 
 @pytest.mark.parametrize("guide", ["", "getting-started/", "rest-api/", "card-packs/", "models-in-and-out/",
-                                   "benchmarks/", "ray/"])
+                                   "benchmarks/", "ray/", "security/"])
 def test_guide_fits_1280_pixels(page, site_url, guide):
     page.goto(f"{site_url}/{guide}")
     widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")

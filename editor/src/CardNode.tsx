@@ -10,6 +10,7 @@ import { useEditor, type CardNode as CardNodeType } from "./store";
 import type { Port, Problem } from "./types";
 
 const EMPTY: Problem[] = [];
+const LAYER_TYPE = "NeuralNetworkLayer";
 
 function portTitle(port: Port, problems: Problem[]): string {
   const lines = [`${port.text} (${port.type})${port.required ? ", required" : ""}`, port.help, ...problems.map((p) => `⚠ ${p.message}`)];
@@ -59,14 +60,19 @@ function CardNodeView({ id, data, selected }: NodeProps<CardNodeType>) {
   const problems = useEditor(useShallow((s) => s.validation.errors.filter((e) => e.node === id)));
   const drafts = useEditor((s) => s.drafts[id]);
   const wiredKey = useEditor((s) => s.edges.filter((e) => e.target === id).map((e) => e.targetHandle).sort().join(","));
-  const feeds = useEditor((s) => s.edges.some((e) => e.source === id));
+  const feedingKey = useEditor((s) => [...new Set(s.edges.filter((e) => e.source === id).map((e) => e.sourceHandle))].sort().join(","));
+  const feeds = feedingKey !== "";
   const updateInternals = useUpdateNodeInternals();
   const expanded = Boolean(data.expanded);
 
   const wired = new Set(wiredKey ? wiredKey.split(",") : []);
   const inputs = card ? card.inputs.filter((p) => p.socket && (expanded || !p.literal || wired.has(p.id))) : [];
-  const outputs = card ? card.outputs : [];
-  const shownKey = inputs.map((p) => p.id).join(",");
+  // Compact: a layer card's "Layer instance" output (for wrappers and weight sharing) only when
+  // it is wired, unless the card has nothing else to offer.
+  const feeding = new Set(feedingKey ? feedingKey.split(",") : []);
+  const tensorsOut = card ? card.outputs.filter((p) => expanded || p.type !== LAYER_TYPE || feeding.has(p.id)) : [];
+  const outputs = card ? (tensorsOut.length ? tensorsOut : card.outputs) : [];
+  const shownKey = [...inputs, ...outputs].map((p) => p.id).join(",");
   useEffect(() => {
     updateInternals(id);
   }, [id, shownKey, expanded, updateInternals]);

@@ -70,7 +70,8 @@ async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     store = app.state.store or RunStore(settings.data_dir)
     app.state.validation = ValidationService(settings.limits, settings.validation_cache_size,
-                                             settings.validation_workers, settings.validation_memo_bytes)
+                                             settings.validation_workers, settings.validation_memo_bytes,
+                                             idle_seconds=settings.worker_idle_seconds)
     if settings.executor == ExecutorKind.RAY:
         from nncards.server.services.cluster import RayExecutor  # Ray is imported only when asked for
 
@@ -79,7 +80,8 @@ async def lifespan(app: FastAPI):
     else:
         executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
                            niceness=settings.run_niceness, limits=settings.limits, results_dir=store.results,
-                           max_result_elements=settings.max_result_elements)
+                           max_result_elements=settings.max_result_elements,
+                           idle_seconds=settings.worker_idle_seconds)
     app.state.runs = RunService(store, settings.limits, executor, max_queued=settings.max_queued_runs,
                                 retention=Retention(settings.keep_runs, settings.keep_bytes),
                                 max_result_elements=settings.max_result_elements)
@@ -87,7 +89,8 @@ async def lifespan(app: FastAPI):
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
         # answers, so that its start and the editor's first catalogue request come first.
-        asyncio.get_running_loop().call_later(WARM_UP_DELAY_SECONDS, app.state.validation.warm_up)
+        for service in (app.state.validation, app.state.runs.executor):
+            asyncio.get_running_loop().call_later(WARM_UP_DELAY_SECONDS, service.warm_up)
     try:
         yield
     finally:

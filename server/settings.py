@@ -82,8 +82,14 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins (e.g. https://editor.example.org, or *) allowed to call the "
         "API from a browser; none by default. The variable takes a comma-separated list.")
-    warm_up: bool = Field(True, description="Import TensorFlow in the background right after start-up, so "
-                          "that the first validation and the first run do not wait for it.")
+    warm_up: bool = Field(False, description="Start the TensorFlow workers (validation and runs) right after "
+                          "start-up, so that the first validation and the first run do not wait for TensorFlow's "
+                          "import; otherwise each starts when first needed. Either way they stop once idle "
+                          "(--worker-idle-seconds).")
+    worker_idle_seconds: float = Field(300.0, ge=0, description="Seconds a TensorFlow worker (validation or "
+                                       "runs) may stay idle before it stops and gives its memory (some 600 MiB "
+                                       "each) back; the next validation or run starts it again, paying "
+                                       "TensorFlow's import. 0: never stop.")
     validation_workers: int = Field(1, ge=1, description="Processes that validate graphs, apart from the "
                                     "server's own so that a validation never stalls other requests; each one "
                                     "holds a copy of TensorFlow.")

@@ -61,6 +61,22 @@ class LiveServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def children(self) -> dict[int, bytes]:
+        """The server's child processes (workers, resource tracker), with their command lines."""
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rpartition(")")[2].split()[1])
+                if parent == self.process.pid:
+                    found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue  # the process ended while being looked at
+        return found
+
+    def spawned_workers(self) -> set[int]:
+        """Pids of the processes the server spawned to run and to validate (not its resource tracker)."""
+        return {pid for pid, command in self.children().items() if b"spawn_main" in command}
+
     def stop(self, clean: bool = True) -> None:
         """A clean stop (SIGTERM, the server shuts down its workers) or an unclean one (SIGKILL)."""
         if self.process and self.process.poll() is None:

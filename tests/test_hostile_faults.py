@@ -42,7 +42,7 @@ def wait_for_epoch(api, run_id) -> float:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("faults"), "--workers", "1").start()
+    server = LiveServer(tmp_path_factory.mktemp("faults"), "--workers", "1", "--warm-up").start()
     yield server
     server.stop()
 
@@ -106,20 +106,6 @@ def test_kill_during_fit_keeps_finished_runs_and_the_database(server):
     assert again["status"] == "succeeded" and again["steps"] == finished[0]["steps"]
 
 
-def spawned_workers(server) -> set[int]:
-    """Pids of the processes the server spawned to run and to validate (not its resource tracker)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue  # the process ended while being looked at
-        if parent == server.process.pid and b"spawn_main" in command:
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 def niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
 
@@ -127,7 +113,7 @@ def niceness(pid: int) -> int:
 def test_killed_workers_are_replaced_and_requests_still_answered(server):
     api = server.client
     assert api.post("/graphs/validate", json=bn_graph([2])).json()["valid"]  # the validation worker is up
-    killed = spawned_workers(server)
+    killed = server.spawned_workers()
     assert len(killed) == 2  # the run worker (--workers 1) and the validation worker
     # training yields the CPU to the server's own work: the run worker alone is niced (default 10)
     assert sorted(niceness(pid) for pid in killed) == [0, 10]
@@ -139,5 +125,5 @@ def test_killed_workers_are_replaced_and_requests_still_answered(server):
     assert answer.status_code == 200 and answer.json() == nncards.validate(graph)
     call = {"graph": graph, "steps": [{"kind": "call", "inputs": {"x": [[1.0, 2.0, 3.0, 4.0, 5.0]]}}]}
     assert api.post("/runs", params={"wait": "true"}, json=call).json()["status"] == "succeeded"
-    replacements = spawned_workers(server)
+    replacements = server.spawned_workers()
     assert len(replacements) == 2 and not replacements & killed

@@ -95,6 +95,7 @@ RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.bod
 async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, settings: SettingsDep,
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
+    runs.prepare()
     _check_limits(run, await validation.validate(run.graph), settings)
     await runs.check(run)
     run_id = await runs.submit(run.model_dump(by_alias=True))

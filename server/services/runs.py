@@ -195,6 +195,10 @@ class RunService:
         """Refuse a run the executor could never execute (e.g. more resources than any cluster node has)."""
         await asyncio.to_thread(self.executor.check, run)
 
+    def prepare(self) -> None:
+        """A run request has come and is being checked: the executor may get ready for it meanwhile."""
+        self.executor.prepare()
+
     async def submit(self, request: dict) -> str:
         if len(self._pending) >= self.max_queued:
             raise Unavailable(ErrorCode.QUEUE_FULL, f"{len(self._pending)} runs are already waiting, the most "

@@ -3,8 +3,9 @@
 Keras' symbolic build is pure Python and holds the GIL for tens of milliseconds per graph: on a
 thread of the server it would stall the event loop, and every catalogue request with it. So
 validations run in spawned worker processes (never forked: TensorFlow's threads do not survive
-a fork), which import TensorFlow as they start (the warm-up). The server process itself never
-imports TensorFlow. A worker that dies is replaced and the validation tried once more.
+a fork), which import TensorFlow as they start: with the first validation, or at the warm-up.
+They stop after `idle_seconds` without a validation, giving TensorFlow's memory back, and the
+next validation starts them again. The server process itself never imports TensorFlow. A worker that dies is replaced and the validation tried once more.
 Results are cached in the server under a hash of the graph's content; node positions are left
 out of the hash because they do not change the result.
 """
@@ -90,14 +91,32 @@ class ValidationService:
 
     CACHE_BYTES = 32 * 2**20
 
-    def __init__(self, limits: Limits, cache_size: int, workers: int, memo_bytes: int):
+    def __init__(self, limits: Limits, cache_size: int, workers: int, memo_bytes: int, idle_seconds: float = 0):
+        """`idle_seconds`: how long the workers may wait for a validation before they stop (0: forever)."""
         self.limits = limits
         self.cache_size = cache_size
         self.workers = workers
         self.memo_bytes = memo_bytes
+        self.idle_seconds = idle_seconds
         self._cache: OrderedDict[str, tuple[ValidationResult, int]] = OrderedDict()
         self._cache_bytes = 0
         self._pool: ProcessPoolExecutor | None = None
+        self._busy = 0  # validations under way
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def _stop_when_idle(self) -> None:
+        """(Re)start the idle clock of the workers; called on the event loop."""
+        if self._idle_timer:
+            self._idle_timer.cancel()
+        if self.idle_seconds and self._pool is not None:
+            self._idle_timer = asyncio.get_running_loop().call_later(self.idle_seconds, self._stop_idle)
+
+    def _stop_idle(self) -> None:
+        if self._busy or self._pool is None:
+            return
+        log.info("the validation workers stop after %g s without a validation", self.idle_seconds)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
 
     def _executor(self) -> ProcessPoolExecutor:
         # Created on first use: a server that only serves the catalogue starts no worker.
@@ -117,6 +136,7 @@ class ValidationService:
         for _ in range(self.workers):
             self._executor().submit(os.getpid).add_done_callback(
                 lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
+        self._stop_when_idle()
 
     async def validate(self, graph: Graph) -> ValidationResult:
         key = canonical_hash(graph)
@@ -125,6 +145,14 @@ class ValidationService:
             self._cache.move_to_end(key)
             return cached[0]
         content = graph.model_dump()  # plain data: cheaper to send to a worker than the model
+        self._busy += 1
+        try:
+            return await self._validate_uncached(key, content)
+        finally:
+            self._busy -= 1
+            self._stop_when_idle()
+
+    async def _validate_uncached(self, key: str, content: dict) -> ValidationResult:
         for _ in range(ATTEMPTS):
             pool = self._executor()
             try:

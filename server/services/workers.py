@@ -11,7 +11,9 @@ written as `.npy` files in `results_dir/<run_id>/` (see `results.py`): results n
 
 Local workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
 TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
-soon as they start. They run at a lower priority (niceness) than the server: training takes
+soon as they start. They start when a run needs one (or at the warm-up) and stop after
+`idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
+gives back; the next run pays only the import again. They run at a lower priority (niceness) than the server: training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
 talks to the server over a pipe; a shared flag asks its run to stop at its next batch; a worker
 that must stop at once is killed and replaced. Workers (and a distributed run's child) die
@@ -83,6 +85,12 @@ class Executor(abc.ABC):
     def close(self) -> None:
         """Stop every run and process."""
 
+    def warm_up(self) -> None:
+        """Get ready for runs ahead of the first one (called on the event loop); by default nothing to do."""
+
+    def prepare(self) -> None:
+        """A run is coming (it is being validated): get ready for it; by default nothing to do."""
+
 
 # -- the local implementation: a pool of worker processes ----------------------------------------
 
@@ -138,6 +146,7 @@ class Worker:
         child.close()
         self.run_id: str | None = None
         self.retired = False
+        self.idle_timer: asyncio.TimerHandle | None = None  # stops the worker once idle too long
         self._pool = pool
         threading.Thread(target=self._listen, name=f"{self.name}-listener", daemon=True).start()
 
@@ -161,13 +170,15 @@ class Worker:
 
 
 class LocalExecutor(Executor):
-    """A fixed number of worker processes on this machine, one run at a time each."""
+    """Up to `size` worker processes on this machine, one run at a time each, started when needed."""
 
     def __init__(self, on_message: OnMessage, on_lost: OnLost, *, size: int, threads: int, niceness: int,
-                 limits: Limits, results_dir: Path, max_result_elements: int):
+                 limits: Limits, results_dir: Path, max_result_elements: int, idle_seconds: float = 0):
+        """`idle_seconds`: how long a worker may wait for a run before it stops (0: forever)."""
         super().__init__(on_message, on_lost)
         self.size, self.threads, self.niceness, self.limits = size, threads, niceness, limits
         self.results_dir, self.max_result_elements = results_dir, max_result_elements
+        self.idle_seconds = idle_seconds
         self.workers: list[Worker] = []
         self._idle: list[Worker] = []
         self._freed = asyncio.Event()
@@ -175,7 +186,14 @@ class LocalExecutor(Executor):
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        for _ in range(self.size):
+
+    def warm_up(self) -> None:
+        while len(self.workers) < self.size:
+            self._add_idle(self._spawn())
+
+    def prepare(self) -> None:
+        # A worker started now imports TensorFlow while the run is validated, not after.
+        if not self._idle and len(self.workers) < self.size:
             self._add_idle(self._spawn())
 
     def _spawn(self) -> Worker:
@@ -187,17 +205,31 @@ class LocalExecutor(Executor):
         worker.run_id = None
         self._idle.append(worker)
         self._freed.set()
+        if self.idle_seconds:
+            worker.idle_timer = self.loop.call_later(self.idle_seconds, self._stop_idle, worker)
+
+    def _stop_idle(self, worker: Worker) -> None:
+        if worker in self._idle:
+            log.info("%s stops after %g s without a run", worker.name, self.idle_seconds)
+            self._idle.remove(worker)
+            self.workers.remove(worker)
+            worker.stop()
 
     def check(self, request: Run) -> None:
         check_runs_here(request)
 
     async def capacity(self) -> None:
         while not self._idle:
+            if len(self.workers) < self.size:
+                self._add_idle(self._spawn())  # it takes the run once TensorFlow is imported
+                return
             self._freed.clear()
             await self._freed.wait()
 
     async def submit(self, run_id: str, request: dict) -> None:
         worker = self._idle.pop(0)
+        if worker.idle_timer:
+            worker.idle_timer.cancel()
         worker.run_id = run_id
         worker.cancel.clear()
         try:
@@ -240,13 +272,13 @@ class LocalExecutor(Executor):
             self.on_lost(run_id, f"The worker process stopped unexpectedly (exit code {worker.process.exitcode}).")
 
     def _replace(self, worker: Worker) -> None:
-        """Kill a worker (if still alive) and put a fresh one in its place."""
+        """Kill a worker (if still alive); the next run that needs one starts a fresh one."""
         if not worker.retired:
             worker.stop()
         self.workers.remove(worker)
         if worker in self._idle:
             self._idle.remove(worker)
-        self._add_idle(self._spawn())
+        self._freed.set()
 
     def close(self) -> None:
         for worker in list(self.workers):

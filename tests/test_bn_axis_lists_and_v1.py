@@ -16,7 +16,7 @@ import tf_keras
 from tf_keras.src.layers.normalization.batch_normalization_v1 import BatchNormalization as KerasV1
 
 import nncards
-from graphs import bn_graph
+from graphs import bn_graph, edge, node
 from nncards.layers.batch_normalization import BatchNormalization
 
 RNG = np.random.default_rng(23)
@@ -146,6 +146,9 @@ def test_axis_list_runs_through_the_card_and_refuses_a_mask_and_fused():
                                gamma * (x - mean) / np.sqrt(variance + 1e-3) + beta, atol=1e-4)
     errors = nncards.validate(bn_graph([3, 5, 2], {"axis": [1, 3], "fused": True}))["errors"]
     assert [(e["code"], e["port"]) for e in errors] == [("param_invalid", "fused")]
+    masked = bn_graph([3, 5, 2], {"axis": [1, 3]}, extra_nodes=[node("m", "input", shape=[3, 5], dtype="bool")],
+                      extra_edges=[edge("m", "output", "bn", "mask")])
+    assert [(e["code"], e["port"]) for e in nncards.validate(masked)["errors"]] == [("param_invalid", "axis")]
 
 
 # -- V1 semantics ---------------------------------------------------------------------------------
@@ -203,3 +206,26 @@ def test_v1_semantics_through_a_fit():
     np.testing.assert_allclose(v1[1], x / np.sqrt(1 + 1e-3), atol=1e-4)
     keras3 = [np.asarray(s["outputs"]["y"]) for s in results["keras3"]["steps"][1:]]
     np.testing.assert_allclose(keras3[0], keras3[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("semantics", ["keras3", "v1"])
+def test_training_call_of_a_frozen_layer_with_far_moving_statistics(semantics):
+    """tf_keras' `test_batchnorm_trainable`, frozen: moving statistics 0.5 and 10² far from the
+    batch's. A training call of a frozen V1 layer uses the batch's statistics; Keras 3's uses the
+    moving ones. Prediction before and after a fit is the same either way (Keras' frozen-model
+    test): nothing moves."""
+    a = np.arange(10.0).reshape(10, 1)
+    weights = {"bn": {"gamma": [1.0], "beta": [0.0], "moving_mean": [0.5], "moving_variance": [100.0]}}
+    steps = [{"kind": "predict", "inputs": {"x": a.tolist()}},
+             {"kind": "call", "inputs": {"x": a.tolist()}, "training": True},
+             {"kind": "fit", "inputs": {"x": a.tolist()}, "targets": {"y": np.random.default_rng(0).random((10, 1)).tolist()},
+              "batch_size": 10, "optimizer": {"name": "sgd", "learning_rate": 0.01}},
+             {"kind": "predict", "inputs": {"x": a.tolist()}}]
+    graph = bn_graph([1], {"trainable": False, "trainable_semantics": semantics})
+    result = nncards.run({"graph": graph, "weights": weights, "steps": steps})
+    assert result["status"] == "succeeded", result["error"]
+    before, training, _, after = (np.asarray(s.get("outputs", {}).get("y", np.nan)) for s in result["steps"])
+    expected = (a - a.mean()) / a.std() if semantics == "v1" else (a - 0.5) / 10
+    np.testing.assert_allclose(training, expected, atol=1e-3)
+    np.testing.assert_allclose(after, before, atol=1e-7)
+    np.testing.assert_allclose(before, (a - 0.5) / np.sqrt(100 + 1e-3), atol=1e-6)

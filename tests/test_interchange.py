@@ -80,6 +80,8 @@ FAMILIES = {
     "depthwise": ("MobileNet", 32, {"alpha": 0.25}),
     "densely connected": ("DenseNet121", 32, {}),
     "inception": ("InceptionV3", 75, {}),
+    # V1 keeps its input normalization's statistics as weights, which the Normalization card takes as params
+    "squeeze-and-excitation": ("EfficientNetV2B0", 32, {"include_preprocessing": False}),
 }
 
 

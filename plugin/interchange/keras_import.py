@@ -298,6 +298,7 @@ class Importer:
         params = self.params(card, layer["config"], node_id, name, class_name)
         if card.input_port("name") is not None and name != node_id:
             params["name"] = name
+        params.update(self.call_options(card, call, name, class_name))
         self.add_node(node_id, card.id, params)
         self.made[path] = node_id
         if card.makes_layer:
@@ -409,8 +410,21 @@ class Importer:
             socket = card.input_port(key)
             if socket is not None and socket.type == "NeuralNetworkTensor":
                 self.wire_argument(node_id, key, argument, resolve)
-            elif argument is not None and argument != _call_defaults(card.keras).get(key):
+            elif key not in getattr(card, "call_options", ()) and argument is not None \
+                    and argument != _call_defaults(card.keras).get(key):
                 self.refuse(name, class_name, f"called with {key}={argument!r}, which a graph cannot express")
+
+    def call_options(self, card: type[Card], call: dict, name: str, class_name: str) -> dict:
+        """The params a card passes to its layer's call (e.g. an attention's causal mask), read
+        from the keywords the call was recorded with."""
+        options = getattr(card, "call_options", ())
+        given = card.params_from_arguments({key: value for key, value in call.get("kwargs", {}).items()
+                                             if key in options})
+        _, problems = card.validate_params(name, given) if given else (None, [])
+        for problem in problems:
+            if problem.port in given:
+                self.refuse(name, class_name, f"card {card.id} does not take its call option: {problem.message}")
+        return given
 
     def wire_argument(self, node_id: str, port: str, argument: Any, resolve) -> None:
         for history in _flat_histories(argument):

@@ -32,6 +32,7 @@ from nncards.server import errors
 from nncards.server.middleware import BodyLimit, Guard
 from nncards.server.routers import catalog, graphs, health, runs
 from nncards.server.services.catalogue import CatalogueDocuments
+from nncards.server.services.interchange import InterchangeService
 from nncards.server.services.runs import Retention, RunService
 from nncards.server.services.store import RunStore, StoreError
 from nncards.server.services.validation import ValidationService
@@ -85,6 +86,7 @@ async def lifespan(app: FastAPI):
     app.state.runs = RunService(store, settings.limits, executor, max_queued=settings.max_queued_runs,
                                 retention=Retention(settings.keep_runs, settings.keep_bytes),
                                 max_result_elements=settings.max_result_elements)
+    app.state.interchange = InterchangeService()
     await app.state.runs.start()
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
@@ -96,6 +98,7 @@ async def lifespan(app: FastAPI):
     finally:
         await app.state.runs.close()
         app.state.validation.close()
+        app.state.interchange.close()
         store.close()
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from nncards.server.services.catalogue import CatalogueDocuments
+from nncards.server.services.interchange import InterchangeService
 from nncards.server.services.runs import RunService
 from nncards.server.services.validation import ValidationService
 from nncards.server.settings import Settings
@@ -33,7 +34,12 @@ async def get_runs(request: Request) -> RunService:
     return request.app.state.runs
 
 
+async def get_interchange(request: Request) -> InterchangeService:
+    return request.app.state.interchange
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogueDep = Annotated[CatalogueDocuments, Depends(get_catalogue)]
 ValidationDep = Annotated[ValidationService, Depends(get_validation)]
 RunServiceDep = Annotated[RunService, Depends(get_runs)]
+InterchangeDep = Annotated[InterchangeService, Depends(get_interchange)]

@@ -235,7 +235,7 @@ def test_openapi_is_complete(api, server):
         "/api/v1/cards": ["get"], "/api/v1/cards/{card_id}": ["get"], "/api/v1/types": ["get"],
         "/api/v1/graphs/validate": ["post"], "/api/v1/runs": ["get", "post"],
         "/api/v1/runs/{run_id}": ["delete", "get"], "/api/v1/runs/{run_id}/events": ["get"],
-        "/api/v1/health": ["get"],
+        "/api/v1/health": ["get"], "/api/v1/graphs/import": ["post"], "/api/v1/runs/{run_id}/model.keras": ["get"],
     }
     ref = paths["/api/v1/runs"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
     assert ref.endswith("/ErrorEnvelope")

@@ -100,5 +100,13 @@ def test_every_route_serves_what_openapi_documents(spec, live_server):
     api.check("GET", "/runs/{run_id}", 200, path_params={"run_id": finished["run_id"]}, params={"arrays": "base64"})
     api.check("DELETE", "/runs/{run_id}", 204, path_params={"run_id": queued["run_id"]})  # finished: removed
 
+    trained = api.client.get(f"/runs/{finished['run_id']}/model.keras")  # a binary 200, the file
+    assert trained.status_code == 200 and trained.headers["content-type"] == "application/octet-stream"
+    api.check("GET", "/runs/{run_id}/model.keras", 404, path_params={"run_id": "0123"})
+    keras_file = {"content": trained.content, "headers": {"content-type": "application/octet-stream"}}
+    api.check("POST", "/graphs/import", 200, **keras_file)
+    api.check("POST", "/graphs/import", 200, params={"weights": "true"}, **keras_file)
+    api.check("POST", "/graphs/import", 400, content=b"no model", headers={"content-type": "application/octet-stream"})
+
     documented = {(method, path) for path, operations in spec["paths"].items() for method in operations}
     assert documented == api.seen  # every route (the events stream's 200 is no JSON: its errors are checked)

@@ -42,9 +42,11 @@ class ErrorCode(StrEnum):
     REQUEST_INVALID = "request_invalid"
     GRAPH_INVALID = "graph_invalid"
     IMPORT_UNSUPPORTED = "import_unsupported"
+    EXPORT_UNSUPPORTED = "export_unsupported"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     RUN_FINISHED = "run_finished"
+    RUN_NOT_FINISHED = "run_not_finished"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     QUEUE_FULL = "queue_full"
@@ -67,10 +69,12 @@ STATUS_OF_CODE: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.RUN_FINISHED: 409,
+    ErrorCode.RUN_NOT_FINISHED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.REQUEST_INVALID: 422,
     ErrorCode.GRAPH_INVALID: 422,
     ErrorCode.IMPORT_UNSUPPORTED: 422,
+    ErrorCode.EXPORT_UNSUPPORTED: 422,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.INTERNAL_ERROR: 500,
 }

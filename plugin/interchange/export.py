@@ -14,18 +14,15 @@ from pathlib import Path
 
 from nncards.card.keras_code import NoKerasCounterpart, keras_code
 from nncards.build.validation import validate
-from nncards.contract.errors import NncardsError, Problem, summarize
+from nncards.contract.errors import ErrorCode, NncardsError, Problem, summarize
 from nncards.contract.run import Run
 from nncards.registry import registry
-
-EXPORT_UNSUPPORTED = "export_unsupported"
-
 
 def _valid(graph: dict) -> dict:
     result = validate(graph)
     if not result["valid"]:
         problems = [Problem(**problem) for problem in result["errors"]]
-        raise NncardsError("graph_invalid", f"The graph is not valid: {summarize(problems)}", problems)
+        raise NncardsError(ErrorCode.GRAPH_INVALID, f"The graph is not valid: {summarize(problems)}", problems)
     return graph
 
 
@@ -34,8 +31,8 @@ def to_python(graph: dict) -> str:
     try:
         return keras_code(_valid(graph), registry().cards)
     except NoKerasCounterpart as exc:
-        problem = Problem(code=EXPORT_UNSUPPORTED, node=exc.node, received=exc.card, message=str(exc))
-        raise NncardsError(EXPORT_UNSUPPORTED, f"The graph cannot be written as plain Keras: {exc}", [problem])
+        problem = Problem(code=ErrorCode.EXPORT_UNSUPPORTED, node=exc.node, received=exc.card, message=str(exc))
+        raise NncardsError(ErrorCode.EXPORT_UNSUPPORTED, f"The graph cannot be written as plain Keras: {exc}", [problem])
 
 
 def _stock_base(layer_class: type) -> type | None:

@@ -25,14 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nncards.card import Card
-from nncards.contract.errors import NncardsError, Problem, summarize
+from nncards.contract.errors import ErrorCode, NncardsError, Problem, summarize
 from nncards.contract.shorthands import BY_TYPE
 from nncards.contract.types import INSTANCE_TYPES
 from nncards.interchange.layout import place
 from nncards.registry import registry
 
-IMPORT_UNSUPPORTED = "import_unsupported"
-IMPORT_INVALID = "import_invalid"
 KERAS_TENSOR = "__keras_tensor__"
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 INSTANCE_MODULES = {"keras.initializers", "keras.regularizers", "keras.constraints"}
@@ -57,8 +55,9 @@ class Imported:
     weight_paths: dict[str, str] = field(default_factory=dict)
 
 
-def _refused(code: str, message: str, problems: list[Problem] | None = None) -> NncardsError:
-    return NncardsError(code, message, problems)
+def _unreadable(message: str) -> NncardsError:
+    """A file that is no Keras model: a bad request (a model it cannot express is refused apart)."""
+    return NncardsError(ErrorCode.BAD_REQUEST, message)
 
 
 def read_model_file(data: bytes) -> KerasFile:
@@ -70,14 +69,14 @@ def read_model_file(data: bytes) -> KerasFile:
                 names = set(archive.namelist())
                 weights = archive.read("model.weights.h5") if "model.weights.h5" in names else None
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise _refused(IMPORT_INVALID, f"not a readable .keras file: {exc}") from None
+            raise _unreadable(f"not a readable .keras file: {exc}") from None
         return KerasFile(config, weights)
     try:
         config = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _refused(IMPORT_INVALID, f"neither a .keras file nor a Keras JSON config: {exc}") from None
+        raise _unreadable(f"neither a .keras file nor a Keras JSON config: {exc}") from None
     if not isinstance(config, dict) or "class_name" not in config or not isinstance(config.get("config"), dict):
-        raise _refused(IMPORT_INVALID, "a Keras JSON config has a `class_name` and a `config` object")
+        raise _unreadable("a Keras JSON config has a `class_name` and a `config` object")
     return KerasFile(config)
 
 
@@ -196,7 +195,7 @@ class Importer:
         self.edges.append({"source": source[0], "source_port": source[1], "target": target, "target_port": port})
 
     def refuse(self, name: str, class_name: str, reason: str) -> None:
-        self.problems.append(Problem(code=IMPORT_UNSUPPORTED, node=name, received=class_name,
+        self.problems.append(Problem(code=ErrorCode.UNSUPPORTED_LAYER, node=name, received=class_name,
                                      message=f"layer {name!r} ({class_name}): {reason}"))
 
     # -- models -----------------------------------------------------------------------------
@@ -234,7 +233,7 @@ class Importer:
                      and (index == 0 or (layer["name"], index - 1) in produced)]
             if not ready:
                 names = sorted({layer["name"] for layer, _, _ in pending})
-                raise _refused(IMPORT_INVALID, f"the model's connections cannot be ordered (layers {', '.join(names)})")
+                raise _unreadable(f"the model's connections cannot be ordered (layers {', '.join(names)})")
             for layer, index, call in ready:
                 pending.remove((layer, index, call))
                 resolve = functools.partial(_pick, produced)
@@ -470,15 +469,15 @@ def import_config(config: dict) -> Imported:
     every layer it cannot express, or `import_invalid` for a config it cannot read."""
     importer = Importer(registry().cards)
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
-        raise _refused(IMPORT_INVALID, "a Keras model config has a `class_name` and a `config` object")
+        raise _unreadable("a Keras model config has a `class_name` and a `config` object")
     try:
         outputs = importer.model(config)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise _refused(IMPORT_INVALID, f"the model configuration is malformed: {type(exc).__name__}: {exc}") from None
+        raise _unreadable(f"the model configuration is malformed: {type(exc).__name__}: {exc}") from None
     importer.outputs(outputs)
     if importer.problems:
         count = len({p.node for p in importer.problems})
-        raise _refused(IMPORT_UNSUPPORTED, f"{count} layer(s) of the model cannot be expressed as cards, "
+        raise NncardsError(ErrorCode.IMPORT_UNSUPPORTED, f"{count} layer(s) of the model cannot be expressed as cards, "
                        f"nothing was imported: {summarize(importer.problems)}", importer.problems)
     graph = {"schema_version": 1, "nodes": importer.nodes, "edges": importer.edges}
     place(graph)
@@ -525,7 +524,7 @@ def import_model(data: bytes, with_weights: bool = False) -> dict:
     if not with_weights:
         return imported.graph
     if source.weights is None:
-        raise _refused(IMPORT_INVALID, "the file holds no weights (a JSON config, or a .keras file saved without them)")
+        raise _unreadable("the file holds no weights (a JSON config, or a .keras file saved without them)")
     weights = import_weights(imported, source.weights)
     return {"graph": imported.graph,
             "weights": {node: {name: arrays.encode(value, True) for name, value in values.items()}

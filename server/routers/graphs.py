@@ -1,12 +1,17 @@
-"""`POST /graphs/validate`."""
+"""`POST /graphs/validate`, `POST /graphs/import`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import email.parser
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 
 from nncards.contract.catalog import ValidationResult
+from nncards.contract.errors import ErrorCode, NncardsError
 from nncards.contract.graph import Graph
-from nncards.server.dependencies import ValidationDep
+from nncards.contract.run import Run
+from nncards.server.dependencies import InterchangeDep, ValidationDep
 from nncards.server.errors import ERROR_RESPONSES
 
 router = APIRouter(tags=["graphs"])
@@ -22,3 +27,40 @@ async def validate_graph(graph: Graph, validation: ValidationDep) -> ValidationR
     Any graph that fits the graph model gets 200; `valid` says whether it can be built.
     """
     return await validation.validate(graph)
+
+
+MODEL_FILE = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": {"type": "object", "description": "A Keras JSON config (`model.to_json()`)."}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+}}}
+
+
+def _model_file(body: bytes, content_type: str) -> bytes:
+    """The file of the request: the body itself, or the first file part of a multipart form."""
+    if not content_type.startswith("multipart/form-data"):
+        return body
+    message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    for part in message.walk() if message.is_multipart() else ():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True) or b""
+    raise NncardsError(ErrorCode.BAD_REQUEST, "The multipart form has no `file` part.")
+
+
+@router.post("/graphs/import", response_model=Graph | Run, response_model_exclude_unset=True,
+             responses=ERROR_RESPONSES, openapi_extra=MODEL_FILE)
+async def import_graph(request: Request, interchange: InterchangeDep,
+                       weights: Annotated[bool, Query(description="Answer a RUN holding the graph and the "
+                                                      "model's weights (base64 arrays) instead of the graph.")] = False,
+                       ) -> Graph | Run:
+    """A Keras model (a `.keras` file, or a Keras JSON config) as a graph: every layer its card.
+
+    The file is read as data, never run. A model with layers no card expresses answers 422
+    `import_unsupported` listing each of them; a file that is no Keras model 400 `bad_request`.
+    """
+    data = _model_file(await request.body(), request.headers.get("content-type", ""))
+    if not data:
+        raise NncardsError(ErrorCode.BAD_REQUEST, "The request has no model file in its body.")
+    document = await interchange.import_model(data, weights)
+    return Run.model_validate(document) if weights else Graph.model_validate(document)

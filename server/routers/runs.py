@@ -15,7 +15,7 @@ from nncards.contract.errors import ErrorCode, ErrorEnvelope, NncardsError, Prob
 from nncards.contract.run import Run, RunResult, RunStatus, StepKind
 from nncards.execute.entry import count_array_elements
 from nncards.registry import registry
-from nncards.server.dependencies import RunServiceDep, SettingsDep, ValidationDep
+from nncards.server.dependencies import InterchangeDep, RunServiceDep, SettingsDep, ValidationDep
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
 from nncards.server.services.results import result_json
 from nncards.server.services.store import RunRow
@@ -147,3 +147,14 @@ async def run_events(run_id: Annotated[str, Depends(existing_run)], runs: RunSer
     """Every event of the run so far, then the live ones; `Last-Event-ID` resumes after that id."""
     async for event in runs.events(run_id, last_event_id):
         yield ServerSentEvent(event=event.event, id=str(event.id), data=event.data)
+
+
+@router.get("/runs/{run_id}/model.keras", response_class=Response, responses={
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The trained model as a `.keras` file that plain Keras loads."},
+    **NOT_FOUND, 409: {"model": ErrorEnvelope, "description": "`run_not_finished`: the run has not finished."}})
+async def download_model(run_id: str, runs: RunServiceDep, interchange: InterchangeDep) -> Response:
+    """The model of a finished run, with the weights its layers ended with, as a `.keras` file."""
+    data = await interchange.keras_file(*await runs.trained(run_id))
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{run_id}.keras"'})

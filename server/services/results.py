@@ -89,6 +89,17 @@ def _load(folder: Path, block: dict) -> np.ndarray:
     return array
 
 
+def with_arrays(value: Any, folder: Path) -> Any:
+    """`value` (a part of a stored RUN RESULT) with each array reference read from `folder`."""
+    if isinstance(value, dict):
+        if value.keys() in (REFERENCE_KEYS, INLINE_KEYS):
+            return np.array(_load(folder, value))
+        return {key: with_arrays(item, folder) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_arrays(item, folder) for item in value]
+    return value
+
+
 def _rows_per_piece(array: np.ndarray) -> int:
     row_bytes = max(1, array[0].nbytes if array.ndim and len(array) else array.nbytes)
     return max(1, PIECE_BYTES // row_bytes // 4)  # a number's text is a few times its bytes

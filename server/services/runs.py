@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import nncards
 from nncards.contract.catalog import Health, HealthStatus, RunPage, RunSummary
@@ -275,6 +276,19 @@ class RunService:
         if row is None:
             raise not_found(f"run {run_id!r}")
         return row
+
+    async def trained(self, run_id: str) -> tuple[dict, Path]:
+        """A finished run's graph with the weights its layers ended with (a RUN without steps,
+        whose model is the run's trained model; arrays as references to files in the folder
+        that comes with it)."""
+        row = await self.get(run_id)
+        if not row.finished:
+            raise NncardsError(ErrorCode.RUN_NOT_FINISHED, f"Run {run_id} is {row.status}; its model can be "
+                               "downloaded once it has finished.")
+        request = await asyncio.to_thread(self.store.request, run_id)
+        layers = (row.result or {}).get("layers") or {}
+        return {"graph": request["graph"], "seed": request.get("seed", 0),
+                "weights": {node: layer["weights"] for node, layer in layers.items()}}, row.folder
 
     async def result(self, run_id: str) -> RunRow:
         """The run's row with its RUN RESULT (arrays as file references); its status alone while unfinished."""

@@ -149,6 +149,9 @@ class RunStore:
         self._write("INSERT INTO runs (run_id, status, created_at, request) VALUES (?, 'queued', ?, ?)",
                     (run_id, time.time(), _dumps(request)))
 
+    def request(self, run_id: str) -> dict:
+        return json.loads(self._read("SELECT request FROM runs WHERE run_id = ?", (run_id,))[0][0])
+
     def started(self, run_id: str) -> None:
         self._write("UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ?", (time.time(), run_id))
 

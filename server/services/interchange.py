@@ -1,0 +1,86 @@
+"""Models in and out for the server: imports and `.keras` exports in a worker process.
+
+Reading a model's configuration asks Keras for its classes' defaults, and reading weights or
+writing a `.keras` file builds the model: both need TensorFlow, which the server process never
+imports. So they run in one spawned worker process, started on the first import or download.
+What crosses back is plain data: the GRAPH or RUN, the file's bytes, or an error's envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from nncards.contract.errors import ErrorCode, NncardsError, Problem
+from nncards.interchange.export import to_keras
+from nncards.interchange.keras_import import import_model
+from nncards.server.services.results import with_arrays
+from nncards.server.services.validation import SPAWN, start_tensorflow
+
+
+def _start_worker() -> None:
+    start_tensorflow(1)
+
+
+def _import_in_worker(data: bytes, with_weights: bool) -> tuple[str, dict]:
+    try:
+        return "done", import_model(data, with_weights)
+    except NncardsError as error:
+        return "refused", error.body()
+    except Exception as exc:  # a file shaped in a way the importer did not foresee: still the sender's
+        return "refused", {"code": ErrorCode.BAD_REQUEST, "message": f"The model file cannot be read: "
+                           f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def _export_in_worker(document: dict, arrays_folder: Path) -> tuple[str, bytes | dict]:
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            to_keras(with_arrays(document, arrays_folder), path)
+            return "done", path.read_bytes()
+    except NncardsError as error:
+        return "refused", error.body()
+
+
+def _raise(body: dict):
+    problems = [Problem.model_validate(p) for p in body.get("errors") or []] or None
+    raise NncardsError(ErrorCode(body["code"]), body["message"], problems)
+
+
+class InterchangeService:
+    def __init__(self):
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=SPAWN, initializer=_start_worker)
+        return self._pool
+
+    async def _call(self, function, *arguments):
+        pool = self._executor()
+        try:
+            outcome, value = await asyncio.wrap_future(pool.submit(function, *arguments))
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise NncardsError(ErrorCode.TOO_LARGE, "The model stopped the interchange process "
+                               "(it may need more memory than the server has).") from None
+        if outcome == "refused":
+            _raise(value)
+        return value
+
+    async def import_model(self, data: bytes, with_weights: bool) -> dict:
+        """The GRAPH (or with weights the RUN) of a `.keras` file or Keras JSON config."""
+        return await self._call(_import_in_worker, data, with_weights)
+
+    async def keras_file(self, document: dict, arrays_folder: Path) -> bytes:
+        """The `.keras` file of a GRAPH or a RUN (with its weights, arrays referring to files in
+        `arrays_folder` as a stored RUN RESULT's do)."""
+        return await self._call(_export_in_worker, document, arrays_folder)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

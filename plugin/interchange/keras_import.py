@@ -36,7 +36,8 @@ MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 INSTANCE_MODULES = {"keras.initializers", "keras.regularizers", "keras.constraints"}
 # Arguments every Keras layer takes from `keras.layers.Layer`, with their defaults.
 BASE_DEFAULTS = {"trainable": True, "dtype": "float32", "autocast": True, "activity_regularizer": None}
-NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A `.keras` member larger than this once unpacked is refused (a zip may pack far more than it weighs).
+MAX_UNPACKED_BYTES = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -60,24 +61,40 @@ def _unreadable(message: str) -> NncardsError:
     return NncardsError(ErrorCode.BAD_REQUEST, message)
 
 
-def read_model_file(data: bytes) -> KerasFile:
-    """The configuration (and weights) of a `.keras` file, or of a Keras JSON config."""
+def read_model_file(data: bytes, with_weights: bool = False) -> KerasFile:
+    """The configuration (and weights) of a `.keras` file, or of a Keras JSON config; with
+    `with_weights`, a file without weights is refused."""
     if data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                config = json.loads(archive.read("config.json"))
+                config = _json_config(_member(archive, "config.json"))
                 names = set(archive.namelist())
-                weights = archive.read("model.weights.h5") if "model.weights.h5" in names else None
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+                weights = _member(archive, "model.weights.h5") if "model.weights.h5" in names else None
+        except (zipfile.BadZipFile, KeyError, OSError) as exc:
             raise _unreadable(f"not a readable .keras file: {exc}") from None
-        return KerasFile(config, weights)
+        source = KerasFile(config, weights)
+    else:
+        source = KerasFile(_json_config(data))
+    if not isinstance(source.config, dict) or not isinstance(source.config.get("config"), dict) \
+            or "class_name" not in source.config:
+        raise _unreadable("a Keras model config has a `class_name` and a `config` object")
+    if with_weights and source.weights is None:
+        raise _unreadable("the file holds no weights (a JSON config, or a .keras file saved without them)")
+    return source
+
+
+def _member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A file of the archive, unless it unpacks to more than a model file could hold."""
+    if archive.getinfo(name).file_size > MAX_UNPACKED_BYTES:
+        raise NncardsError(ErrorCode.TOO_LARGE, f"{name} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+    return archive.read(name)
+
+
+def _json_config(data: bytes) -> Any:
     try:
-        config = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _unreadable(f"neither a .keras file nor a Keras JSON config: {exc}") from None
-    if not isinstance(config, dict) or "class_name" not in config or not isinstance(config.get("config"), dict):
-        raise _unreadable("a Keras JSON config has a `class_name` and a `config` object")
-    return KerasFile(config)
 
 
 # -- Keras' own facts, read from its classes (never from the file) ------------------------------
@@ -472,7 +489,7 @@ def import_config(config: dict) -> Imported:
         raise _unreadable("a Keras model config has a `class_name` and a `config` object")
     try:
         outputs = importer.model(config)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise _unreadable(f"the model configuration is malformed: {type(exc).__name__}: {exc}") from None
     importer.outputs(outputs)
     if importer.problems:
@@ -519,12 +536,10 @@ def import_model(data: bytes, with_weights: bool = False) -> dict:
     the model's weights (base64 arrays)."""
     from nncards.contract import arrays
 
-    source = read_model_file(data)
+    source = read_model_file(data, with_weights)
     imported = import_config(source.config)
     if not with_weights:
         return imported.graph
-    if source.weights is None:
-        raise _unreadable("the file holds no weights (a JSON config, or a .keras file saved without them)")
     weights = import_weights(imported, source.weights)
     return {"graph": imported.graph,
             "weights": {node: {name: arrays.encode(value, True) for name, value in values.items()}

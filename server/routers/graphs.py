@@ -11,6 +11,7 @@ from nncards.contract.catalog import ValidationResult
 from nncards.contract.errors import ErrorCode, NncardsError
 from nncards.contract.graph import Graph
 from nncards.contract.run import Run
+from nncards.interchange.keras_import import read_model_file
 from nncards.server.dependencies import InterchangeDep, ValidationDep
 from nncards.server.errors import ERROR_RESPONSES
 
@@ -62,5 +63,6 @@ async def import_graph(request: Request, interchange: InterchangeDep,
     data = _model_file(await request.body(), request.headers.get("content-type", ""))
     if not data:
         raise NncardsError(ErrorCode.BAD_REQUEST, "The request has no model file in its body.")
+    read_model_file(data, with_weights=weights)  # a file that is no model is answered here, without the worker
     document = await interchange.import_model(data, weights)
     return Run.model_validate(document) if weights else Graph.model_validate(document)

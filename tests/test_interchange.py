@@ -16,12 +16,8 @@ from nncards.contract import arrays
 from nncards.contract.graph import Graph
 from nncards.contract.errors import NncardsError
 from nncards.execute.runner import weight_names
-from nncards.interchange.export import to_keras, to_python
+from nncards.interchange.export import portable, to_keras, to_python
 from nncards.interchange.keras_import import import_config, import_model, load_weights, read_model_file
-
-# Options of nncards' batch normalization layer that stock Keras' lacks (all None unless set).
-NNCARDS_OPTIONS = {"fused", "virtual_batch_size", "adjustment"}
-
 
 def seeded(model, seed: int = 0):
     """The model with its vectors (biases, batch normalization state) moved off their initial
@@ -61,9 +57,9 @@ def output_of(model, x):
 
 
 def configs(model) -> dict:
-    """Each layer's config by name, without nncards' own unset options."""
-    return {layer.name: {k: v for k, v in layer.get_config().items() if not (k in NNCARDS_OPTIONS and v is None)}
-            for layer in model.layers}
+    """Each layer's config by name, nncards' own layers (whose options are unset) as the stock
+    Keras layers they extend, as an export writes them."""
+    return {layer.name: layer.get_config() for layer in portable(model).layers}
 
 
 def comparable(graph: dict) -> tuple:
@@ -97,9 +93,9 @@ def test_application_imports_with_the_same_config_and_outputs(family, tmp_path):
     assert "layer_BatchNormalization" in cards and "input" in cards and "output" in cards
     built = build(Graph.model_validate(imported.graph))
     load_weights({node: layer.layer for node, layer in built.layers.items()}, imported, source.weights)
-    expected = configs(original)
-    assert configs(built.model) == {layer: expected[layer] for layer in configs(built.model)}
-    assert set(expected) - set(configs(built.model)) <= {original.layers[0].name}  # the Input keeps its name
+    expected, got = configs(original), configs(built.model)
+    assert got == {layer: expected[layer] for layer in got}
+    assert set(expected) - set(got) <= {original.layers[0].name}  # the Input keeps its name
     x = np.random.default_rng(2).normal(0, 1, (2, size, size, 3)).astype("float32")
     np.testing.assert_allclose(output_of(built.model, x), output_of(original, x), atol=1e-5)
 

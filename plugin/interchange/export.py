@@ -2,7 +2,7 @@
 
 The script comes from the card declarations (`nncards.card.keras_code`). The `.keras` file is
 the model nncards builds (with a RUN's weights when given), made portable first: a layer of
-nncards' own that only adds options left at their defaults (batch normalization picks nncards'
+nncards' own whose own options are all at their defaults (batch normalization picks nncards'
 subclass to reach the fused kernel) is saved as the stock Keras layer it extends, with the same
 weights, so plain Keras loads the file.
 """
@@ -43,15 +43,16 @@ def _stock_base(layer_class: type) -> type | None:
 
 
 def _stock_copy(layer):
-    """The stock Keras layer an nncards layer stands for, or the layer itself when its own
-    options are in use (or it is Keras' own)."""
+    """The stock Keras layer an nncards layer stands for, or the layer itself when one of its
+    own options is set away from its default (or it is Keras' own)."""
     base = _stock_base(type(layer))
     if base is None:
         return layer
     accepted = set(inspect.signature(base).parameters) | {"name", "trainable", "dtype"}
+    defaults = {name: p.default for name, p in inspect.signature(type(layer)).parameters.items()}
     config = layer.get_config()
     own = {key: value for key, value in config.items() if key not in accepted}
-    if any(value is not None for value in own.values()):
+    if any(key not in defaults or value != defaults[key] for key, value in own.items()):
         return layer
     return base(**{key: value for key, value in config.items() if key in accepted})
 

@@ -70,6 +70,8 @@ def test_every_route_serves_what_openapi_documents(spec, live_server):
     api.check("GET", "/cards/{card_id}", 404, path_params={"card_id": "layer_Nothing"})
     api.check("GET", "/types", 200)
     api.check("GET", "/health", 200)
+    api.check("GET", "/runs", 403, headers={"Host": "rebind.example"})
+    api.check("POST", "/graphs/validate", 403, json={}, headers={"Origin": "http://elsewhere.example"})
 
     api.check("POST", "/graphs/validate", 200, json=bn_graph([2]))
     wrong = api.check("POST", "/graphs/validate", 200, json=bn_graph([2], {"momentum": 1.5}))

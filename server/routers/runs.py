@@ -81,6 +81,13 @@ def _check_limits(run: Run, validation: ValidationResult, settings: Settings) ->
         raise _too_large("array elements the run's outputs would hold", elements, settings.max_result_elements)
 
 
+UNAVAILABLE = {
+    429: {"model": ErrorEnvelope, "description": "`queue_full`: the queue holds the most runs it may; "
+          "`Retry-After` says when to try again."},
+    503: {"model": ErrorEnvelope, "description": "`storage_failed`: the run database cannot be written now; "
+          "`Retry-After` says when to try again."},
+}
+
 # OpenAPI links from a new run to what can be asked about it (clients and fuzzers follow them).
 RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.body#/run_id"}}
              for name in ("get_run", "run_events", "cancel_run")}
@@ -88,7 +95,7 @@ RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.bod
 
 @router.post(
     "/runs", status_code=201, response_model=RunCreated,
-    responses={**ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **UNAVAILABLE,
                201: {"links": RUN_LINKS},
                200: {"model": RunResult, "description": "With `wait`: the run finished in time.", "links": RUN_LINKS},
                202: {"model": RunCreated, "description": "With `wait`: the run is still going.", "links": RUN_LINKS}})
@@ -123,7 +130,7 @@ async def get_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = 
 
 
 @router.delete("/runs/{run_id}", response_model=RunResult, responses={
-    **NOT_FOUND,
+    **NOT_FOUND, 503: UNAVAILABLE[503],
     204: {"description": "The run had finished: it is removed, with its arrays and events."},
     409: {"model": ErrorEnvelope, "description": "`run_finished`: the run finished while it was being cancelled."}})
 async def cancel_run(run_id: str, runs: RunServiceDep, array_format: ArrayFormat = "lists") -> Response:

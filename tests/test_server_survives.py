@@ -323,7 +323,7 @@ def test_distributed_children_end_with_their_run_and_everything_with_the_server(
         children = wait_until(lambda: distributed_children(server), 60, "the distributed child starts")
         result = wait_until(lambda: (r := api.get(f"/runs/{timed}").json())["status"] == "failed" and r, 60,
                             "the run times out")
-        assert result["error"]["code"] == "run_timeout"
+        assert result["error"]["code"] == "run_timeout", result["error"]
         wait_until(lambda: not alive(children), 10, "the distributed child ends with its run")
         assert api.post("/runs", params={"wait": "true"}, json=CALL).json()["status"] == "succeeded"
 

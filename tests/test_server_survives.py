@@ -320,7 +320,7 @@ def test_distributed_children_end_with_their_run_and_everything_with_the_server(
         api = server.client
         assert api.post("/graphs/validate", json=bn_graph([2])).status_code == 200  # the validation worker
         timed = api.post("/runs", json=DISTRIBUTED_FIT).json()["run_id"]
-        children = wait_until(lambda: distributed_children(server), 60, "the distributed child starts")
+        children = wait_until(lambda: distributed_children(server), 180, "the distributed child starts")
         result = wait_until(lambda: (r := api.get(f"/runs/{timed}").json())["status"] == "failed" and r, 60,
                             "the run times out")
         assert result["error"]["code"] == "run_timeout", result["error"]
@@ -328,7 +328,7 @@ def test_distributed_children_end_with_their_run_and_everything_with_the_server(
         assert api.post("/runs", params={"wait": "true"}, json=CALL).json()["status"] == "succeeded"
 
         api.post("/runs", json=DISTRIBUTED_FIT)
-        wait_until(lambda: distributed_children(server), 60, "the distributed child starts")
+        wait_until(lambda: distributed_children(server), 180, "the distributed child starts")
         family = alive(descendants(server.process.pid))
         assert len(family) >= 4  # run worker, validation worker, resource tracker, distributed child
         server.stop(clean=False)  # kill -9: no shutdown code runs

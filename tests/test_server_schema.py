@@ -53,7 +53,10 @@ class Conformance:
             assert response.content == b""
             return response
         content = documented["content"]
-        assert response.headers["content-type"].split(";")[0] in content, (path, response.headers["content-type"])
+        media_type = response.headers["content-type"].split(";")[0]
+        assert media_type in content, (path, media_type)
+        if media_type != "application/json":  # a file: its media type is what is documented
+            return response
         schema = content["application/json"]["schema"]
         validator = Draft202012Validator({**closed(schema), "components": self.components})
         problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(response.json())]
@@ -100,6 +103,15 @@ def test_every_route_serves_what_openapi_documents(spec, live_server):
     finished = api.client.post("/runs", params={"wait": "true"}, json=CALL).json()
     api.check("GET", "/runs/{run_id}", 200, path_params={"run_id": finished["run_id"]})
     api.check("GET", "/runs/{run_id}", 200, path_params={"run_id": finished["run_id"]}, params={"arrays": "base64"})
+    model = api.check("GET", "/runs/{run_id}/model.keras", 200, path_params={"run_id": finished["run_id"]})
+    api.check("GET", "/runs/{run_id}/model.keras", 404, path_params={"run_id": "0123"})
+    running = api.client.post("/runs", json=fit_run(epochs=100_000, batch_size=1)).json()["run_id"]
+    api.check("GET", "/runs/{run_id}/model.keras", 409, path_params={"run_id": running})
+    api.client.delete(f"/runs/{running}")
+    api.check("POST", "/graphs/import", 200, content=model.content, headers={"content-type": "application/octet-stream"})
+    api.check("POST", "/graphs/import", 200, params={"weights": "true"}, content=model.content,
+              headers={"content-type": "application/octet-stream"})
+    api.check("POST", "/graphs/import", 400, content=b"no model", headers={"content-type": "application/octet-stream"})
     api.check("DELETE", "/runs/{run_id}", 204, path_params={"run_id": queued["run_id"]})  # finished: removed
 
     trained = api.client.get(f"/runs/{finished['run_id']}/model.keras")  # a binary 200, the file

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LiveServer
 from graphs import edge, node
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -361,35 +362,54 @@ def test_save_load_and_new_ask_before_replacing_unsaved_work(page, tmp_path):
     assert next(n for n in stored_graph(page)["nodes"] if n["id"] == BN)["params"]["renorm_clipping"] == {"rmax": 3}
 
 
-def test_the_token_from_the_address_is_sent_on_every_request_and_time_to_interactive(browser, live_server):
-    """`/?token=…` is kept for the tab and sent as a bearer token, the run's event stream included;
-    and the editor is usable (catalogue loaded, palette drawn) within a few seconds of loading."""
+def test_time_to_interactive(browser, live_server):
+    """The editor is usable (catalogue loaded, palette drawn) within a few seconds of loading."""
     context = browser.new_context(viewport=SMALL)
     page = context.new_page()
-    seen = []
-    page.on("request", lambda request: seen.append((request.url, request.headers.get("authorization"))))
     start = time.perf_counter()
-    page.goto(live_server.url + "/?token=s3cret")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.goto(live_server.url + "/")
     expect(page.get_by_test_id("palette-quick-layer_BatchNormalization")).to_be_visible()
     elapsed = time.perf_counter() - start
-    assert "token" not in page.url  # not left in the address bar (or in the history)
-    build_bn_by_keyboard(page)
-    expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
-    page.get_by_test_id("run").click()
-    expect(page.get_by_test_id("run-result")).to_contain_text("succeeded", timeout=RUN_TIMEOUT)
-    page.reload()  # kept for the tab
+    page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    api = [(url, auth) for url, auth in seen if "/api/v1/" in url]
-    assert {"cards", "types", "graphs/validate", "runs", "events"} <= {
-        part for url, _ in api for part in ("cards", "types", "graphs/validate", "runs", "events") if part in url}
-    assert all(auth == "Bearer s3cret" for _, auth in api), [x for x in api if x[1] != "Bearer s3cret"]
-
     ready_ms = page.evaluate("performance.getEntriesByName('nncards-ready')[0].startTime")
     context.close()
     print(f"editor time to interactive: {elapsed * 1000:.0f} ms first load (goto to palette shown), "
           f"{ready_ms:.0f} ms after navigation start on reload")
     assert elapsed < 5 and ready_ms < 5000
+
+
+def test_with_a_server_token_the_editor_asks_for_it_and_sends_it_on_every_request(browser, tmp_path):
+    """`nncards serve --token`: the editor asks for the token (or takes it from `/?token=…`),
+    keeps it for the tab and sends it as a bearer token, the run's event stream included."""
+    server = LiveServer(tmp_path / "data", "--token", "s3cret").start()
+    context = browser.new_context(viewport=SMALL)
+    try:
+        page = context.new_page()
+        seen = []
+        page.on("request", lambda request: seen.append((request.url, request.headers.get("authorization"))))
+        page.goto(server.url + "/")
+        page.get_by_test_id("token-input").fill("wrong")
+        page.get_by_test_id("token-input").press("Enter")
+        expect(page.get_by_test_id("token-form")).to_contain_text("refused")
+        page.goto(server.url + "/?token=s3cret")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        assert "token" not in page.url  # not left in the address bar
+        build_bn_by_keyboard(page)
+        expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
+        page.get_by_test_id("run").click()
+        expect(page.get_by_test_id("run-result")).to_contain_text("succeeded", timeout=RUN_TIMEOUT)
+        page.reload()  # kept for the tab
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.get_by_test_id("runs").locator("[data-testid^=run-item-]")).to_have_count(1)
+        api = [(url, auth) for url, auth in seen if "/api/v1/" in url and "token=s3cret" not in url]
+        since = next(i for i, (_, auth) in enumerate(api) if auth == "Bearer s3cret")
+        assert {"cards", "types", "graphs/validate", "runs", "events"} <= {
+            part for url, _ in api[since:] for part in ("cards", "types", "graphs/validate", "runs", "events") if part in url}
+        assert all(auth == "Bearer s3cret" for _, auth in api[since:]), [x for x in api[since:] if x[1] != "Bearer s3cret"]
+    finally:
+        context.close()
+        server.stop()
 
 
 def test_multi_select_copy_paste_and_a_problem_that_focuses_its_node(page):

@@ -30,6 +30,17 @@ function readToken(): string | null {
 
 const token = readToken();
 
+/** Keeps a token typed by the user for this tab (the page reloads to use it). */
+export function saveToken(value: string): void {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  } catch {
+    // storage disabled: nothing to keep it in
+  }
+}
+
+export const hasToken = () => token !== null;
+
 function headers(json: boolean): Record<string, string> {
   const result: Record<string, string> = {};
   if (json) result["Content-Type"] = "application/json";

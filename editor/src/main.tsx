@@ -5,7 +5,7 @@ import { ReactFlowProvider } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
-import { api } from "./api";
+import { api, ApiError, hasToken, saveToken } from "./api";
 import { App } from "./App";
 import { readStoredGraph, useEditor } from "./store";
 import "./styles.css";
@@ -39,7 +39,29 @@ async function boot() {
   );
 }
 
+/** The server has a token and this tab has none (or a wrong one): ask for it. */
+function askForToken(refused: boolean) {
+  const form = document.createElement("form");
+  form.className = "token-form";
+  form.dataset.testid = "token-form";
+  form.innerHTML = `<h1>nncards</h1>
+    <p>${refused ? "The server refused this token." : "This server needs its token."} Open the address
+    <code>nncards serve</code> printed (it ends with <code>?token=…</code>), or paste the token here.</p>
+    <label>Token <input type="password" name="token" autocomplete="off" data-testid="token-input" required></label>
+    <button type="submit" class="primary">Open the editor</button>`;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveToken((form.elements.namedItem("token") as HTMLInputElement).value.trim());
+    window.location.reload();
+  });
+  document.getElementById("root")!.replaceChildren(form);
+}
+
 boot().catch((error) => {
+  if (error instanceof ApiError && error.status === 401) {
+    askForToken(hasToken());
+    return;
+  }
   document.body.textContent = `The editor could not start: ${(error as Error).message}`;
   document.body.classList.add("boot-error");
 });

@@ -331,7 +331,9 @@ GUIDE_TOKEN = "a-token-for-the-security-guide"
 
 def test_security_guide_examples_answer_as_shown_by_a_guarded_server(tmp_path):
     env = {**os.environ, "NNCARDS_TOKEN": GUIDE_TOKEN}
-    server = LiveServer(tmp_path / "data", "--allowed-hosts", "nncards.example.org", env=env).start()
+    # no warm-up: none of these requests builds a model, so TensorFlow need not load
+    server = LiveServer(tmp_path / "data", "--allowed-hosts", "nncards.example.org", "--no-warm-up",
+                        env=env).start()
     try:
         answers_as_shown(server, rest_examples("security.md"), env)
     finally:

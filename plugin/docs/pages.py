@@ -119,7 +119,8 @@ def _keys(schema: dict, port: Port) -> list[str]:
         facts = [allowed(key, prop, defs, bare_type=True)]
         facts.append("required" if key in keys.get("required", ()) else
                      f"default {code(prop['default'])}" if "default" in prop else "optional")
-        lines.append(f"- `{key}` ({cell(prop.get('title', key))}; {'; '.join(facts)}): {cell(prop.get('description', ''))}")
+        title, help = cell(prop.get("title", key)), cell(prop.get("description", ""))
+        lines.append(f"- `{key}` ({title}; {'; '.join(facts)}): {help}")
     return lines
 
 

@@ -254,7 +254,7 @@ def test_custom_layers_and_lambdas_are_refused_with_every_offending_layer(tmp_pa
         import_model(config)
     problems = refused.value.body()["errors"]
     assert [(p["node"], p["received"]) for p in problems] == [("neg", "Lambda"), ("plus", "Lambda")]
-    assert all("arbitrary Python code" in p["message"] for p in problems)
+    assert all("arbitrary Python function" in p["message"] for p in problems)
 
 
 # -- the command line ---------------------------------------------------------------------------

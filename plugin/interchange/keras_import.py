@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nncards.card import Card
+from nncards.cards.exclusions import EXCLUDED, UNCARDED_ARGUMENTS
 from nncards.contract.errors import ErrorCode, NncardsError, Problem, summarize
 from nncards.contract.shorthands import BY_TYPE
 from nncards.contract.types import INSTANCE_TYPES
@@ -213,7 +214,7 @@ class Importer:
 
     def refuse(self, name: str, class_name: str, reason: str) -> None:
         self.problems.append(Problem(code=ErrorCode.UNSUPPORTED_LAYER, node=name, received=class_name,
-                                     message=f"layer {name!r} ({class_name}): {reason}"))
+                                     message=f"layer {name!r} ({class_name}): {reason.rstrip('.')}"))
 
     # -- models -----------------------------------------------------------------------------
 
@@ -336,16 +337,14 @@ class Importer:
 
     def card_for(self, layer: dict) -> type[Card] | None:
         name, class_name, module = layer["name"], layer["class_name"], layer.get("module", "")
-        if class_name == "Lambda":
-            self.refuse(name, class_name, "a Lambda layer runs arbitrary Python code, which a graph never holds")
-        elif module.startswith("keras.src.ops") or module.startswith("keras.ops"):
+        if module.startswith("keras.src.ops") or module.startswith("keras.ops"):
             self.refuse(name, class_name, f"a Keras operation ({module}.{class_name}) applied to tensors "
                         "has no card; write it as a layer")
         elif module not in ("keras.layers", "") or layer.get("registered_name") not in (None, class_name):
             self.refuse(name, class_name, f"custom class from {module or 'an unknown module'} "
                         f"(registered as {layer.get('registered_name')!r}): its code is not part of the model file")
         elif f"keras.layers.{class_name}" not in self.by_keras:
-            self.refuse(name, class_name, f"nncards has no card for keras.layers.{class_name}")
+            self.refuse(name, class_name, f"no card: {EXCLUDED.get(class_name, 'nncards has none for this class')}")
         else:
             return self.by_keras[f"keras.layers.{class_name}"]
         return None
@@ -371,7 +370,8 @@ class Importer:
         defaults = _keras_defaults(card)
         for key, value in arguments.items():
             if key not in fields and key not in {p.id for p in card.sockets} and defaults.get(key, value) != value:
-                self.refuse(name, class_name, f"argument {key}={value!r} has no param on card {card.id}")
+                reason = UNCARDED_ARGUMENTS.get(f"{class_name}.{key}") or UNCARDED_ARGUMENTS.get(key) or ""
+                self.refuse(name, class_name, f"argument {key}={value!r} has no param on card {card.id}. {reason}".strip())
             elif key not in fields and key not in defaults and value is not None:
                 self.refuse(name, class_name, f"argument {key}={value!r} is unknown to card {card.id}")
         params = card.params_from_arguments(arguments)

@@ -42,6 +42,7 @@ class Rescaling(PreprocessingCard):
 
 class Normalization(PreprocessingCard):
     title = "Normalization layer with given statistics"
+    state_params = ("mean", "variance")
     help = (
         "Standardizes the input with a known mean and variance per feature: `(x - mean) / "
         "sqrt(variance)` (or back again with `invert`). The statistics are parameters, computed "

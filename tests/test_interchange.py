@@ -282,3 +282,21 @@ def test_cli_imports_with_weights_and_exports(tmp_path, capsys):
     refusal = json.loads(capsys.readouterr().out)
     assert refusal["error"]["code"] == "import_unsupported"
     assert [p["node"] for p in refusal["error"]["errors"]] == ["same"]
+
+
+def test_learned_statistics_become_params_from_the_weights_file(tmp_path):
+    """A Normalization layer that learned its mean and variance (`adapt`, as EfficientNet's
+    input does) keeps them as weights: the import reads them there into the card's params."""
+    x = keras.Input((3,), name="x")
+    norm = keras.layers.Normalization(name="norm")
+    model = keras.Model(x, keras.layers.Dense(2, name="head")(norm(keras.layers.Rescaling(0.5, name="half")(x))))
+    data = np.random.default_rng(10).normal(4, 3, (32, 3)).astype("float32")
+    norm.adapt(data * 0.5)
+    run = import_model(saved(model, tmp_path), with_weights=True)
+    params = next(n["params"] for n in run["graph"]["nodes"] if n["id"] == "norm")
+    np.testing.assert_allclose(params["mean"], norm.mean.numpy().ravel())
+    assert "norm" not in run["weights"]
+    np.testing.assert_allclose(output_of(rebuilt(run), data), output_of(model, data), atol=1e-5)
+    with pytest.raises(NncardsError) as refused:
+        import_model(model.to_json().encode())
+    assert "were learned and are kept as weights" in refused.value.body()["errors"][0]["message"]

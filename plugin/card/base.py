@@ -188,6 +188,9 @@ class Card:
     makes_layer: ClassVar[bool] = False
     # Whether the card applies the layer wired to its `layer` socket to its `input` (weight sharing).
     applies_wired_layer: ClassVar[bool] = False
+    # Params that Keras keeps as the layer's weights, in the order it saves them, when a model
+    # learned them (`adapt`) instead of taking them as arguments: an import reads them there.
+    state_params: ClassVar[tuple[str, ...]] = ()
     # Input or output for the cards that mark the model's boundary.
     model_role: ClassVar[ModelRole | None] = None
     # The smallest valid graph of a card (docs, catalogue-wide tests) feeds its tensor sockets

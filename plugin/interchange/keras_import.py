@@ -184,8 +184,10 @@ Ref = tuple[str, str]  # (node id, output port)
 class Importer:
     """Walks one model config, adding nodes and edges; collects what it cannot express."""
 
-    def __init__(self, cards: dict[str, type[Card]]):
+    def __init__(self, cards: dict[str, type[Card]], weights: bytes | None = None):
         self.cards = cards
+        self.weights = weights  # the weights file, for params a model keeps as weights
+        self.state_read: set[str] = set()  # layers (by weights path) whose weights became params
         self.by_keras = {card.keras: card for card in cards.values() if card.keras}
         self.nodes: list[dict] = []
         self.edges: list[dict] = []
@@ -312,13 +314,14 @@ class Importer:
         if path in self.made:
             return [(self.apply_again(name, class_name, card, call, resolve, path), "output")]
         node_id = self.node_id(name)
-        params = self.params(card, layer["config"], node_id, name, class_name)
+        params = self.params(card, self.with_state(card, layer["config"], name, class_name, path),
+                             node_id, name, class_name)
         if card.input_port("name") is not None and name != node_id:
             params["name"] = name
         params.update(self.call_options(card, call, name, class_name))
         self.add_node(node_id, card.id, params)
         self.made[path] = node_id
-        if card.makes_layer:
+        if card.makes_layer and path not in self.state_read:
             self.weight_paths[node_id] = path
         self.wire_call(node_id, name, class_name, card, call, resolve)
         return [(node_id, port) for port in tensor_outputs]
@@ -334,6 +337,27 @@ class Importer:
         if tensors:
             self.wire(resolve(tensors[0][2]), node_id, "input")
         return node_id
+
+    def with_state(self, card: type[Card], config: dict, name: str, class_name: str, path: str) -> dict:
+        """The config with the card's state params the model learned read from its weights."""
+        learned = [port for port in card.state_params if config.get(port) is None]
+        if not learned:
+            return config
+        if self.weights is None:
+            self.refuse(name, class_name, f"its {' and '.join(learned)} were learned and are kept as weights, "
+                        "which a JSON config does not hold: import the .keras file")
+            return config
+        import h5py
+        import numpy as np
+
+        with h5py.File(io.BytesIO(self.weights), "r") as weights:
+            saved = weights.get(f"{path}/vars")
+            values = [np.ravel(saved[str(i)][()]).tolist() for i in range(len(learned))] if saved else None
+        if values is None:
+            self.refuse(name, class_name, f"its learned {' and '.join(learned)} are missing from the weights file")
+            return config
+        self.state_read.add(path)
+        return {**config, **dict(zip(learned, values))}
 
     def card_for(self, layer: dict) -> type[Card] | None:
         name, class_name, module = layer["name"], layer["class_name"], layer.get("module", "")
@@ -481,10 +505,11 @@ def _pick(produced: dict, history: tuple[str, int, int]) -> Ref:
     return outputs[tensor_index] if tensor_index < len(outputs) else outputs[0]
 
 
-def import_config(config: dict) -> Imported:
+def import_config(config: dict, weights: bytes | None = None) -> Imported:
     """The graph of a Keras model config; raises `NncardsError` (`import_unsupported`) listing
-    every layer it cannot express, or `import_invalid` for a config it cannot read."""
-    importer = Importer(registry().cards)
+    every layer it cannot express, or `bad_request` for a config it cannot read. `weights`, the
+    model's weights file, is read for the params a model keeps as weights (learned statistics)."""
+    importer = Importer(registry().cards, weights)
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise _unreadable("a Keras model config has a `class_name` and a `config` object")
     try:
@@ -537,7 +562,7 @@ def import_model(data: bytes, with_weights: bool = False) -> dict:
     from nncards.contract import arrays
 
     source = read_model_file(data, with_weights)
-    imported = import_config(source.config)
+    imported = import_config(source.config, source.weights)
     if not with_weights:
         return imported.graph
     weights = import_weights(imported, source.weights)

@@ -33,7 +33,8 @@ class RenormClipping(ParamObject):
 
 
 Range = Annotated[list[float], Field(min_length=2, max_length=2)]
-Axis = Annotated[int | Annotated[list[int], Field(min_length=1, max_length=8)], PortType("Integer")]
+MAX_AXES = 8
+Axis = Annotated[int | Annotated[list[int], Field(min_length=1, max_length=MAX_AXES)], PortType("Integer")]
 
 
 class Adjustment(ParamObject):
@@ -66,11 +67,18 @@ class BatchNormalizationParams(Params):
         {"trainable": False, "trainable_semantics": "v1"},
     ]})
 
-    @field_validator("axis")
+    @field_validator("axis", mode="before")
     @classmethod
-    def _distinct(cls, axis):
+    def _integer_or_distinct_integers(cls, axis):
+        """One problem for a wrong axis (rather than one per member of the union)."""
+        def integer(value):
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if not (integer(axis) or (isinstance(axis, list) and 1 <= len(axis) <= MAX_AXES
+                                   and all(integer(a) for a in axis))):
+            raise PydanticCustomError("axis_type", f"axis must be an integer or a list of 1 to {MAX_AXES} integers")
         if isinstance(axis, list) and len(set(axis)) != len(axis):
-            raise ValueError(f"axis must list distinct axes, got {axis}")
+            raise PydanticCustomError("axis_repeated", "axis must list distinct axes")
         return axis
 
     axis: Axis = param(

@@ -2,6 +2,7 @@
 of non-finite numbers), and NumPy arrays are taken as they are from Python."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -31,3 +32,37 @@ def test_numpy_arrays_are_taken_as_they_are():
                               "steps": [{"kind": "predict", "inputs": {"x": x}}]})
     assert run.steps[0].inputs["x"] is x and arrays.decode(x) is x and arrays.count_elements(x) == 6
     assert "ndarray" not in str(Run.model_json_schema())
+
+
+def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
+    """Lists, base64 blocks and JSON's NaN token (read by the fallback parser) arrive as .npy files in
+    the run's folder; the run record holds the request without them; the run uses them."""
+    import base64
+    import json
+    import sqlite3
+
+    from graphs import bn_graph
+
+    x = np.array([[1.0, 2.0], [3.0, 5.0]])
+    gamma = np.array([2.0, 3.0], dtype=np.float32)
+    body = json.dumps({"graph": bn_graph([2]), "weights": {"bn": {"gamma": {
+        "dtype": "float32", "shape": [2], "base64": base64.b64encode(gamma.tobytes()).decode()}}},
+        "steps": [{"kind": "call", "inputs": {"x": x.tolist()}},
+                  {"kind": "call", "inputs": {"x": [[float("nan"), 1.0]]}}]})
+    assert "NaN" in body
+    answer = live_server.client.post("/runs", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 201, answer.text
+    run_id, deadline = answer.json()["run_id"], time.monotonic() + 300  # the first run imports TensorFlow
+    while (result := live_server.client.get(f"/runs/{run_id}?arrays=base64").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert result["status"] == "succeeded", result["error"]
+    assert arrays.decode(result["layers"]["bn"]["weights"]["gamma"]).tolist() == gamma.tolist()
+
+    folder = live_server.data_dir / "runs" / result["run_id"] / "request"
+    stored = [np.load(folder / f"{n}.npy") for n in range(3)]
+    assert stored[0].tolist() == gamma.tolist() and stored[1].tolist() == x.tolist()
+    assert math.isnan(stored[2][0, 0]) and stored[2][0, 1] == 1.0
+    with sqlite3.connect(live_server.data_dir / "runs.sqlite3") as db:
+        request = json.loads(db.execute("SELECT request FROM runs WHERE run_id = ?", (result["run_id"],)).fetchone()[0])
+    assert request["weights"] == {"bn": {"gamma": []}} and request["steps"][0]["inputs"] == {"x": []}

@@ -6,17 +6,19 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PlainSerializer
 from pydantic.json_schema import SkipJsonSchema
 
-from nncards.contract.arrays import Base64Array
+from nncards.contract.arrays import Base64Array, encode
 from nncards.contract.errors import ErrorBody, ErrorCode, NncardsError
 from nncards.contract.graph import Graph
 from nncards.contract.inspection import Inspection
 
 # An ARRAY of CONTRACT §6; from Python (and from the server to its workers) also a NumPy array,
-# which never appears in a JSON schema.
-ArrayIn = Union[list[Any], Base64Array, SkipJsonSchema[InstanceOf[np.ndarray]]]
+# which never appears in a JSON schema and is written as a base64 block when the request is.
+NumpyArray = Annotated[InstanceOf[np.ndarray], PlainSerializer(lambda array: encode(array, as_base64=True),
+                                                               when_used="json")]
+ArrayIn = Union[list[Any], Base64Array, SkipJsonSchema[NumpyArray]]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion")
 LOSSES = (
@@ -79,10 +81,12 @@ class StepBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def array_groups(self) -> list[dict[str, ArrayIn]]:
+        """The step's arrays keyed by node id (inputs, targets), whatever its kind: the limits count them all."""
+        return [group for group in (getattr(self, "inputs", None), getattr(self, "targets", None)) if group is not None]
+
     def arrays(self) -> list[ArrayIn]:
-        """Every array of the step, whatever its kind: the limits count them all."""
-        return [value for group in (getattr(self, "inputs", {}), getattr(self, "targets", {}))
-                for value in group.values()]
+        return [value for group in self.array_groups() for value in group.values()]
 
 
 class CallStep(StepBase):
@@ -178,6 +182,11 @@ class Run(BaseModel):
     resources: Resources | None = Field(
         None, description="What the run (each of its workers) needs from a cluster node; used by the Ray "
         "executor, checked at submission against the cluster's nodes; ignored on one machine.")
+
+    def array_groups(self) -> list[dict[str, ArrayIn]]:
+        """Every dict of arrays of the request, in a fixed order: each layer's initial weights, then
+        each step's inputs and targets."""
+        return [*self.weights.values(), *(group for step in self.steps for group in step.array_groups())]
 
 
 class CallResult(BaseModel):

@@ -14,8 +14,7 @@ from nncards.execute.runner import run_steps
 
 def count_array_elements(request: Run) -> int:
     """Every array element a request carries: initial weights and every step's arrays."""
-    values = [v for layer in request.weights.values() for v in layer.values()]
-    values += [v for step in request.steps for v in step.arrays()]
+    values = [v for group in request.array_groups() for v in group.values()]
     return sum(arrays.count_elements(v.model_dump() if isinstance(v, BaseModel) else v) for v in values)
 
 

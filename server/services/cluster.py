@@ -13,6 +13,7 @@ from nncards.contract.limits import Limits
 from nncards.contract.run import Run
 from nncards.execute.messages import RunFinished, WorkerMessage
 from nncards.execute.ray_executor import RayRuns
+from nncards.server.services.request_arrays import StoredRequest
 from nncards.server.services.workers import Executor, OnLost, OnMessage
 
 
@@ -37,10 +38,10 @@ class RayExecutor(Executor):
             self._freed.clear()
             await self._freed.wait()
 
-    async def submit(self, run_id: str, request: dict) -> None:
+    async def submit(self, run_id: str, request: StoredRequest) -> None:
         self._live.add(run_id)
         # Putting a large request in the cluster's object store takes a while: not on the event loop.
-        await asyncio.to_thread(self.runs.submit, run_id, request)
+        await asyncio.to_thread(self.runs.submit, run_id, request.loaded())
 
     def cancel(self, run_id: str) -> None:
         self.runs.cancel(run_id)

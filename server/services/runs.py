@@ -33,6 +33,7 @@ from nncards.contract.run import Run, RunResult, RunStatus
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.server.errors import not_found
 from nncards.server.services.results import write_arrays
+from nncards.server.services.request_arrays import StoredRequest
 from nncards.server.services.store import Event, RunRow, RunStore
 from nncards.server.services.workers import Executor
 
@@ -76,7 +77,7 @@ class RunService:
         self.max_result_elements = max_result_elements
         self.executor = executor(self._on_message, self._on_lost)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._pending: dict[str, dict] = {}  # requests of queued runs, by run id
+        self._pending: dict[str, StoredRequest] = {}  # requests of queued runs, by run id
         self._active_since: dict[str, float] = {}  # queued and running runs: when they were created
         self._ended: dict[str, RunRow] = {}  # finished runs whose end is not written yet
         self._news: dict[str, asyncio.Event] = {}
@@ -200,14 +201,17 @@ class RunService:
         """A run request has come and is being checked: the executor may get ready for it meanwhile."""
         self.executor.prepare()
 
-    async def submit(self, request: dict) -> str:
+    async def submit(self, run: Run) -> str:
+        """Queue a checked request, its arrays (decoded) set aside as files in the run's folder."""
         if len(self._pending) >= self.max_queued:
             raise Unavailable(ErrorCode.QUEUE_FULL, f"{len(self._pending)} runs are already waiting, the most "
                               "this server queues; try again later.", QUEUE_RETRY_AFTER_SECONDS)
         run_id = uuid.uuid4().hex
         try:
-            await asyncio.to_thread(self.store.create, run_id, request)
-        except sqlite3.Error as exc:
+            # The arrays go to the run's folder (retention and DELETE remove it whole), the rest to the database.
+            request = await asyncio.to_thread(StoredRequest.set_aside, run, self.store.folder(run_id) / "request")
+            await asyncio.to_thread(self.store.create, run_id, request.run.model_dump(mode="json", by_alias=True))
+        except (sqlite3.Error, OSError) as exc:
             self.storage_problem = f"The run database cannot be written ({exc})."
             raise Unavailable(ErrorCode.STORAGE_FAILED, f"The run could not be stored ({exc}); try again later.",
                               QUEUE_RETRY_AFTER_SECONDS) from None

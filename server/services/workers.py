@@ -39,6 +39,7 @@ from nncards.execute.entry import check_runs_here
 from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
 from nncards.execute.options import RunOptions
+from nncards.server.services.request_arrays import StoredRequest
 from nncards.server.services.results import write_arrays
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -66,7 +67,7 @@ class Executor(abc.ABC):
         """Return once `submit` can start a run at once."""
 
     @abc.abstractmethod
-    async def submit(self, run_id: str, request: dict) -> None:
+    async def submit(self, run_id: str, request: StoredRequest) -> None:
         """Start a run; its messages follow through `on_message`. Only after `capacity`."""
 
     @abc.abstractmethod
@@ -120,13 +121,13 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
 
     while True:
         try:
-            run_id, request = connection.recv()
+            run_id, request = connection.recv()  # a StoredRequest: its arrays are mapped from their files
         except (EOFError, OSError):
             return
         connection.send(RunStarted(run_id=run_id))
         options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
                              as_base64=True)
-        result, _ = write_arrays(execute(request, options), results_dir / run_id, max_result_elements)
+        result, _ = write_arrays(execute(request.loaded(), options), results_dir / run_id, max_result_elements)
         connection.send(RunFinished(run_id=run_id, result=result))
 
 
@@ -226,14 +227,14 @@ class LocalExecutor(Executor):
             self._freed.clear()
             await self._freed.wait()
 
-    async def submit(self, run_id: str, request: dict) -> None:
+    async def submit(self, run_id: str, request: StoredRequest) -> None:
         worker = self._idle.pop(0)
         if worker.idle_timer:
             worker.idle_timer.cancel()
         worker.run_id = run_id
         worker.cancel.clear()
         try:
-            # Pickling a large request takes a while: not on the event loop.
+            # A worker still importing TensorFlow reads nothing yet: a send that fills the pipe waits, off the loop.
             await asyncio.to_thread(worker.connection.send, (run_id, request))
         except OSError:
             pass  # the worker died: its listener reports the loss of the run

@@ -10,6 +10,7 @@ from typing import Literal
 from nncards.card import (ACTIVITY, LAYER, LAYER_OUTPUT, SEED, TENSOR_OUTPUT, USE_BIAS, KerasLayerCard, Port,
                           activation, arguments, flag, fraction, layer_input, param, tensor_input, weights)
 from nncards.cards.convolution import FILTERS, window
+from nncards.keras_objects import keras_attribute
 from nncards.cards.spatial import RANKS, ranked
 
 CUDNN_CHOICES = {"auto": "auto", "always": True, "never": False}
@@ -124,7 +125,8 @@ class RecurrentCard(KerasLayerCard):
         if params.return_state and "output" in outputs:
             output, *states = outputs["output"]
             outputs["output"] = output
-            outputs.update(zip((p.id for p in cls.outputs[2:]), states))
+            # stacked cells give one list of states per cell: their states in order, bottom cell first
+            outputs.update(zip((p.id for p in cls.outputs[2:]), keras_attribute("keras.tree.flatten")(states)))
         return outputs
 
 
@@ -218,7 +220,12 @@ class RNN(RecurrentCard):
                     multiplicity="n"),
         *RecurrentCard.sockets,
     )
-    outputs = (*RecurrentCard.outputs, STATE_C)
+    outputs = (LAYER_OUTPUT, TENSOR_OUTPUT, *(Port(
+        port, "NeuralNetworkTensor", text,
+        f"The {which} final state of the cell(s), `(batch, state size)`: an LSTM cell's hidden then cell "
+        "state, a GRU or simple cell's one state, and with stacked cells the states of every cell in "
+        "turn, bottom first. Present when `return_state` is on and the cells have that many states.")
+        for port, text, which in (("state_h", "First final state", "first"), ("state_c", "Second final state", "second"))))
     weight_ranks = {}
     example_layers = {"cell": ("layer_GRUCell", {"units": 2})}
 

@@ -42,8 +42,8 @@ class TimeDistributed(WrapperCard):
 def _recurrent_problem(node: str, port: str, layer) -> Problem | None:
     if not isinstance(layer, keras_attribute("keras.layers.RNN")):
         return Problem(code="param_invalid", node=node, port=port, received=type(layer).__name__,
-                       expected="a recurrent layer (SimpleRNN, LSTM or GRU)",
-                       message=f"{port} must be a recurrent layer (SimpleRNN, LSTM or GRU), got {type(layer).__name__}")
+                       expected="a recurrent layer (SimpleRNN, LSTM, GRU, RNN or ConvLSTM)",
+                       message=f"{port} must be a recurrent layer (SimpleRNN, LSTM, GRU, RNN or ConvLSTM), got {type(layer).__name__}")
     if layer.return_state:
         return Problem(code="param_invalid", node=node, port=port, received=True,
                        expected="return_state off",
@@ -69,7 +69,7 @@ class Bidirectional(WrapperCard):
         **LAYER,
     )
     sockets = (
-        layer_input(help="The recurrent layer (SimpleRNN, LSTM or GRU) to run in both directions."),
+        layer_input(help="The recurrent layer (SimpleRNN, LSTM, GRU, RNN or ConvLSTM) to run in both directions."),
         layer_input("backward_layer", "Backward layer",
                     "Optional recurrent layer for the backward direction, with `go_backwards` on; "
                     "default: a copy of `layer` reading backwards.", required=False),

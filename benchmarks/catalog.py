@@ -123,7 +123,12 @@ async def _connection(port: int, path: str, encoding: str, stop_at: float) -> in
     done = 0
     while time.perf_counter() < stop_at:
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed it (idle timeout): a new one
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            continue
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"{path}: {head.splitlines()[0].decode()}")
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nncards.contract.errors import ErrorCode, NncardsError, Problem
@@ -207,13 +207,10 @@ class _EventsOnly:
 
 @dataclass
 class _Flight:
-    """A run on the cluster: its task, and whether its result came."""
+    """A run on the cluster, until its result comes or it is killed."""
 
     ref: Any
     multi_worker: bool
-    finished: bool = False
-    killed: bool = False
-    lost_reason: str | None = field(default=None)
 
 
 class RayRuns:
@@ -347,7 +344,6 @@ class RayRuns:
         if flight is None:
             return  # a run killed meanwhile: nothing more is said about it
         if isinstance(message, RunFinished):
-            flight.finished = True
             with self._lock:
                 self._flights.pop(message.run_id, None)
             self.board.forget.remote(message.run_id)
@@ -359,8 +355,8 @@ class RayRuns:
 
         with self._lock:
             flight = self._flights.pop(run_id, None)
-        if flight is None or flight.finished:
-            return
+        if flight is None:
+            return  # its RunFinished came (or it was killed)
         try:
             ray.get(ref)
             code, message = ErrorCode.RUN_FAILED, "The run's Ray task ended without a result."

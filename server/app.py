@@ -86,7 +86,7 @@ async def lifespan(app: FastAPI):
     app.state.runs = RunService(store, settings.limits, executor, max_queued=settings.max_queued_runs,
                                 retention=Retention(settings.keep_runs, settings.keep_bytes),
                                 max_result_elements=settings.max_result_elements)
-    app.state.interchange = InterchangeService()
+    app.state.interchange = InterchangeService(idle_seconds=settings.worker_idle_seconds)
     await app.state.runs.start()
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server

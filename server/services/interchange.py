@@ -2,26 +2,30 @@
 
 Reading a model's configuration asks Keras for its classes' defaults, and reading weights or
 writing a `.keras` file builds the model: both need TensorFlow, which the server process never
-imports. So they run in one spawned worker process, started on the first import or download.
+imports. So they run in one spawned worker process, started on the first import or download,
+stopped once idle (`--worker-idle-seconds`) and with the server.
 What crosses back is plain data: the GRAPH or RUN, the file's bytes, or an error's envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from nncards.contract.errors import ErrorCode, NncardsError, Problem
+from nncards.execute.lifeline import die_with_parent
 from nncards.interchange.export import to_keras
 from nncards.interchange.keras_import import import_model
 from nncards.server.services.results import with_arrays
 from nncards.server.services.validation import SPAWN, start_tensorflow
 
 
-def _start_worker() -> None:
+def _start_worker(server_pid: int) -> None:
+    die_with_parent(server_pid)
     start_tensorflow(1)
 
 
@@ -51,16 +55,25 @@ def _raise(body: dict):
 
 
 class InterchangeService:
-    def __init__(self):
+    def __init__(self, idle_seconds: float = 0):
+        """`idle_seconds`: how long the worker may wait for work before it stops (0: forever)."""
+        self.idle_seconds = idle_seconds
         self._pool: ProcessPoolExecutor | None = None
+        self._busy = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=SPAWN, initializer=_start_worker)
+            self._pool = ProcessPoolExecutor(1, mp_context=SPAWN, initializer=_start_worker, initargs=(os.getpid(),))
         return self._pool
+
+    def _stop_idle(self) -> None:
+        if not self._busy:
+            self.close()
 
     async def _call(self, function, *arguments):
         pool = self._executor()
+        self._busy += 1
         try:
             outcome, value = await asyncio.wrap_future(pool.submit(function, *arguments))
         except BrokenProcessPool:
@@ -68,6 +81,12 @@ class InterchangeService:
             self._pool = None
             raise NncardsError(ErrorCode.TOO_LARGE, "The model stopped the interchange process "
                                "(it may need more memory than the server has).") from None
+        finally:
+            self._busy -= 1
+            if self._idle_timer:
+                self._idle_timer.cancel()
+            if self.idle_seconds:
+                self._idle_timer = asyncio.get_running_loop().call_later(self.idle_seconds, self._stop_idle)
         if outcome == "refused":
             _raise(value)
         return value
@@ -84,3 +103,4 @@ class InterchangeService:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -107,7 +107,10 @@ class RunService:
     async def _write_journal(self) -> None:
         while True:
             write = await self._journal.get()
-            await write()
+            try:
+                await write()
+            except Exception:  # a fault in one change must not stop the writing of every later one
+                log.exception("a change of a run could not be written")
 
     async def _stored(self, what: str, call: Callable, *args) -> bool:
         """Run a store call on a thread, trying again while it fails; whether it went through.
@@ -254,7 +257,13 @@ class RunService:
     async def _finished(self, run_id: str, result: RunResult) -> None:
         """A result whose arrays came inline (from an executor that writes no files) has them written
         here, within the same element limit; one whose arrays are files already passes unchanged."""
-        result, _ = await asyncio.to_thread(write_arrays, result, self.store.folder(run_id), self.max_result_elements)
+        try:
+            result, _ = await asyncio.to_thread(write_arrays, result, self.store.folder(run_id),
+                                                self.max_result_elements)
+        except Exception as exc:  # whatever goes wrong here, the run still ends
+            log.exception("could not store the result of run %s", run_id)
+            result = RunResult.stopped(run_id, RunStatus.FAILED, ErrorCode.STORAGE_FAILED,
+                                       f"The run's result could not be stored: {type(exc).__name__}.")
         self._end(run_id, result)
 
     def _keep(self, task: asyncio.Task) -> None:

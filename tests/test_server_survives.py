@@ -393,3 +393,24 @@ def test_node_memo_is_bounded_in_bytes():
     assert memo.recall(("card", "n99", "x" * 10_000, (), 1)) == (None, [])
     memo.store(("card", "huge", "x" * 100_000, (), 1), card, None, [])  # larger than the bound: not kept
     assert memo.recall(("card", "huge", "x" * 100_000, (), 1)) == (None, None)
+
+
+def test_retention_removes_the_oldest_finished_runs_first(tmp_path):
+    from nncards.server.services.store import RunStore
+
+    store = RunStore(tmp_path)
+    try:
+        for number in range(6):
+            store.create(f"run{number}", {})
+            if number != 4:  # run4 is still queued: never removed
+                folder = store.folder(f"run{number}")
+                folder.mkdir(parents=True)
+                (folder / "0.npy").write_bytes(b"x" * 1000)
+                store.finish(f"run{number}", {"status": "succeeded"})
+        assert store.expired(keep_runs=3, keep_bytes=10**9) == ["run1", "run0"]  # run5, run3, run2 kept
+        assert store.expired(keep_runs=100, keep_bytes=2500) == ["run2", "run1", "run0"]  # ~1 kB each
+        assert store.expired(keep_runs=100, keep_bytes=0) == ["run3", "run2", "run1", "run0"]  # the newest stays
+        store.remove("run0")
+        assert store.get("run0") is None and not store.folder("run0").exists()
+    finally:
+        store.close()

@@ -215,7 +215,7 @@ def test_thousand_node_chain_validates_in_reasonable_time(api):
 def test_data_directory_holds_only_the_database(server):
     names = {path.name for path in server.data_dir.iterdir()}
     assert names <= {"runs.sqlite3", "runs.sqlite3-wal", "runs.sqlite3-shm", "server.log", "server.lock", "runs"}
-    # result arrays: runs/<the server's own hex run id>/<n>.npy, nothing a request could name
-    arrays = [path.relative_to(server.data_dir).parts for path in (server.data_dir / "runs").rglob("*")
+    # arrays: runs/<the server's own hex run id>/[request/]<n>.npy, nothing a request could name
+    arrays = ["/".join(path.relative_to(server.data_dir).parts) for path in (server.data_dir / "runs").rglob("*")
               if path.is_file()]
-    assert all(re.fullmatch(r"[0-9a-f]{32}", run) and re.fullmatch(r"\d+\.npy", name) for _, run, name in arrays)
+    assert all(re.fullmatch(r"runs/[0-9a-f]{32}/(request/)?\d+\.npy", path) for path in arrays), arrays

@@ -82,7 +82,7 @@ def _dumps(value: Any) -> str:
 
 
 def _size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.iterdir()) if folder.is_dir() else 0
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 class RunStore:

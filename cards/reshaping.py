@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from nncards.card import DATA_FORMAT, LAYER, KerasLayerCard, arguments, param, sizes
-from nncards.cards.spatial import RANKS, keras_margins, margins, ranked
+from nncards.cards.spatial import RANKS, flat_margins, keras_margins, margins, ranked
 
 
 class ReshapingCard(KerasLayerCard):
@@ -90,13 +90,9 @@ class MarginCard(ReshapingCard):
 
     @classmethod
     def params_from_arguments(cls, arguments):
-        padding = arguments.get("padding", [1, 1])
-        if isinstance(padding, int):
-            padding = [padding, padding]
-        elif all(isinstance(side, (list, tuple)) for side in padding):
-            (top, bottom), (left, right) = padding
-            padding = [top, left] if (top, left) == (bottom, right) else [top, bottom, left, right]
-        return super().params_from_arguments({**arguments, "padding": padding})
+        if cls.margin in arguments:
+            arguments = {**arguments, cls.margin: flat_margins(arguments[cls.margin], cls.dims)}
+        return super().params_from_arguments(arguments)
 
 
 def zero_padding(dims: int) -> type:

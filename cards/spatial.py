@@ -71,3 +71,16 @@ def keras_margins(value: list[int], dims: int) -> Any:
         return value[0] if dims == 1 else tuple(value)
     pairs = tuple(tuple(value[i:i + 2]) for i in range(0, len(value), 2))
     return pairs[0] if dims == 1 else pairs
+
+
+def flat_margins(value: Any, dims: int) -> Any:
+    """The reverse of `keras_margins`: a margin as Keras writes it (an int, a pair, pairs per
+    axis), as the card's flat list, one number per axis when both sides agree."""
+    if isinstance(value, int):
+        return [value] * dims
+    pairs = [value] if dims == 1 and all(isinstance(v, int) for v in value) and len(value) == 2 else value
+    if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
+        return list(value)
+    if all(first == second for first, second in pairs):
+        return [first for first, _ in pairs]
+    return [side for pair in pairs for side in pair]

@@ -300,3 +300,21 @@ def test_learned_statistics_become_params_from_the_weights_file(tmp_path):
     with pytest.raises(NncardsError) as refused:
         import_model(model.to_json().encode())
     assert "were learned and are kept as weights" in refused.value.body()["errors"][0]["message"]
+
+
+def test_paddings_and_croppings_of_every_rank_import_as_flat_margins(tmp_path):
+    """Keras writes margins as pairs per axis; the cards take one number per axis when both
+    sides agree, one per side otherwise (NASNet's asymmetric croppings among them)."""
+    image, sequence, volume = keras.Input((8, 8, 3), name="image"), keras.Input((10, 4), name="sequence"), \
+        keras.Input((2, 2, 2, 1), name="volume")
+    cropped = keras.layers.Cropping2D(((1, 0), (1, 0)), name="crop")(image)
+    padded = keras.layers.ZeroPadding2D(2, name="pad")(keras.layers.ZeroPadding2D(((1, 2), (0, 1)), name="skew")(cropped))
+    model = keras.Model({"image": image, "sequence": sequence, "volume": volume},
+                        {"a": padded, "b": keras.layers.Cropping1D((2, 1), name="trim")(sequence),
+                         "c": keras.layers.ZeroPadding3D(1, name="cube")(volume)})
+    graph = import_model(model.to_json().encode())
+    params = {n["id"]: n["params"] for n in graph["nodes"]}
+    assert params["crop"] == {"cropping": [1, 0, 1, 0]} and params["skew"] == {"padding": [1, 2, 0, 1]}
+    assert params["pad"] == {"padding": [2, 2]} and params["trim"] == {"cropping": [2, 1]} and params["cube"] == {}
+    to_keras(graph, tmp_path / "margins.keras")
+    assert comparable(import_model((tmp_path / "margins.keras").read_bytes())) == comparable(graph)

@@ -39,7 +39,8 @@ SERVE = [sys.executable, "-m", "nncards.cli", "serve"]
 CARDS = "/api/v1/cards"
 ROUTES = (CARDS, CARDS + "/layer_BatchNormalization", "/api/v1/types")
 ENCODINGS = ("identity", "gzip")
-SERVERS_OWN_HEADERS = ("date", "server", "content-length")  # written by uvicorn and Starlette in both
+# Written by uvicorn and Starlette in both; `connection: close` only echoes the recording client (urllib).
+SERVERS_OWN_HEADERS = ("date", "server", "content-length", "connection")
 
 
 def free_port() -> int:

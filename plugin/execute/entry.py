@@ -18,6 +18,18 @@ def count_array_elements(request: Run) -> int:
     return sum(arrays.count_elements(v.model_dump() if isinstance(v, BaseModel) else v) for v in values)
 
 
+def decode_arrays(request: Run) -> None:
+    """Every array of the request as a NumPy array, in place, once: the limit then counts sizes and
+    the steps only cast. One that does not decode stays as given, for the step that reads it to
+    report `array_invalid` with its node."""
+    for group in request.array_groups():
+        for key, value in group.items():
+            try:
+                group[key] = arrays.decode(value.model_dump() if isinstance(value, BaseModel) else value)
+            except (arrays.ArrayError, ValidationError):
+                pass
+
+
 def checked_request(request: dict | Run, options: RunOptions) -> Run:
     """The request as a RUN model within the array limit; `NncardsError` otherwise."""
     if not isinstance(request, Run):
@@ -27,6 +39,7 @@ def checked_request(request: dict | Run, options: RunOptions) -> Run:
             problems = [Problem(code="request_invalid", port="/".join(map(str, e["loc"])), message=e["msg"])
                         for e in exc.errors()]
             raise NncardsError("request_invalid", "The run request does not fit the RUN model.", problems)
+    decode_arrays(request)
     elements = count_array_elements(request)
     if elements > options.limits.max_array_elements:
         raise NncardsError("too_large", f"the request holds {elements} array elements, more than the limit "

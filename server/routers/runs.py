@@ -22,11 +22,10 @@ from nncards.card import ModelRole
 from nncards.contract.catalog import RunCreated, RunPage, ValidationResult
 from nncards.contract.errors import ErrorCode, ErrorEnvelope, NncardsError, Problem, summarize
 from nncards.contract.run import Run, RunResult, RunStatus, StepKind
-from nncards.execute.entry import count_array_elements
+from nncards.execute.entry import count_array_elements, decode_arrays
 from nncards.registry import registry
 from nncards.server.dependencies import InterchangeDep, RunServiceDep, SettingsDep, ValidationDep
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
-from nncards.server.services import request_arrays
 from nncards.server.services.results import result_json
 from nncards.server.services.store import RunRow
 from nncards.server.settings import Settings
@@ -144,7 +143,7 @@ async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, s
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
     runs.prepare()
-    await asyncio.to_thread(request_arrays.decode, run)
+    await asyncio.to_thread(decode_arrays, run)
     _check_limits(run, await validation.validate(run.graph), settings)
     await runs.check(run)
     run_id = await runs.submit(run)

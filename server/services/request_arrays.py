@@ -1,7 +1,7 @@
 """A run request's arrays: decoded once as the request arrives, then kept as `.npy` files in the run's folder.
 
-The body is parsed by orjson (routers/runs.py); `decode` turns each array of the request into
-NumPy once, so that the limits count NumPy sizes and nothing walks the lists again. `set_aside`
+The body is parsed by orjson (routers/runs.py) and each array of the request decoded into NumPy
+once (`nncards.execute.entry.decode_arrays`), so that nothing walks the lists again. `set_aside`
 writes each array as `<n>.npy` into the run's folder of the data directory and leaves an empty
 list in its place: the run record in SQLite is written without the arrays, and a local worker
 is handed the request with the files' paths, not the arrays' bytes through its pipe; it maps
@@ -14,26 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
-from nncards.contract import arrays
 from nncards.contract.run import Run
 
 
 def _slots(run: Run) -> list[tuple[dict, str]]:
     """(dict, key) of every array of the request, in a fixed order."""
     return [(group, key) for group in run.array_groups() for key in list(group)]
-
-
-def decode(run: Run) -> None:
-    """Every array of the request as a NumPy array, in place. One that does not decode is left as
-    given: the run reports it (`array_invalid`, with its node) where it reads it."""
-    for group, key in _slots(run):
-        value = group[key]
-        try:
-            group[key] = arrays.decode(value.model_dump() if isinstance(value, BaseModel) else value)
-        except (arrays.ArrayError, ValidationError):
-            pass
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 IFREQ = "16sH22x"  # struct ifreq: the interface name, then the flags
 NODE_SETTINGS = ["--num-cpus", "1", "--memory", str(1_500_000_000), "--object-store-memory", str(100_000_000)]
 START_TIMEOUT = 120.0
+# Ask for SIGKILL when the test process exits, then become the command (the request survives exec).
+DIE_WITH_TESTS = ("import os, sys; from nncards.execute.lifeline import die_with_parent; "
+                  "die_with_parent(int(sys.argv[1])); os.execv(sys.argv[2], sys.argv[2:])")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -126,10 +129,13 @@ class RayTestCluster:
         self.nodes: list[subprocess.Popen] = []
 
     def _ray_start(self, name: str, *arguments: str) -> None:
+        """`ray start --block`, made to die with the test process (a killed pytest leaves no node behind:
+        the node's own processes share the fate of their `ray start --block`)."""
         ray = str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--block", "--disable-usage-stats", *NODE_SETTINGS, *arguments]
         with open(self.root / f"{name}.log", "ab") as log:
             self.nodes.append(subprocess.Popen(
-                [ray, "start", "--block", "--disable-usage-stats", *NODE_SETTINGS, *arguments],
+                [sys.executable, "-c", DIE_WITH_TESTS, str(os.getpid()), *command],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
 
     def start(self) -> RayTestCluster:

@@ -80,7 +80,8 @@ def chain_graph(length: int) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("corpus"), "--workers", "1",
+    # --warm-up: the workers import TensorFlow while the first requests are made, not within them.
+    server = LiveServer(tmp_path_factory.mktemp("corpus"), "--workers", "1", "--warm-up",
                         "--max-body-bytes", str(BODY_LIMIT)).start()
     yield server
     server.stop()

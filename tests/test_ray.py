@@ -83,7 +83,8 @@ def wait_until_training(api, run_id):
 
 
 def task_of(cluster, run_id):
-    tasks = cluster.tasks(f"nncards-run-{run_id}")
+    """The run's task as the cluster lists it (its state API learns of a task within a second or so)."""
+    tasks = wait_for(lambda: cluster.tasks(f"nncards-run-{run_id}"), seconds=30, what=f"the task of run {run_id}")
     assert len(tasks) == 1, tasks
     return tasks[0]
 
@@ -133,7 +134,7 @@ def test_several_workers_are_refused_at_submission_without_a_cluster(live_server
 def test_cancel_stops_the_task_on_its_node(ray_cluster, server):
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     wait_until_training(server.client, run_id)
-    assert task_of(ray_cluster, run_id).state == "RUNNING"
+    assert wait_for(lambda: task_of(ray_cluster, run_id).state == "RUNNING", what="the task to run")
     cancelled = server.client.delete(f"/runs/{run_id}")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"

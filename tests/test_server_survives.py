@@ -300,7 +300,7 @@ def test_a_run_ends_when_its_result_cannot_be_stored(guarded, api):
 
 # -- 3. processes die with their parent -----------------------------------------------------------
 
-DISTRIBUTED_FIT = {**fit_run(epochs=100_000, batch_size=1), "distribution": {"strategy": "mirrored", "devices": 2}}
+DISTRIBUTED_FIT = {**fit_run(epochs=100_000, batch_size=2), "distribution": {"strategy": "mirrored", "devices": 2}}
 
 
 def distributed_children(server) -> set[int]:

@@ -66,7 +66,8 @@ def test_statistics_equal_numpy_on_the_same_tensors(training):
     for node, tensor in tensors.items():
         assert_statistics(nodes[node]["outputs"]["output"], np.asarray(tensor, dtype="float32"))
     assert_statistics(nodes["bn"]["input"], np.asarray(outputs["out_c"], dtype="float32"))
-    assert nodes["c"]["input"] is None and nodes["c"]["batch_mean"] is None
+    assert nodes["c"]["input"] is None and nodes["c"]["batch_mean"] is None and nodes["c"]["beta"] is None
+    assert result["steps"][1]["training"] is training
 
 
 def test_batch_statistics_are_those_of_normalize_batch_in_training():
@@ -84,6 +85,10 @@ def test_batch_statistics_are_those_of_normalize_batch_in_training():
     # a training pass with momentum 0.5 moves the moving mean halfway from 0 to the batch mean
     np.testing.assert_allclose(bn["moving_mean"], 0.5 * np.asarray(mean), atol=1e-5)
     np.testing.assert_allclose(result["layers"]["bn"]["weights"]["moving_variance"], bn["moving_variance"])
+    # a training pass normalizes with the batch's own statistics: each channel's output mean is beta
+    for name in ("gamma", "beta"):
+        np.testing.assert_allclose(bn[name], result["layers"]["bn"]["weights"][name])
+    np.testing.assert_allclose(bn["outputs"]["output"]["channels"]["mean"], bn["beta"], atol=1e-5)
 
 
 def test_an_unknown_node_is_refused_by_name():
@@ -117,6 +122,7 @@ def test_inspect_every_k_epochs_and_tensorboard_logs(tmp_path):
     fit = result["steps"][0]
     inspections = [e.inspection for e in recorder.events if isinstance(e, InspectEvent)]
     assert [i.epoch for i in inspections] == [2, 4] == [i["epoch"] for i in fit["inspections"]]
+    assert not any(i.training for i in inspections)
     assert fit["inspections"][1]["nodes"]["bn"]["outputs"]["output"]["shape"] == [8, 4, 4, 4]
     folder = tmp_path / "runs" / result["run_id"] / "tensorboard" / "step-0"
     assert fit["tensorboard"] == str(folder)

@@ -45,10 +45,17 @@ class NodeInspection(BaseModel):
         None, description="For batch normalization: this batch's (biased) variance per feature.")
     moving_mean: list[Any] | None = Field(None, description="For batch normalization: the layer's moving mean after the pass.")
     moving_variance: list[Any] | None = Field(None, description="For batch normalization: its moving variance after the pass.")
+    gamma: list[Any] | None = Field(
+        None, description="For batch normalization: its scale after the pass (null without `scale`).")
+    beta: list[Any] | None = Field(
+        None, description="For batch normalization: its offset after the pass, where a training pass centres "
+        "the output's per-channel means (null without `center`).")
 
 
 class Inspection(BaseModel):
     """The statistics of one forward pass, keyed by node id."""
 
     epoch: int | None = Field(None, description="During a fit: the epoch after which the pass ran.")
+    training: bool = Field(description="The pass ran in training mode (batch statistics) rather than inference "
+                           "mode (moving statistics).")
     nodes: dict[str, NodeInspection]

@@ -19,7 +19,7 @@ from nncards.contract.inspection import (HISTOGRAM_BINS, ChannelStatistics, Hist
 
 TENSOR = "NeuralNetworkTensor"
 BATCH_STATISTICS = ("batch_mean", "batch_variance")
-MOVING_STATISTICS = ("moving_mean", "moving_variance")
+LAYER_STATE = ("moving_mean", "moving_variance", "gamma", "beta")  # a BN layer's, after the pass
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,8 @@ class Inspector:
             if layer is not None and self.built.cards[node].inspect_input:
                 variables = {v.name: v for v in layer.layer.weights}
                 nodes[node].update({name: json_safe(np.asarray(variables[name].numpy()).tolist())
-                                    for name in MOVING_STATISTICS if name in variables})
-        return Inspection(epoch=epoch, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
+                                    for name in LAYER_STATE if name in variables})
+        return Inspection(epoch=epoch, training=training, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
 
 
 def _statistics(tensor, axis: int | None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -95,6 +96,26 @@ def live_server(tmp_path_factory) -> LiveServer:
     server = LiveServer(tmp_path_factory.mktemp("live-server")).start()
     yield server
     server.stop()
+
+
+# -- Debian's Chromium, driven by Playwright (never a browser Playwright downloads) ----------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def chromium(*extra_args: str):
+    """A headless Chromium for the block, closed (with Playwright's driver) when it ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 # -- a real two-node Ray cluster, in a network namespace of its own (tests/ray_cluster.py) --------

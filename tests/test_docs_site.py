@@ -11,14 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from conftest import chromium
 
 from nncards.registry import registry
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
 # the batch normalization page and three others: the longest example data (a 2-D convolution's
 # images), many inputs (LSTM), a variadic socket (Concatenate)
@@ -58,10 +55,8 @@ def site_url(site):
 
 @pytest.fixture(scope="module")
 def page(site_url):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser.new_page(viewport=VIEWPORT)
-        browser.close()
 
 
 def plain(markdown: str) -> str:

@@ -15,15 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, chromium
 from graphs import edge, node
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 import nncards
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SMALL = {"width": 1280, "height": 720}
 DOCS = {"width": 1440, "height": 900}
 BN = "batch_normalization_1"
@@ -33,10 +30,8 @@ SCREENSHOTS = os.environ.get("NNCARDS_EDITOR_SCREENSHOTS")
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -318,6 +313,61 @@ def test_a_fit_shows_each_epoch_and_a_curve_and_the_run_is_listed_after_a_reload
     item.click()
     expect(page.get_by_test_id("run-result")).to_contain_text("succeeded")
     expect(page.get_by_test_id("loss-curve")).to_have_attribute("data-points", "3")
+
+
+def column(table, cell: str) -> np.ndarray:
+    """The numbers a table of the statistics panel shows in the cells of one class."""
+    return np.array([float(text) for text in table.locator(f"td.{cell}").all_text_contents()])
+
+
+def test_a_fit_inspected_live_shows_badges_and_the_bn_cards_before_after_with_means_at_beta(page, live_server):
+    build_bn_by_keyboard(page)
+    page.get_by_test_id("run-mode-fit").check()
+    samples = np.random.default_rng(5).normal([5.0, -3.0], [2.0, 0.5], (16, 2)).round(3)
+    page.get_by_test_id("fit-inputs-input_1").fill("\n".join(f"{a},{b}" for a, b in samples))
+    page.get_by_test_id("fit-targets-output_1").fill("\n".join(f"{a},{b}" for a, b in samples / 4))
+    page.locator("[name=epochs]").fill("3")
+    page.get_by_test_id("inspect-after").check()
+    page.get_by_test_id("inspect-mode").select_option("training")
+    page.get_by_test_id("inspect-during").check()
+    page.locator("[name=inspect_every]").fill("1")
+    expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("run-inspected-2")).to_be_visible(timeout=RUN_TIMEOUT)
+    for card in ("input_1", BN):
+        expect(page.get_by_test_id(f"stats-badge-{card}").locator("rect").first).to_be_attached()
+
+    run_id = page.locator("[data-run-id]").get_attribute("data-run-id")
+    result = live_server.client.get(f"/runs/{run_id}").json()
+    assert [i["epoch"] for i in result["steps"][0]["inspections"]] == [1, 2, 3]
+    assert result["steps"][2]["kind"] == "inspect" and result["steps"][2]["training"] is True
+    beta = np.asarray(result["layers"][BN]["weights"]["beta"])
+    assert np.abs(beta).max() > 1e-3  # trained away from its initial zeros
+
+    # The panel offers every pass (the fit's three, then the inspect step) and shows the latest.
+    select(page, BN)
+    panel = page.get_by_test_id("card-statistics")
+    expect(panel.get_by_test_id("statistics-pass").locator("option")).to_have_count(1 + 3 + 1)
+    expect(panel.get_by_test_id(f"channel-plot-{BN}-output")).to_have_attribute("data-channels", "2")
+    view = panel.get_by_test_id("before-after")
+    for side in ("input", "output"):  # the first batch: 8 samples of 2 channels in each histogram
+        histogram = view.get_by_test_id(f"histogram-{side}")
+        expect(histogram).to_have_attribute("data-total", "16")
+        assert histogram.locator("rect").count() >= 2
+    batch = samples[:8]
+    np.testing.assert_allclose(column(view.get_by_test_id("batch-vs-moving"), "batch_mean"), batch.mean(axis=0), rtol=1e-3)
+
+    means_table = view.get_by_test_id("mean-vs-beta")
+    tolerance = float(view.get_by_test_id("mean-vs-beta-tolerance").text_content())
+    assert 0 < tolerance <= 1e-2
+    np.testing.assert_allclose(column(means_table, "beta"), beta, rtol=1e-3)
+    np.testing.assert_allclose(column(means_table, "mean"), beta, atol=tolerance)
+    expect(view.get_by_test_id("mean-vs-beta-verdict")).to_have_attribute("data-within", "true")
+
+    # An inference pass of the fit: its input's centre is far from β's, the panel says why, no verdict.
+    panel.get_by_test_id("statistics-pass").select_option(index=1)
+    expect(view.get_by_test_id("mean-vs-beta-verdict")).to_have_count(0)
+    expect(view).to_contain_text("Inference mode subtracts the moving mean")
 
 
 def test_save_load_and_new_ask_before_replacing_unsaved_work(page, tmp_path):

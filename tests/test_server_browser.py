@@ -10,15 +10,11 @@ None gets through: no run is created and nothing is read.
 import json
 
 import pytest
-from playwright.sync_api import sync_playwright
+from conftest import chromium
 
 from graphs import bn_graph
 
-CHROMIUM = "/usr/bin/chromium"
 REBIND = "rebind.test"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        f"--host-resolver-rules=MAP {REBIND} 127.0.0.1"]
 RUN = json.dumps({"graph": bn_graph([2]), "steps": [{"kind": "call", "inputs": {"x": [[1.0, 2.0]]}}]})
 
 # Every attempt reports what the page could see: an answer's status and body, or the error.
@@ -56,10 +52,8 @@ ATTACKS = """async ([api, run]) => {
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium(f"--host-resolver-rules=MAP {REBIND} 127.0.0.1") as browser:
         yield browser
-        browser.close()
 
 
 def run_count(server) -> int:

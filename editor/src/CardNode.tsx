@@ -1,11 +1,13 @@
 // A card on the canvas, compact: title, id, its sockets and only the parameters that differ from
 // their defaults. The ▸ button expands it in place (every socket and every parameter); the full
 // form is in the inspector. Errors mark the node and the port, with their sentence on hover.
+// After a run that inspected the cards, a badge shows the histogram of the card's output.
 
 import { Handle, Position, useUpdateNodeInternals, type NodeProps } from "@xyflow/react";
 import { memo, useEffect, type KeyboardEvent } from "react";
 import { useShallow } from "zustand/react/shallow";
 import { shortText, describe } from "./schema";
+import { StatisticsBadge } from "./Statistics";
 import { useEditor, type CardNode as CardNodeType } from "./store";
 import type { Port, Problem } from "./types";
 
@@ -122,6 +124,7 @@ function CardNodeView({ id, data, selected }: NodeProps<CardNodeType>) {
       </div>
       <div className="node-sub">
         <span className="node-id">{id}</span>
+        <StatisticsBadge nodeId={id} />
         {unused && <span className="badge unused-badge" title="Its outputs feed nothing: it does not take part in the model.">unused</span>}
         {nodeErrors > 0 && (
           <span className="badge error-badge" title={sentences.join("\n")} data-testid={`node-problems-${id}`}>

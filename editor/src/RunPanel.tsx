@@ -1,10 +1,12 @@
 // The run panel: what Run sends, its progress epoch by epoch, curves for every metric, the
 // results (outputs, and per layer a summary of each weight with its full values behind an
-// expander), the whole error text, and the list of past runs kept by the server.
+// expander), the whole error text, and the list of past runs kept by the server. What to
+// inspect (card statistics, shown on the cards and in the selected card's panel) is chosen here.
 
 import { lazy, Suspense, useEffect, useRef } from "react";
 import { parseNpy } from "./data";
 import { FINISHED, type CurrentRun } from "./run";
+import { Bars, fmt } from "./Sketches";
 import { useEditor } from "./store";
 import type { ApiErrorBody, LayerResult, RunResult } from "./types";
 
@@ -24,8 +26,6 @@ function flatten(value: unknown): { shape: number[]; values: number[] } | null {
   return { shape, values };
 }
 
-const fmt = (x: number) => (Number.isFinite(x) ? String(Number(x.toPrecision(4))) : String(x));
-
 function Histogram({ values }: { values: number[] }) {
   const finite = values.filter(Number.isFinite);
   if (finite.length < 2) return null;
@@ -33,12 +33,7 @@ function Histogram({ values }: { values: number[] }) {
   const hi = Math.max(...finite);
   const bins = new Array(12).fill(0);
   for (const v of finite) bins[hi > lo ? Math.min(11, Math.floor(((v - lo) / (hi - lo)) * 12)) : 0] += 1;
-  const top = Math.max(...bins);
-  return (
-    <svg className="histogram" viewBox="0 0 60 16" width="60" height="16" role="img" aria-label={`histogram of ${finite.length} values from ${fmt(lo)} to ${fmt(hi)}`}>
-      {bins.map((n, i) => <rect key={i} x={i * 5} y={16 - (16 * n) / top} width={4.2} height={(16 * n) / top} />)}
-    </svg>
-  );
+  return <Bars counts={bins} width={60} height={16} label={`histogram of ${finite.length} values from ${fmt(lo)} to ${fmt(hi)}`} />;
 }
 
 function download(name: string, content: unknown) {
@@ -137,7 +132,10 @@ function Result({ run, result }: { run: CurrentRun; result: RunResult }) {
       )}
       {result.steps.map((step, index) => {
         const planned = (plan?.steps[index] || {}) as { training?: boolean };
-        const title = `Step ${index + 1}: ${step.kind}${step.kind === "call" ? (planned.training ? " (training)" : " (inference)") : ""}`;
+        const training = step.training ?? planned.training;
+        const mode = step.kind === "call" || step.kind === "inspect" ? (training ? " (training)" : " (inference)") : "";
+        const inspected = step.nodes || step.inspections?.[0]?.nodes;
+        const title = `Step ${index + 1}: ${step.kind}${mode}`;
         return (
           <div className="run-step" key={index}>
             <h4>{title}</h4>
@@ -147,6 +145,12 @@ function Result({ run, result }: { run: CurrentRun; result: RunResult }) {
                   <ArrayRow key={id} label={`output ${id}`} value={value} testid={`run-output-${index}-${id}`} />
                 ))}
               </tbody></table>
+            )}
+            {inspected && (
+              <p className="muted" data-testid={`run-inspected-${index}`}>
+                Statistics of {Object.keys(inspected).length} cards{step.inspections ? `, ${step.inspections.length} times during the fit` : ""}:
+                {" "}a histogram badge on each card; select a card for its panel.
+              </p>
             )}
             {Object.entries(step.history || step.metrics || {}).map(([metric, values]) => (
               <div key={metric}>{metric}: {(Array.isArray(values) ? values : [values]).map((v) => fmt(v)).join(" → ")}</div>
@@ -259,6 +263,33 @@ function FitSettings() {
   );
 }
 
+function InspectChoices() {
+  const mode = useEditor((s) => s.runMode);
+  const inspect = useEditor((s) => s.inspect);
+  const setInspect = useEditor.getState().setInspect;
+  return (
+    <fieldset className="run-inspect">
+      <legend>Card statistics</legend>
+      <label><input type="checkbox" data-testid="inspect-after" checked={inspect.after} onChange={(e) => setInspect({ after: e.target.checked })} />
+        {" "}Inspect every card at the end (a histogram badge on each card; per-channel plots of the selected one)</label>
+      {inspect.after && (
+        <label className="indent">on {mode === "fit" ? "the first batch" : "the random batch"} in{" "}
+          <select data-testid="inspect-mode" value={inspect.training ? "training" : "inference"} onChange={(e) => setInspect({ training: e.target.value === "training" })}>
+            <option value="inference">inference mode (moving statistics)</option>
+            <option value="training">training mode (the batch's statistics; updates the moving ones once)</option>
+          </select>
+        </label>
+      )}
+      {mode === "fit" && (
+        <label><input type="checkbox" data-testid="inspect-during" checked={inspect.during} onChange={(e) => setInspect({ during: e.target.checked })} />
+          {" "}During the fit too, live, every{" "}
+          <input name="inspect_every" className="narrow" value={inspect.every} disabled={!inspect.during} onChange={(e) => setInspect({ every: e.target.value })} />
+          {" "}epochs (inference mode, first batch)</label>
+      )}
+    </fieldset>
+  );
+}
+
 function RunsList() {
   const runs = useEditor((s) => s.runs);
   const total = useEditor((s) => s.runsTotal);
@@ -297,6 +328,7 @@ export function RunPanel() {
         <label><input type="radio" name="run-mode" data-testid="run-mode-random" checked={mode === "random"} onChange={() => setMode("random")} /> Random batch of 8 (seed 0): a training call, then an inference call</label>
         <label><input type="radio" name="run-mode" data-testid="run-mode-fit" checked={mode === "fit"} onChange={() => setMode("fit")} /> Fit on my data (CSV or .npy), then predict</label>
       </fieldset>
+      <InspectChoices />
       {mode === "fit" && (
         <details className="fit-box" open>
           <summary>Data and training settings</summary>

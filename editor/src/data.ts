@@ -86,6 +86,16 @@ function base64(bytes: Uint8Array): string {
 /** A NumPy .npy file as a base64 ARRAY {dtype, shape, base64}. Throws an Error with a readable message. */
 export interface NpyArray { dtype: string; shape: number[]; base64: string }
 
+/** The first `count` samples of an ARRAY: a nested list or a base64 .npy array (C order, batch first). */
+export function firstSamples(array: unknown, count: number): unknown {
+  if (Array.isArray(array)) return array.slice(0, count);
+  const npy = array as NpyArray;
+  if (npy.shape[0] <= count) return npy;
+  const bytes = atob(npy.base64);
+  const sampleBytes = bytes.length / npy.shape[0];
+  return { ...npy, shape: [count, ...npy.shape.slice(1)], base64: btoa(bytes.slice(0, count * sampleBytes)) };
+}
+
 export function parseNpy(buffer: ArrayBuffer, label: string): NpyArray {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(1, 6));

@@ -1,11 +1,13 @@
 // The run slice of the store: what Run sends (a training call then an inference call on a seeded
 // random batch, or a fit on the user's data followed by a prediction), the progress read from
-// the run's server-sent events, the finished RUN RESULT, and the list of past runs.
+// the run's server-sent events, the finished RUN RESULT, and the list of past runs. Card
+// statistics: an `inspect` step at the end of the run and a fit's `inspect_every`, their
+// passes kept as they arrive (`inspect` events) and then as the result holds them.
 
 import type { StateCreator } from "zustand";
 import { api, ApiError } from "./api";
-import { parseCsv, randomInputs, type NpyArray } from "./data";
-import type { ApiErrorBody, Graph, RunResult, RunSummary } from "./types";
+import { firstSamples, parseCsv, randomInputs, type NpyArray } from "./data";
+import type { ApiErrorBody, Graph, Inspection, RunResult, RunSummary } from "./types";
 import type { EditorState } from "./store";
 import { draftProblems, structureKey } from "./store";
 
@@ -33,6 +35,22 @@ export interface EpochUpdate {
   metrics: Record<string, number>;
 }
 
+/** What the user asked to inspect (the Run panel's "Card statistics"). */
+export interface InspectSettings {
+  /** An `inspect` step of every card at the end of the run. */
+  after: boolean;
+  /** That pass in training mode (this batch's statistics) rather than inference mode (moving ones). */
+  training: boolean;
+  /** A fit's `inspect_every`: whether, and every how many epochs. */
+  during: boolean;
+  every: string;
+}
+
+/** One pass of card statistics, from a fit's `inspect_every` (`epoch` set) or an `inspect` step. */
+export interface InspectionPass extends Inspection {
+  step: number;
+}
+
 export interface Plan {
   data: Record<string, unknown> | null;
   steps: Record<string, unknown>[];
@@ -43,6 +61,7 @@ export interface CurrentRun {
   status: string;
   progress: string;
   epochs: EpochUpdate[];
+  inspections: InspectionPass[];
   result: RunResult | null;
   plan: Plan | null;
   /** A refusal or failure before the run existed (request error, bad data). */
@@ -55,12 +74,14 @@ export interface RunSlice {
   runMode: "random" | "fit";
   fit: FitSettings;
   fitData: Record<string, DataSource>;
+  inspect: InspectSettings;
   current: CurrentRun | null;
   runs: RunSummary[];
   runsTotal: number;
   setRunMode(mode: "random" | "fit"): void;
   setFit(settings: Partial<FitSettings>): void;
   setFitData(key: string, source: DataSource): void;
+  setInspect(settings: Partial<InspectSettings>): void;
   startRun(): Promise<void>;
   cancelRun(): Promise<void>;
   openRun(runId: string): Promise<void>;
@@ -89,7 +110,7 @@ export function runBlocker(state: EditorState): string | null {
 const inputNodes = (graph: Graph) => graph.nodes.filter((n) => n.card === "input");
 const outputNodes = (graph: Graph) => graph.nodes.filter((n) => n.card === "output");
 
-function randomPlan(graph: Graph): Plan {
+function randomPlan(state: EditorState, graph: Graph): Plan {
   const inputs = inputNodes(graph).map((node) => {
     const shape = node.params.shape;
     if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d))) {
@@ -104,6 +125,7 @@ function randomPlan(graph: Graph): Plan {
     steps: [
       { kind: "call", inputs: data, training: true },
       { kind: "call", inputs: data, training: false },
+      ...inspectSteps(state, data),
     ],
   };
 }
@@ -132,11 +154,32 @@ function fitPlan(state: EditorState, graph: Graph): Plan {
   const rate = Number(state.fit.learning_rate);
   if (!Number.isFinite(rate) || rate <= 0) throw new Error(`The learning rate must be a positive number, got "${state.fit.learning_rate}".`);
   const metrics = state.fit.metrics.split(/[\s,]+/).filter(Boolean);
-  const fit = {
-    kind: "fit", inputs, targets, epochs: whole("epochs", 1), batch_size: whole("batch_size", 1),
+  const batchSize = whole("batch_size", 1);
+  const fit: Record<string, unknown> = {
+    kind: "fit", inputs, targets, epochs: whole("epochs", 1), batch_size: batchSize,
     optimizer: { name: state.fit.optimizer, learning_rate: rate }, loss: state.fit.loss, metrics,
   };
-  return { data: null, steps: [fit, { kind: "predict", inputs }] };
+  if (state.inspect.during) {
+    const every = Number(state.inspect.every);
+    if (!Number.isInteger(every) || every < 1) throw new Error(`Inspect every … epochs must be a whole number of at least 1, got "${state.inspect.every}".`);
+    fit.inspect_every = every;
+  }
+  const firstBatch = Object.fromEntries(Object.entries(inputs).map(([id, array]) => [id, firstSamples(array, batchSize)]));
+  return { data: null, steps: [fit, { kind: "predict", inputs }, ...inspectSteps(state, firstBatch)] };
+}
+
+/** The `inspect` step the user asked for at the end of the run, on the given batch. */
+function inspectSteps(state: EditorState, inputs: Record<string, unknown>): Record<string, unknown>[] {
+  return state.inspect.after ? [{ kind: "inspect", inputs, training: state.inspect.training }] : [];
+}
+
+/** Every pass of card statistics a finished run holds, in the order they ran. */
+function resultPasses(result: RunResult): InspectionPass[] {
+  return result.steps.flatMap((step, index): InspectionPass[] => {
+    if (step.kind === "fit") return (step.inspections || []).map((pass) => ({ ...pass, step: index }));
+    if (step.nodes) return [{ epoch: step.epoch ?? null, training: Boolean(step.training), nodes: step.nodes, step: index }];
+    return [];
+  });
 }
 
 export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set, get) => {
@@ -150,7 +193,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       const result = await api.run(runId);
       if (get().current?.runId !== runId) return;
       if (FINISHED.has(result.status)) {
-        patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}` });
+        patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}`, inspections: resultPasses(result) });
         void get().refreshRuns();
         return;
       }
@@ -170,6 +213,8 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
         else if (event === "epoch") {
           const epochs = [...(get().current?.epochs || []), data as EpochUpdate];
           patch({ epochs, progress: `Epoch ${data.epoch}/${data.epochs}` });
+        } else if (event === "inspect") {
+          patch({ inspections: [...(get().current?.inspections || []), { ...data.inspection, step: data.step }] });
         }
       }, controller.signal);
     } catch (error) {
@@ -189,6 +234,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     runMode: "random",
     fit: { epochs: "5", batch_size: "8", optimizer: "adam", learning_rate: "0.01", loss: "mse", metrics: "mae" },
     fitData: {},
+    inspect: { after: false, training: false, during: false, every: "1" },
     current: null,
     runs: [],
     runsTotal: 0,
@@ -202,6 +248,9 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     setFitData(key, source) {
       set({ fitData: { ...get().fitData, [key]: source } });
     },
+    setInspect(settings) {
+      set({ inspect: { ...get().inspect, ...settings } });
+    },
 
     async startRun() {
       const state = get();
@@ -212,10 +261,10 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       }
       const graph = state.graph();
       const structure = structureKey(state);
-      const empty: CurrentRun = { runId: null, status: "refused", progress: "", epochs: [], result: null, plan: null, refusal: null, structure };
+      const empty: CurrentRun = { runId: null, status: "refused", progress: "", epochs: [], inspections: [], result: null, plan: null, refusal: null, structure };
       let plan: Plan;
       try {
-        plan = state.runMode === "fit" ? fitPlan(state, graph) : randomPlan(graph);
+        plan = state.runMode === "fit" ? fitPlan(state, graph) : randomPlan(state, graph);
       } catch (error) {
         set({ current: { ...empty, refusal: { code: "run_not_started", message: (error as Error).message } } });
         return;
@@ -244,13 +293,13 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
 
     async openRun(runId) {
       following?.abort();
-      set({ current: { runId, status: "loading", progress: `Opening run ${runId}…`, epochs: [], result: null, plan: null, refusal: null, structure: "" } });
+      set({ current: { runId, status: "loading", progress: `Opening run ${runId}…`, epochs: [], inspections: [], result: null, plan: null, refusal: null, structure: "" } });
       try {
         const result = await api.run(runId);
         if (get().current?.runId !== runId) return;
         if (FINISHED.has(result.status)) {
           const epochs = historyEpochs(result);
-          patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}`, epochs });
+          patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}`, epochs, inspections: resultPasses(result) });
         } else {
           patch({ status: result.status, progress: `Run ${runId}: ${result.status}` });
           void follow(runId);

@@ -81,11 +81,47 @@ export interface ApiErrorBody {
   errors?: Problem[];
 }
 
-export interface RunStep {
+/** Per channel along the card's feature axis (contract/inspection.py); non-finite numbers may come as strings. */
+export interface ChannelStatistics {
+  mean: number[];
+  std: number[];
+  min: number[];
+  max: number[];
+  zeros: number[];
+  nonfinite: number[];
+}
+
+export interface TensorStatistics {
+  shape: number[];
+  axis: number | null;
+  channels: ChannelStatistics;
+  histogram: { edges: number[]; counts: number[] };
+}
+
+export interface NodeInspection {
+  outputs: Record<string, TensorStatistics>;
+  /** Set for cards that report the tensor entering them (batch normalization), with the fields below. */
+  input?: TensorStatistics | null;
+  batch_mean?: number[] | null;
+  batch_variance?: number[] | null;
+  moving_mean?: number[] | null;
+  moving_variance?: number[] | null;
+  gamma?: number[] | null;
+  beta?: number[] | null;
+}
+
+export interface Inspection {
+  epoch: number | null;
+  training: boolean;
+  nodes: Record<string, NodeInspection>;
+}
+
+export interface RunStep extends Partial<Inspection> {
   kind: string;
   outputs?: Record<string, unknown>;
   history?: Record<string, number[]>;
   metrics?: Record<string, number>;
+  inspections?: Inspection[] | null;
 }
 
 export interface LayerResult {

@@ -132,12 +132,15 @@ def cmd_import(args) -> int:
     from nncards.contract.errors import NncardsError
     from nncards.interchange.keras_import import import_model
 
+    if args.weights_from is not None and args.weights is None:
+        sys.exit("nncards: --weights-from needs --weights RUN.json (where the RUN with those weights goes)")
     try:
         data = Path(args.file).read_bytes()
+        weights_file = Path(args.weights_from).read_bytes() if args.weights_from is not None else None
     except OSError as exc:
-        sys.exit(f"nncards: cannot read {args.file}: {exc}")
+        sys.exit(f"nncards: cannot read {exc.filename}: {exc.strerror}")
     try:
-        result = import_model(data, with_weights=args.weights is not None)
+        result = import_model(data, with_weights=args.weights is not None, weights_file=weights_file)
     except NncardsError as error:
         return _refusal(error)
     if args.weights is not None:
@@ -194,13 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     docs_parser.set_defaults(handler=cmd_docs)
 
     import_parser = commands.add_parser(
-        "import", help="import a .keras file or Keras JSON config as a graph (printed as JSON)",
+        "import", help="import a .keras file, a Keras 2 .h5 file or a Keras JSON config as a graph (printed as JSON)",
         description="Print the graph of a Keras model: every layer as its card, wires as the model's "
         "connections. The file is read as data: nothing in it is run. A model with layers no card "
         "expresses is refused with each such layer listed.")
     import_parser.add_argument("file")
     import_parser.add_argument("--weights", metavar="RUN.json",
                                help="also write a RUN holding the graph and the model's weights to this file")
+    import_parser.add_argument("--weights-from", metavar="WEIGHTS.h5",
+                               help="the weights of a JSON config: the HDF5 file Keras 2's `save_weights` wrote")
     import_parser.set_defaults(handler=cmd_import)
 
     export_parser = commands.add_parser(

@@ -12,9 +12,12 @@ from conftest import LiveServer
 from test_interchange import ROUND_TRIP, comparable
 
 
+MAX_BODY_BYTES = 2**20
+
+
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("interchange")).start()
+    server = LiveServer(tmp_path_factory.mktemp("interchange"), "--max-body-bytes", str(MAX_BODY_BYTES)).start()
     yield server.client
     server.stop()
 
@@ -52,6 +55,27 @@ def test_import_refusals_are_envelopes(api):
     for body in (b"not a model", b"PK\x03\x04broken", b'{"class_name": "Functional", "config": {"layers": [3]}}'):
         answer = api.post("/graphs/import", content=body, headers={"content-type": "application/octet-stream"})
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_request", answer.text
+
+
+def test_import_a_keras2_h5_file_and_refuse_broken_or_oversized_ones(api, tmp_path):
+    import tf_keras
+
+    x = tf_keras.Input((4,), name="x")
+    hidden = tf_keras.layers.Dense(3, name="hidden")(x)
+    normalized = tf_keras.layers.BatchNormalization(axis=[1], virtual_batch_size=2, name="bn")(hidden)
+    tf_keras.Model(x, normalized).save(tmp_path / "legacy.h5")
+    data = (tmp_path / "legacy.h5").read_bytes()
+    graph = api.post("/graphs/import", content=data, headers={"content-type": "application/x-hdf5"})
+    assert graph.status_code == 200, graph.text
+    assert {n["id"]: n["params"] for n in graph.json()["nodes"]}["bn"] == {"axis": 1, "virtual_batch_size": 2}
+    run = api.post("/graphs/import", params={"weights": "true"}, files={"file": ("legacy.h5", io.BytesIO(data))})
+    assert run.status_code == 200, run.text
+    assert set(run.json()["weights"]["bn"]) == {"gamma", "beta", "moving_mean", "moving_variance"}
+    for broken in (data[:len(data) // 3], data[:8] + bytes(1000)):
+        refused = api.post("/graphs/import", content=broken, headers={"content-type": "application/x-hdf5"})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", refused.text
+    oversized = api.post("/graphs/import", content=data + bytes(MAX_BODY_BYTES), headers={"content-type": "application/x-hdf5"})
+    assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "too_large"
 
 
 def test_download_the_trained_model_of_a_finished_run(api, tmp_path):

@@ -54,7 +54,12 @@ def _stock_copy(layer):
     own = {key: value for key, value in config.items() if key not in accepted}
     if any(key not in defaults or value != defaults[key] for key, value in own.items()):
         return layer
-    return base(**{key: value for key, value in config.items() if key in accepted})
+    shared = {key: value for key, value in config.items() if key in accepted}
+    try:
+        stock = base(**shared)
+    except (TypeError, ValueError):  # an argument only nncards' layer takes in that form (an axis list)
+        return layer
+    return stock
 
 
 def portable(model):

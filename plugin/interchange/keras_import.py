@@ -1,7 +1,8 @@
 """Importing a Keras model as an editable graph, and its weights as a RUN's `weights`.
 
 The model file is read as data only: the `.keras` zip's `config.json` (or a bare JSON config) is
-walked as JSON, and `model.weights.h5` as arrays. Nothing named in the file is ever looked up as
+walked as JSON, and `model.weights.h5` as arrays. Keras 2's files (a legacy `.h5` model, a JSON
+config with an `.h5` weights file) are read by `keras2`, their configs rewritten in Keras 3's form. Nothing named in the file is ever looked up as
 code: a layer becomes a node only through the card that declares its Keras class, with its
 arguments turned into that card's params by the card (`params_from_arguments`). Initializers,
 regularizers and constraints become shorthand identifiers when they equal one, companion
@@ -29,11 +30,11 @@ from nncards.cards.exclusions import EXCLUDED, UNCARDED_ARGUMENTS
 from nncards.contract.errors import ErrorCode, NncardsError, Problem, summarize
 from nncards.contract.shorthands import BY_TYPE
 from nncards.contract.types import INSTANCE_TYPES
+from nncards.interchange.keras2 import (KERAS_TENSOR, MODEL_CLASSES, LegacyWeight, is_hdf5, is_keras2,
+                                        keras3_config, read_hdf5)
 from nncards.interchange.layout import place
 from nncards.registry import registry
 
-KERAS_TENSOR = "__keras_tensor__"
-MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 INSTANCE_MODULES = {"keras.initializers", "keras.regularizers", "keras.constraints"}
 # Arguments every Keras layer takes from `keras.layers.Layer`, with their defaults.
 BASE_DEFAULTS = {"trainable": True, "dtype": "float32", "autocast": True, "activity_regularizer": None}
@@ -43,10 +44,16 @@ MAX_UNPACKED_BYTES = 4 * 2**30
 
 @dataclass(frozen=True)
 class KerasFile:
-    """A model file read as data: its configuration (JSON) and the bytes of its weights file."""
+    """A model file read as data: its configuration (JSON) and the bytes of its weights file
+    (Keras 3's), or the arrays of a Keras 2 one."""
 
     config: dict
     weights: bytes | None = None
+    legacy_weights: list[LegacyWeight] | None = None
+
+    @property
+    def has_weights(self) -> bool:
+        return self.weights is not None or self.legacy_weights is not None
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Imported:
 
     graph: dict
     weight_paths: dict[str, str] = field(default_factory=dict)
+    layer_nodes: dict[str, str] = field(default_factory=dict)  # Keras layer name → the node that made it
 
 
 def _unreadable(message: str) -> NncardsError:
@@ -63,9 +71,15 @@ def _unreadable(message: str) -> NncardsError:
 
 
 def read_model_file(data: bytes, with_weights: bool = False) -> KerasFile:
-    """The configuration (and weights) of a `.keras` file, or of a Keras JSON config; with
-    `with_weights`, a file without weights is refused."""
-    if data[:4] == b"PK\x03\x04":
+    """The configuration (and weights) of a `.keras` file, a Keras 2 `.h5` file, or a Keras JSON
+    config; with `with_weights`, a file without weights is refused."""
+    if is_hdf5(data):
+        saved = read_hdf5(data, MAX_UNPACKED_BYTES)
+        if saved.config is None:
+            raise _unreadable("the HDF5 file holds weights only (`save_weights`): import the model's JSON "
+                              "config with this file as its weights")
+        source = KerasFile(saved.config, legacy_weights=saved.weights)
+    elif data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 config = _json_config(_member(archive, "config.json"))
@@ -79,9 +93,21 @@ def read_model_file(data: bytes, with_weights: bool = False) -> KerasFile:
     if not isinstance(source.config, dict) or not isinstance(source.config.get("config"), dict) \
             or "class_name" not in source.config:
         raise _unreadable("a Keras model config has a `class_name` and a `config` object")
-    if with_weights and source.weights is None:
-        raise _unreadable("the file holds no weights (a JSON config, or a .keras file saved without them)")
+    if with_weights and not source.has_weights:
+        raise _without_weights()
     return source
+
+
+def _without_weights() -> NncardsError:
+    return _unreadable("the file holds no weights (a JSON config, or a .keras or .h5 file saved without them)")
+
+
+def screen_model_file(data: bytes, with_weights: bool = False) -> None:
+    """Refuse a file that is no model as `read_model_file` would, except that an HDF5 file is
+    only recognized, not opened: the HDF5 library then reads it in a worker process, where a
+    file crafted to crash it stops that process alone."""
+    if not is_hdf5(data):
+        read_model_file(data, with_weights)
 
 
 def _member(archive: zipfile.ZipFile, name: str) -> bytes:
@@ -194,6 +220,7 @@ class Importer:
         self.problems: list[Problem] = []
         self.weight_paths: dict[str, str] = {}
         self.made: dict[str, str] = {}  # weights path of a layer object → the node that made it
+        self.layer_nodes: dict[str, str] = {}  # Keras layer name → the node that made it
         self.ids: set[str] = set()
 
     # -- nodes ------------------------------------------------------------------------------
@@ -321,6 +348,7 @@ class Importer:
         params.update(self.call_options(card, call, name, class_name))
         self.add_node(node_id, card.id, params)
         self.made[path] = node_id
+        self.layer_nodes[name] = node_id
         if card.makes_layer and path not in self.state_read:
             self.weight_paths[node_id] = path
         self.wire_call(node_id, name, class_name, card, call, resolve)
@@ -415,7 +443,8 @@ class Importer:
         keras_path = f"{value.get('module', '')}.{value['class_name']}"
         config = value.get("config", {})
         for identifier, (shorthand_class, shorthand_config) in _shorthand_configs(type_id).items():
-            if shorthand_class == keras_path and shorthand_config == config:
+            # a key missing from the config (written by an older Keras) takes its default
+            if shorthand_class == keras_path and {**shorthand_config, **config} == shorthand_config:
                 return identifier
         card = self.by_keras.get(keras_path)
         if value.get("module") not in INSTANCE_MODULES or card is None or value.get("registered_name") not in (
@@ -508,11 +537,15 @@ def _pick(produced: dict, history: tuple[str, int, int]) -> Ref:
 def import_config(config: dict, weights: bytes | None = None) -> Imported:
     """The graph of a Keras model config; raises `NncardsError` (`import_unsupported`) listing
     every layer it cannot express, or `bad_request` for a config it cannot read. `weights`, the
-    model's weights file, is read for the params a model keeps as weights (learned statistics)."""
+    model's weights file, is read for the params a model keeps as weights (learned statistics).
+    A Keras 2 config is read in Keras 3's form (`keras2.keras3_config`)."""
     importer = Importer(registry().cards, weights)
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise _unreadable("a Keras model config has a `class_name` and a `config` object")
     try:
+        if is_keras2(config):
+            config, problems = keras3_config(config)
+            importer.problems.extend(problems)
         outputs = importer.model(config)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise _unreadable(f"the model configuration is malformed: {type(exc).__name__}: {exc}") from None
@@ -523,7 +556,7 @@ def import_config(config: dict, weights: bytes | None = None) -> Imported:
                        f"nothing was imported: {summarize(importer.problems)}", importer.problems)
     graph = {"schema_version": 1, "nodes": importer.nodes, "edges": importer.edges}
     place(graph)
-    return Imported(graph, importer.weight_paths)
+    return Imported(graph, importer.weight_paths, importer.layer_nodes)
 
 
 def load_weights(layers: dict[str, Any], imported: Imported, weights: bytes) -> None:
@@ -540,32 +573,94 @@ def load_weights(layers: dict[str, Any], imported: Imported, weights: bytes) -> 
         store.close()
 
 
+def _built_layers(imported: Imported) -> dict[str, Any]:
+    """The layers nncards builds from the imported graph, by node id."""
+    from nncards.build.model import build
+    from nncards.contract.graph import Graph
+
+    return {node: built.layer for node, built in build(Graph.model_validate(imported.graph)).layers.items()}
+
+
 def import_weights(imported: Imported, weights: bytes) -> dict[str, dict[str, Any]]:
     """The model's weights as numpy arrays keyed by node id, then weight short name (as a RUN's
     `weights` and a RUN RESULT's `layers` name them)."""
     import numpy as np
 
-    from nncards.build.model import build
-    from nncards.contract.graph import Graph
     from nncards.execute.runner import weight_names
 
-    layers = {node: built.layer for node, built in build(Graph.model_validate(imported.graph)).layers.items()}
+    layers = _built_layers(imported)
     load_weights(layers, imported, weights)
     found = {node: {name: np.asarray(v.numpy()) for name, v in weight_names(layers[node]).items()}
              for node in imported.weight_paths}
     return {node: values for node, values in found.items() if values}
 
 
-def import_model(data: bytes, with_weights: bool = False) -> dict:
-    """The GRAPH of a `.keras` file or Keras JSON config; with weights, a RUN holding the graph and
-    the model's weights (base64 arrays)."""
+def _legacy_destination(imported: Imported, weight: LegacyWeight) -> tuple[str | None, str]:
+    """The node and weight short name of a Keras 2 weight: its name's last part naming a layer
+    of the model (an enclosing model's or name scope's parts come before it), or its group."""
+    parts = weight.path
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index] in imported.layer_nodes:
+            return imported.layer_nodes[parts[index]], "/".join(parts[index + 1:])
+    return imported.layer_nodes.get(weight.group), "/".join(parts[1:]) or parts[0]
+
+
+def import_legacy_weights(imported: Imported, weights: list[LegacyWeight]) -> dict[str, dict[str, Any]]:
+    """Keras 2's weights as numpy arrays keyed by node id, then weight short name, in the shapes
+    nncards' layers hold them. Every weight of the file must land in the model and every weight
+    of the model must be in the file, else the file does not fit the model (`bad_request`)."""
+    import numpy as np
+
+    from nncards.execute.runner import weight_names
+
+    layers = _built_layers(imported)
+    variables = {node: weight_names(layer) for node, layer in layers.items() if layer.weights}
+    found: dict[str, dict[str, Any]] = {}
+    for weight in weights:
+        node, short = _legacy_destination(imported, weight)
+        variable = variables.get(node, {}).get(short)
+        if variable is None:
+            raise _unreadable(f"the weight {weight.name} (of {weight.group}) has no place in the imported model")
+        value = np.asarray(weight.value)
+        if value.shape != tuple(variable.shape):
+            # Keras 2 keeps a ghost-batch or multi-axis batch normalization's per-feature weights in
+            # the input's rank, (1, …, C, …); the card holds them flat, in C order over the axes
+            if len(variable.shape) != 1 or value.size != variable.shape[0]:
+                raise _unreadable(f"the weight {weight.name} has shape {list(value.shape)}; "
+                                  f"node {node!r} holds {short} with shape {list(variable.shape)}")
+            value = value.reshape(-1)
+        found.setdefault(node, {})[short] = value.astype(variable.dtype)
+    for node, names in variables.items():
+        missing = sorted(set(names) - set(found.get(node, {})))
+        if missing:
+            raise _unreadable(f"the weights file has no {', '.join(missing)} for node {node!r}")
+    return found
+
+
+def import_model(data: bytes, with_weights: bool = False, weights_file: bytes | None = None) -> dict:
+    """The GRAPH of a `.keras` file, Keras 2 `.h5` file or Keras JSON config; with weights, a RUN
+    holding the graph and the model's weights (base64 arrays). `weights_file`, a Keras 2 HDF5
+    weights file (`save_weights`), gives the weights of a JSON config."""
     from nncards.contract import arrays
 
-    source = read_model_file(data, with_weights)
+    source = read_model_file(data)
+    if weights_file is not None:
+        if source.has_weights:
+            raise _unreadable("the model file holds its own weights; give a weights file with a JSON config only")
+        saved = read_hdf5(weights_file, MAX_UNPACKED_BYTES)
+        if saved.weights is None:
+            raise _unreadable("the weights file holds no Keras weights")
+        source = KerasFile(source.config, legacy_weights=saved.weights)
+        with_weights = True
+    if with_weights and not source.has_weights:
+        raise _without_weights()
     imported = import_config(source.config, source.weights)
     if not with_weights:
         return imported.graph
-    weights = import_weights(imported, source.weights)
+    if source.legacy_weights is not None:
+        weights = import_legacy_weights(imported, source.legacy_weights)
+    else:
+        weights = import_weights(imported, source.weights)
     return {"graph": imported.graph,
             "weights": {node: {name: arrays.encode(value, True) for name, value in values.items()}
                         for node, values in weights.items()}}

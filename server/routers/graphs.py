@@ -11,7 +11,7 @@ from nncards.contract.catalog import ValidationResult
 from nncards.contract.errors import ErrorCode, NncardsError
 from nncards.contract.graph import Graph
 from nncards.contract.run import Run
-from nncards.interchange.keras_import import read_model_file
+from nncards.interchange.keras_import import screen_model_file
 from nncards.server.dependencies import InterchangeDep, ValidationDep
 from nncards.server.errors import ERROR_RESPONSES
 
@@ -33,6 +33,7 @@ async def validate_graph(graph: Graph, validation: ValidationDep) -> ValidationR
 MODEL_FILE = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "application/json": {"schema": {"type": "object", "description": "A Keras JSON config (`model.to_json()`)."}},
+    "application/x-hdf5": {"schema": {"type": "string", "format": "binary"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
 }}}
@@ -55,14 +56,16 @@ async def import_graph(request: Request, interchange: InterchangeDep,
                        weights: Annotated[bool, Query(description="Answer a RUN holding the graph and the "
                                                       "model's weights (base64 arrays) instead of the graph.")] = False,
                        ) -> Graph | Run:
-    """A Keras model (a `.keras` file, or a Keras JSON config) as a graph: every layer its card.
+    """A Keras model (a `.keras` file, a Keras 2 `.h5` file, or a Keras JSON config of Keras 3 or
+    Keras 2) as a graph: every layer its card.
 
     The file is read as data, never run. A model with layers no card expresses answers 422
-    `import_unsupported` listing each of them; a file that is no Keras model 400 `bad_request`.
+    `import_unsupported` listing each of them; a file that is no Keras model (a corrupt one
+    included) 400 `bad_request`; a body over the server's limit 413 `too_large`.
     """
     data = _model_file(await request.body(), request.headers.get("content-type", ""))
     if not data:
         raise NncardsError(ErrorCode.BAD_REQUEST, "The request has no model file in its body.")
-    read_model_file(data, with_weights=weights)  # a file that is no model is answered here, without the worker
+    screen_model_file(data, with_weights=weights)  # a file that is no model is answered here, without the worker
     document = await interchange.import_model(data, weights)
     return Run.model_validate(document) if weights else Graph.model_validate(document)

@@ -92,7 +92,7 @@ class InterchangeService:
         return value
 
     async def import_model(self, data: bytes, with_weights: bool) -> dict:
-        """The GRAPH (or with weights the RUN) of a `.keras` file or Keras JSON config."""
+        """The GRAPH (or with weights the RUN) of a `.keras` file, Keras 2 `.h5` file or Keras JSON config."""
         return await self._call(_import_in_worker, data, with_weights)
 
     async def keras_file(self, document: dict, arrays_folder: Path) -> bytes:

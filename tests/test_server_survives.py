@@ -27,6 +27,7 @@ from graphs import bn_graph, edge, node
 
 import nncards
 from nncards.build.validation import NodeMemo
+from nncards.server.middleware import nesting_depth
 
 QUEUE = 2
 KEEP_RUNS = 4
@@ -252,6 +253,14 @@ def test_deep_nesting_is_request_invalid_in_one_log_line(guarded, api):
     assert "Traceback" not in added
     assert len(re.findall(r"nested \d+ levels deep", added)) == 3
     assert api.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("body, depth", [
+    (b"", 0), (b"[]", 1), (b'{"a": [[1.5e3, -2]]}', 3), (b'"[[["', 0), (b'["]]", [["["]]]', 3),
+    (b'["\\"[[", [1]]', 2), (b'["\\\\", [[1]]]', 3), (b'["\\u005b1", [[[ 2 ]]]]', 4), (b"]]][[", 0),
+    (b'"unterminated [[', 2)])
+def test_nesting_depth_counts_brackets_outside_strings(body, depth):
+    assert nesting_depth(body) == depth
 
 
 def test_nan_infinity_and_null_are_validated_apart(api):

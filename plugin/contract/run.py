@@ -38,6 +38,7 @@ METRICS = (
 Loss = Literal[LOSSES]
 Metric = Literal[METRICS]
 Arrays = dict[str, ArrayIn]
+ARRAY_FIELDS = ("inputs", "targets")  # a step's fields of arrays keyed by node id, whatever its kind
 MAX_BATCH_SIZE = 2**31 - 1  # Keras counts batches in C longs
 
 
@@ -83,7 +84,7 @@ class StepBase(BaseModel):
 
     def array_groups(self) -> list[dict[str, ArrayIn]]:
         """The step's arrays keyed by node id (inputs, targets), whatever its kind: the limits count them all."""
-        return [group for group in (getattr(self, "inputs", None), getattr(self, "targets", None)) if group is not None]
+        return [group for field in ARRAY_FIELDS if (group := getattr(self, field, None)) is not None]
 
     def arrays(self) -> list[ArrayIn]:
         return [value for group in self.array_groups() for value in group.values()]

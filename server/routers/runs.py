@@ -1,18 +1,16 @@
 """The run routes: create (optionally waiting), list, read, follow as server-sent events, cancel.
 
-A run request may carry tens of MiB of numbers. Its body is parsed by orjson (`FastJsonRoute`),
-several times faster than the standard library, and its arrays are decoded into NumPy once,
-then set aside as files by the run service (services/request_arrays.py).
+A run request may carry tens of MiB of numbers. Its body is parsed with its arrays straight into
+NumPy (`FastJsonRoute`, `nncards.contract.run_json`: simdjson, never a Python float per number),
+then the arrays are set aside as files by the run service (services/request_arrays.py).
 """
 
 from __future__ import annotations
 
 import math
 import asyncio
-import json
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.responses import StreamingResponse
@@ -21,6 +19,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from nncards.card import ModelRole
 from nncards.contract.catalog import RunCreated, RunPage, ValidationResult
 from nncards.contract.errors import ErrorCode, ErrorEnvelope, NncardsError, Problem, summarize
+from nncards.contract import run_json
 from nncards.contract.run import Run, RunResult, RunStatus, StepKind
 from nncards.execute.entry import count_array_elements, decode_arrays
 from nncards.registry import registry
@@ -48,10 +47,7 @@ class FastJsonRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             parse = asyncio.to_thread if len(body) > LARGE_BODY_BYTES else _run_now
-            try:
-                self._json = await parse(orjson.loads, body)
-            except orjson.JSONDecodeError:  # NaN tokens and integers past 64 bits: the standard library reads them
-                self._json = await parse(json.loads, body)
+            self._json = await parse(run_json.parse, body)
         return self._json
 
 
@@ -60,7 +56,8 @@ async def _run_now(function, *args):
 
 
 class FastJsonRoute(APIRoute):
-    """A route whose JSON body is parsed by orjson (FastAPI's documented way: a custom Request)."""
+    """A route whose JSON body is a RUN's, its arrays parsed into NumPy (FastAPI's documented way: a
+    custom Request)."""
 
     def get_route_handler(self):
         handler = super().get_route_handler()

@@ -1,7 +1,8 @@
 """A run request's arrays: decoded once as the request arrives, then kept as `.npy` files in the run's folder.
 
-The body is parsed by orjson (routers/runs.py) and each array of the request decoded into NumPy
-once (`nncards.execute.entry.decode_arrays`), so that nothing walks the lists again. `set_aside`
+The body is parsed with its arrays straight into NumPy (routers/runs.py, `nncards.contract.run_json`);
+an array that came otherwise (a base64 block, a list only the old way reads) is decoded once
+(`nncards.execute.entry.decode_arrays`), so that nothing walks the lists again. `set_aside`
 writes each array as `<n>.npy` into the run's folder of the data directory and leaves an empty
 list in its place: the run record in SQLite is written without the arrays, and a local worker
 is handed the request with the files' paths, not the arrays' bytes through its pipe; it maps

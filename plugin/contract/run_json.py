@@ -1,0 +1,167 @@
+"""A RUN's JSON text parsed with its arrays straight into NumPy, never through Python floats.
+
+A run request may carry tens of MiB of numbers as nested lists. simdjson parses the whole text
+(validating it as strictly as orjson) and copies each array of the request (a step's inputs and
+targets, initial weights) into a NumPy buffer in C; the rest of the document becomes Python
+values. An array comes out exactly as `arrays.decode` would make it of the list orjson reads:
+int64 when every element is an integer, float64 otherwise, float64 when empty.
+
+Whether every such array is rectangular (a ragged one must be refused as today) is checked on
+the text: stripped of numbers and white space, and its strings emptied, the document must read
+exactly as it would with every array a full grid of its shape. Anything the fast way is not sure
+of takes the old way, whose answers (errors included) are the contract: a text simdjson refuses
+(JSON's NaN tokens, integers past 64 bits, malformed text: orjson, then the standard library,
+read it and say why), a document whose skeleton differs (a ragged array), and, left as lists for
+`arrays.decode`, arrays of booleans, of strings, or of integers past int64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import orjson
+import simdjson
+
+from nncards.contract.run import ARRAY_FIELDS
+
+# What a number and white space are made of: deleted from the text, they leave its structure.
+NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
+# A JSON string, unrolled (no alternation per character); its escapes survive the deletion above
+# (their letters are none of e, E or digits), so it still finds every string of the skeleton.
+STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+MAX_DIMENSIONS = 32  # deeper lists go the old way, for NumPy's own answer
+
+
+def skeleton(text: bytes) -> bytes:
+    """The structure of a JSON text: numbers and white space deleted, every string emptied."""
+    return STRING.sub(b'""', text.translate(None, NUMBER_AND_SPACE))
+
+
+def parse(body: bytes) -> Any:
+    """The JSON document of a RUN request, its arrays of numbers as NumPy arrays."""
+    try:
+        return _fast(body)
+    except ValueError:  # simdjson refuses the text (its errors are ValueErrors), or NotSure
+        return loads(body)
+
+
+def loads(body: bytes) -> Any:
+    """The document as orjson reads it; JSON's NaN tokens and integers past 64 bits by the standard library."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+class NotSure(ValueError):
+    """The fast way cannot tell that its document is the one the old way would read."""
+
+
+def _fast(body: bytes) -> Any:
+    """The document with its arrays in NumPy; `NotSure` where the old way must answer."""
+    root = simdjson.Parser().parse(body)
+    if not isinstance(root, simdjson.Object):
+        raise NotSure("not a RUN: no arrays to read")
+    document = {}
+    for key, value in _members(root):
+        if key == "weights" and isinstance(value, simdjson.Object):
+            document[key] = {node: _array_group(group) for node, group in _members(value)}
+        elif key == "steps" and isinstance(value, simdjson.Array):
+            document[key] = [_step(step) for step in value]
+        else:
+            document[key] = _plain(value)
+    if _expected_skeleton(document, len(body)) != skeleton(body):
+        raise NotSure("an array is ragged, or holds arrays beside numbers")
+    return document
+
+
+def _step(step: Any) -> Any:
+    if not isinstance(step, simdjson.Object):
+        return _plain(step)
+    return {key: _array_group(value) if key in ARRAY_FIELDS else _plain(value) for key, value in _members(step)}
+
+
+def _array_group(group: Any) -> Any:
+    if not isinstance(group, simdjson.Object):
+        return _plain(group)
+    return {key: _numbers(value) if isinstance(value, simdjson.Array) else _plain(value)
+            for key, value in _members(group)}
+
+
+def _members(value: simdjson.Object) -> list[tuple[str, Any]]:
+    """An object's members, arrays and objects left in simdjson (its `items()` makes Python values of
+    them). A key given twice is read twice here, once in the document: the skeletons then differ."""
+    return [(key, value[key]) for key in value.keys()]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _numbers(array: simdjson.Array) -> np.ndarray | list:
+    """The array of numbers in NumPy (its shape read along its first elements, checked with the
+    skeleton), or as a list where NumPy's rules for Python values must decide."""
+    shape, element = [], array
+    while isinstance(element, simdjson.Array) and len(shape) <= MAX_DIMENSIONS:
+        shape.append(len(element))
+        element = element[0] if len(element) else None
+    try:
+        try:
+            values = np.frombuffer(array.as_buffer(of_type="i"), np.int64)
+        except TypeError:  # not all integers: a float among them, or something else
+            values = np.frombuffer(array.as_buffer(of_type="d"), np.float64)
+    except (TypeError, ValueError):  # booleans, strings, null, objects; an integer past int64
+        return array.as_list()
+    if len(shape) > MAX_DIMENSIONS or values.size != math.prod(shape):
+        return array.as_list()
+    return (values if values.size else values.astype(np.float64)).reshape(shape)
+
+
+def _grid_skeleton(shape: tuple[int, ...]) -> bytes:
+    text = b""  # a number
+    for size in reversed(shape):
+        text = b"[" + b",".join(repeat(text, size)) + b"]"
+    return text
+
+
+def _grid_length(shape: tuple[int, ...]) -> int:
+    length = 0
+    for size in reversed(shape):
+        length = 2 + size * length + max(size - 1, 0)
+    return length
+
+
+def _expected_skeleton(document: Any, budget: int) -> bytes:
+    """The skeleton the text has when each NumPy array of the document is a full grid of its shape.
+    The grids may be no longer than `budget` (the text's length: a ragged array's first elements
+    can claim a huge shape)."""
+
+    def walk(value: Any) -> bytes:
+        nonlocal budget
+        if isinstance(value, dict):
+            return b"{" + b",".join(b'"":' + walk(v) for v in value.values()) + b"}"
+        if isinstance(value, list):
+            return b"[" + b",".join(walk(v) for v in value) + b"]"
+        if isinstance(value, np.ndarray):
+            budget -= _grid_length(value.shape)
+            if budget < 0:
+                raise NotSure("the arrays' shapes claim more than the text holds")
+            return _grid_skeleton(value.shape)
+        if isinstance(value, str):
+            return b'""'
+        if value is None:
+            return b"null"
+        if isinstance(value, bool):
+            return b"tru" if value else b"fals"  # their e deleted
+        return b""  # a number
+
+    return walk(document)

@@ -1,0 +1,133 @@
+"""A RUN's JSON parsed with its arrays straight into NumPy (`run_json.parse`) reads every document as
+orjson and NumPy do (`run_json.loads`, then `arrays.decode`): the same values, dtypes, shapes and
+signs of zero, the same errors, whatever the text."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from nncards.contract import arrays, run_json
+from nncards.contract.run import ARRAY_FIELDS
+
+
+def read_as_before(document):
+    """The document with each array of a step or of the weights decoded as `decode_arrays` would:
+    (dtype, shape, bytes), or the error's message."""
+
+    def decoded(value):
+        try:
+            array = arrays.decode(value)
+        except arrays.ArrayError as exc:
+            return "error", str(exc)
+        return array.dtype.str, array.shape, array.tobytes()
+
+    def group(value):
+        return {k: decoded(v) if isinstance(v, list | np.ndarray) else v for k, v in value.items()} \
+            if isinstance(value, dict) else value
+
+    if not isinstance(document, dict):
+        return document
+    document = dict(document)
+    if isinstance(document.get("weights"), dict):
+        document["weights"] = {node: group(value) for node, value in document["weights"].items()}
+    if isinstance(document.get("steps"), list):
+        document["steps"] = [{k: group(v) if k in ARRAY_FIELDS else v for k, v in step.items()}
+                             if isinstance(step, dict) else step for step in document["steps"]]
+    return document
+
+
+def assert_read_alike(body: bytes, fast: bool | None = None):
+    """Both ways read the body alike; `fast`: whether the array `x` must come as NumPy straight away."""
+    try:
+        expected = read_as_before(run_json.loads(body))
+    except ValueError as exc:
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            run_json.parse(body)
+        return
+    parsed = run_json.parse(body)
+    assert repr(read_as_before(parsed)) == repr(expected)
+    if fast is not None:
+        assert isinstance(parsed["steps"][0]["inputs"]["x"], np.ndarray) is fast
+
+
+def step_body(x: str, space: str = "") -> bytes:
+    return (f'{{"graph": {{"nodes": [{{"id": "x", "card": "input", "params": {{"shape": [2]}}}}], "edges": []}},'
+            f'{space}"steps": [{{"kind": "predict", "inputs": {{"x": {x}}}}}]}}').encode()
+
+
+@pytest.mark.parametrize("x", [
+    "[[1.5, 2], [3, 4]]", "[[1, 2], [3, 4]]", "[1e5, 1E5, 1e+5, 1E-5, 2.5e-300, 4.9e-324, 1e-400, 1.7976931348623157e308]",
+    "[-0, 1.5]", "[-0]", "[-0.0, 0.0, -0.0e3]", "[0.1, 0.30000000000000004, 1.0000000000000000000001]",
+    f"[{2**53 + 1}, {2**63 - 1}, {-2**63}]", f"[{2**53 + 1}, 0.5]",
+    "[[[[[[[[1]]]]]]]]", "[" * 40 + "1" + "]" * 40, "[[1, 2, 3], [4, 5, 6]]",
+    "[]", "[[]]", "[[], []]", "[[[]], [[]]]",
+])
+def test_numbers_come_as_numpy_read_alike(x):
+    assert_read_alike(step_body(x), fast=not x.startswith("[" * 40))
+
+
+@pytest.mark.parametrize("x", [
+    "[[1, 2], [3]]", "[[1, 2], [3, 4, 5]]", "[[1, 2, 3], [4], [5, 6]]", "[[1], []]", "[[], [1]]", "[1, [2]]",
+    "[[1], 2]", "[[1, 2], [3, [4]]]", "[[[1, 2]], [[3], [4]]]",
+    '[1, "NaN"]', '[1.0, "Infinity", "-Infinity"]', '[1, "x"]', "[1, null]", "[true, false]", "[1, true]",
+    "[1, {}]", '[[1], "a"]', "[NaN, 1.0]", "[Infinity]", "[-Infinity, 1]", f"[{2**64}]", f"[{2**64}, 1.5]",
+    f"[{2**63}, -1]", f"[{2**63}, 0.5]", f"[{2**63 - 1}, {2**63}]", "[1e309]", '{"dtype": "float32", "shape": [1], "base64": "AACAPw=="}', '"text"', "3",
+])
+def test_everything_else_is_read_as_before(x):
+    assert_read_alike(step_body(x))
+
+
+@pytest.mark.parametrize("space", [" ", "\n", "\t", "\r\n  "])
+def test_white_space_anywhere(space):
+    x = space.join(["[", "[", "1.5", ",", "2", "]", ",", "[", "-3e2", ",", "4", "]", "]"])
+    assert_read_alike(step_body(x, space), fast=True)
+    assert_read_alike(json.dumps(json.loads(step_body(x)), indent=4).encode(), fast=True)
+
+
+def test_brackets_and_digits_in_strings_change_nothing():
+    body = json.dumps({"graph": {"nodes": [{"id": 'a[1, 2]"[\\', "card": "e\u005b9"}], "edges": []},
+                       "steps": [{"kind": "predict", "inputs": {"x": [[1, 2], [3, 4.5]], '"]': [[1], [2]]}}]})
+    assert_read_alike(body.encode(), fast=True)
+    assert_read_alike(body.replace("[[1], [2]]", "[[1], [[2]]]").encode(), fast=False)
+
+
+def test_weights_and_targets_and_duplicate_keys():
+    body = (b'{"weights": {"bn": {"gamma": [1, 2.5], "beta": [[0]]}}, "steps": [{"kind": "fit", '
+            b'"inputs": {"x": [[1]]}, "targets": {"y": [[2.5]], "y": [[1, 2]]}}]}')
+    assert_read_alike(body)
+    assert_read_alike(body.replace(b', "y": [[1, 2]]', b''), fast=True)
+
+
+def test_other_documents_are_read_as_before():
+    for body in [b"[[1, 2], [3]]", b"3", b'{"steps": 3, "weights": []}', b'{"steps": [1, {"inputs": 2}]}', b"{}"]:
+        assert run_json.parse(body) == run_json.loads(body)
+    for body in [b"", b"[1,", b'{"steps": [}', b"\xff", b'{"a": 1} 2']:
+        with pytest.raises(ValueError) as fast:
+            run_json.parse(body)
+        with pytest.raises(ValueError) as before:
+            run_json.loads(body)
+        assert str(fast.value) == str(before.value)
+
+
+def test_a_shape_claimed_by_first_elements_is_not_built():
+    """A ragged array whose first elements claim a huge shape: the check gives up, no grid is made."""
+    first = "[" + ", ".join(["[" + ", ".join(["1"] * 3000) + "]"] + ["[]"] * 2999) + "]"
+    assert_read_alike(step_body(first))
+
+
+def test_random_documents_read_alike():
+    generator = np.random.default_rng(7)
+    for _ in range(200):
+        shape = tuple(generator.integers(0, 4, size=generator.integers(1, 4)))
+        values = generator.normal(size=shape) * 10.0 ** generator.integers(-30, 30)
+        if generator.random() < 0.3:
+            values = generator.integers(-2**63, 2**63 - 1, size=shape, endpoint=True) // 10 ** generator.integers(0, 19)
+        x = json.dumps(values.tolist())
+        if generator.random() < 0.3 and "," in x:  # an element dropped: ragged, or not JSON
+            at = x.index(",")
+            x = x[:at] + x[x.index(",", at + 1) if "," in x[at + 1:] else at + 1:]
+        assert_read_alike(step_body(x))

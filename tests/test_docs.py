@@ -385,8 +385,8 @@ def test_models_guide_shows_what_export_and_import_give(tmp_path, monkeypatch):
     from nncards.interchange.keras_import import import_model
 
     blocks = fenced_blocks((DOCS / "models-in-and-out.md").read_text())
-    script, make_small, make_lambda = [body for lang, body in blocks if lang == "python"]
-    graph_shown, refusal_shown = [json.loads(body) for lang, body in blocks if lang == "json"]
+    script, make_small, make_lambda, make_legacy, load_migrated = [body for lang, body in blocks if lang == "python"]
+    graph_shown, refusal_shown, legacy_shown = [json.loads(body) for lang, body in blocks if lang == "json"]
     assert to_python(json.loads((ROOT / "examples/batchnorm.json").read_text())["graph"]) == script
     monkeypatch.chdir(tmp_path)
     exec(make_small, {})
@@ -395,6 +395,16 @@ def test_models_guide_shows_what_export_and_import_give(tmp_path, monkeypatch):
     with pytest.raises(NncardsError) as refusal:
         import_model((tmp_path / "lambda.keras").read_bytes())
     assert {"error": refusal.value.body()} == refusal_shown
+
+    exec(make_legacy, {})
+    commands = next(body for lang, body in blocks if lang == "sh" and body.startswith("nncards import legacy.h5"))
+    for command in commands.splitlines():
+        words = command.split(">")[0].split()
+        assert cli.main(words[1:]) == 0, command
+    assert json.loads((tmp_path / "legacy_run.json").read_text())["graph"] == legacy_shown
+    loaded = {}
+    exec(load_migrated, loaded)
+    assert [layer.name for layer in loaded["model"].layers] == ["images", "ghost", "grid"]
 
 
 def test_every_keras_equivalent_builds_the_shapes_of_its_graph():

@@ -29,7 +29,8 @@ def legacy_model():
     x = layers.Conv2D(4, 3, padding="same", name="conv")(image)
     x = layers.BatchNormalization(fused=True, momentum=0.9, epsilon=1e-4, name="bn_fused")(x)
     x = layers.ReLU(name="relu")(x)
-    x = layers.BatchNormalization(virtual_batch_size=2, center=False, name="bn_ghost")(x)
+    x = layers.BatchNormalization(virtual_batch_size=2, center=False, gamma_constraint=tf_keras.constraints.MaxNorm(3.0),
+                                  name="bn_ghost")(x)
     x = layers.BatchNormalization(renorm=True, renorm_clipping={"rmax": 2.0, "rmin": 0.5, "dmax": 1.0},
                                   renorm_momentum=0.9, name="bn_renorm")(x)
     x = layers.BatchNormalization(axis=[1, 3], gamma_regularizer=tf_keras.regularizers.l2(0.01),
@@ -77,6 +78,8 @@ def test_h5_imports_every_batch_normalization_option_and_tf_keras_outputs(legacy
     params = {node: n["params"] for node, n in nodes_of(graph).items()}
     assert params["bn_fused"] == {"axis": 3, "momentum": 0.9, "epsilon": 1e-4}
     assert params["bn_ghost"] == {"axis": 3, "virtual_batch_size": 2, "center": False}  # tf_keras wrote axis [4]
+    constraint = next(e["source"] for e in graph["edges"] if e["target"] == "bn_ghost" and e["target_port"] == "gamma_constraint")
+    assert nodes_of(graph)[constraint]["params"] == {"max_value": 3.0}
     assert params["bn_renorm"] == {"axis": 3, "renorm": True, "renorm_momentum": 0.9,
                                    "renorm_clipping": {"rmax": 2.0, "rmin": 0.5, "dmax": 1.0}}
     assert params["bn_axes"] == {"axis": [1, 3], "gamma_regularizer": "l2", "beta_initializer": "random_normal"}
@@ -117,7 +120,16 @@ def test_keras2_json_config_with_its_weights_file_is_the_h5_import(legacy):
     config = (folder / "model.json").read_bytes()
     from_h5 = import_model((folder / "legacy_model.h5").read_bytes(), with_weights=True)
     assert import_model(config) == from_h5["graph"]
-    assert import_model(config, weights_file=(folder / "weights.h5").read_bytes()) == from_h5
+    weights_file = (folder / "weights.h5").read_bytes()
+    assert import_model(config, weights_file=weights_file) == from_h5
+    # tf_keras leaves `fused` out of its configs (its value changes no number): one that has it keeps it
+    with_fused = json.loads(config)
+    next(layer for layer in with_fused["config"]["layers"] if layer["name"] == "bn_fused")["config"]["fused"] = True
+    run = import_model(json.dumps(with_fused).encode(), weights_file=weights_file)
+    assert nodes_of(run["graph"])["bn_fused"]["params"] == {"axis": 3, "momentum": 0.9, "epsilon": 1e-4, "fused": True}
+    model = rebuilt(run)
+    assert model.get_layer("bn_fused").fused_kernel
+    np.testing.assert_allclose(output_of(model, legacy["x"]), legacy["inference"], **TOL)
     with pytest.raises(NncardsError) as refused:  # a weights file is no model
         import_model((folder / "weights.h5").read_bytes())
     assert refused.value.code == "bad_request" and "weights only" in refused.value.message
@@ -192,3 +204,23 @@ def test_unreadable_and_unsafe_h5_files_are_refused(legacy, tmp_path):
     assert refused.value.code == "import_unsupported"
     problems = refused.value.body()["errors"]
     assert [(p["code"], p["node"], p["received"]) for p in problems] == [("unsupported_layer", "double", "Lambda")]
+
+
+def test_a_keras2_call_on_a_constant_is_refused_and_keras3_h5_files_import(tmp_path):
+    constant_call = {"class_name": "Functional", "keras_version": "2.15.0", "config": {
+        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [["sum", 0, 0]], "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_input_shape": [None, 2], "dtype": "float32", "name": "x"}},
+            {"class_name": "Add", "name": "sum", "config": {"name": "sum"},
+             "inbound_nodes": [[["x", 0, 0, {}], ["_CONSTANT_VALUE", -1, [1.0, 2.0], {}]]]}]}}
+    with pytest.raises(NncardsError) as refused:
+        import_model(json.dumps(constant_call).encode())
+    assert refused.value.code == "import_unsupported"
+    assert [(p["node"], p["received"]) for p in refused.value.body()["errors"]] == [("sum", "call")]
+
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, keras.layers.BatchNormalization(momentum=0.9, name="bn")(keras.layers.Dense(3, name="d")(x)))
+    model.save(tmp_path / "keras3.h5")  # Keras 3's legacy format: its own config, weights named "d/kernel"
+    run = import_model((tmp_path / "keras3.h5").read_bytes(), with_weights=True)
+    data = np.random.default_rng(2).normal(size=(2, 4)).astype("float32")
+    np.testing.assert_allclose(output_of(rebuilt(run), data), output_of(model, data), **TOL)

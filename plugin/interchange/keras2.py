@@ -223,7 +223,7 @@ class Keras2Config:
             self.problems.append(Problem(code=ErrorCode.UNSUPPORTED_LAYER, node=name, received="call",
                                          message=f"layer {name!r} is called on a constant, not on a layer's "
                                          "output; a graph wires layers only"))
-        tensors = [_tensor(entry[:3]) for entry in entries]
+        tensors = [_tensor(entry[:3]) for entry in entries if entry[0] != CONSTANT_INPUT]
         kwargs = entries[0][3] if len(entries[0]) == 4 else {}
         return {"args": [tensors[0] if len(tensors) == 1 else tensors], "kwargs": _kwargs(kwargs)}
 

@@ -276,8 +276,9 @@ function InspectChoices() {
         <label className="indent">on {mode === "fit" ? "the first batch" : "the random batch"} in{" "}
           <select data-testid="inspect-mode" value={inspect.training ? "training" : "inference"} onChange={(e) => setInspect({ training: e.target.value === "training" })}>
             <option value="inference">inference mode (moving statistics)</option>
-            <option value="training">training mode (the batch's statistics; updates the moving ones once)</option>
+            <option value="training">training mode (the batch's statistics)</option>
           </select>
+          {inspect.training && <small className="muted"> A training pass updates the moving statistics once more.</small>}
         </label>
       )}
       {mode === "fit" && (

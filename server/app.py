@@ -29,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import nncards
 from nncards.server import errors
-from nncards.server.middleware import BodyLimit, Guard
+from nncards.server.middleware import Ahead, BodyLimit, Guard
 from nncards.server.routers import catalog, graphs, health, runs
 from nncards.server.services.catalogue import CatalogueDocuments
 from nncards.server.services.interchange import InterchangeService
@@ -102,6 +102,13 @@ async def lifespan(app: FastAPI):
         store.close()
 
 
+def prepare_for_run(app: FastAPI) -> None:
+    """A run request is arriving: the workers that validate and run it start now, if they must."""
+    if hasattr(app.state, "runs"):  # the services are up (a test may serve the catalogue alone)
+        app.state.validation.prepare()
+        app.state.runs.prepare()
+
+
 def create_app(settings: Settings | None = None, store: RunStore | None = None) -> FastAPI:
     """The application; `store`, when given, is the run store opened (and its data directory
     claimed) beforehand, else the lifespan opens one."""
@@ -121,6 +128,7 @@ def create_app(settings: Settings | None = None, store: RunStore | None = None) 
         app.include_router(router, prefix=API, responses={422: errors.ERROR_RESPONSES[422], **errors.ACCESS_ERRORS})
     app.add_middleware(catalog.DocumentLane, prefix=API, routes=catalog.router.routes)  # innermost: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    app.add_middleware(Ahead, method="POST", path=f"{API}/runs", call=lambda: prepare_for_run(app))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["ETag"])

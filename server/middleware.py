@@ -1,10 +1,15 @@
-"""The server's ASGI middleware, outermost first: `Guard` (who may ask), then `BodyLimit` (what may be sent).
+"""The server's ASGI middleware, outermost first: `Guard` (who may ask), `Ahead` (what to start
+before a body arrives), then `BodyLimit` (what may be sent).
 
 `Guard` answers only requests whose `Host` is one of the server's names (a page reaching the
 server through a DNS name rebound to 127.0.0.1 sends its own name) and refuses state-changing
 requests from a foreign `Origin` (403 `forbidden`); with a token, every API route but
 `GET /api/v1/health` needs it (401 `unauthorized`). Every answer carries headers that keep the
 server's pages out of other sites' frames and stop browsers from guessing content types.
+
+`Ahead` calls a function as soon as a request for one route comes past `Guard`, before its body
+is read: a run request's workers start importing TensorFlow while tens of MiB of body arrive
+and are parsed, not after.
 
 `BodyLimit` reads a request body up to the size limit (refusing at once a declared
 Content-Length over it: 413 `too_large`; Starlette's own limiter answers in plain text) and
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -108,6 +114,16 @@ class Guard:
 
 
 DEPTH_CHUNK_BYTES = 4 * 2**20
+class Ahead:
+    def __init__(self, app: ASGIApp, method: str, path: str, call: Callable[[], None]):
+        self.app, self.method, self.path, self.call = app, method, path, call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == self.method and scope["path"] == self.path:
+            self.call()
+        await self.app(scope, receive, send)
+
+
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _BRACKET_STEP = np.zeros(256, np.int8)
 _BRACKET_STEP[list(b"[{")], _BRACKET_STEP[list(b"]}")] = 1, -1

@@ -139,7 +139,6 @@ RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.bod
 async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, settings: SettingsDep,
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
-    runs.prepare()
     await asyncio.to_thread(decode_arrays, run)
     _check_limits(run, await validation.validate(run.graph), settings)
     await runs.check(run)

@@ -201,7 +201,8 @@ class RunService:
         await asyncio.to_thread(self.executor.check, run)
 
     def prepare(self) -> None:
-        """A run request has come and is being checked: the executor may get ready for it meanwhile."""
+        """A run request is arriving (its body is read, parsed, then checked): the executor may get ready
+        for it meanwhile."""
         self.executor.prepare()
 
     async def submit(self, run: Run) -> str:

@@ -3,7 +3,8 @@
 Keras' symbolic build is pure Python and holds the GIL for tens of milliseconds per graph: on a
 thread of the server it would stall the event loop, and every catalogue request with it. So
 validations run in spawned worker processes (never forked: TensorFlow's threads do not survive
-a fork), which import TensorFlow as they start: with the first validation, or at the warm-up.
+a fork), which import TensorFlow as they start: with the first validation or run request (as it
+arrives, before its body is read), or at the warm-up.
 They stop after `idle_seconds` without a validation, giving TensorFlow's memory back, and the
 next validation starts them again. The server process itself never imports TensorFlow. A worker that dies is replaced and the validation tried once more.
 Results are cached in the server under a hash of the graph's content; node positions are left
@@ -137,6 +138,11 @@ class ValidationService:
             self._executor().submit(os.getpid).add_done_callback(
                 lambda done: done.exception() and log.error("TensorFlow warm-up failed: %s", done.exception()))
         self._stop_when_idle()
+
+    def prepare(self) -> None:
+        """A graph to validate is coming: start the workers now if they are not running."""
+        if self._pool is None:
+            self.warm_up()
 
     async def validate(self, graph: Graph) -> ValidationResult:
         key = canonical_hash(graph)

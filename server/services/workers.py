@@ -11,7 +11,8 @@ written as `.npy` files in `results_dir/<run_id>/` (see `results.py`): results n
 
 Local workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
 TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
-soon as they start. They start when a run needs one (or at the warm-up) and stop after
+soon as they start. They start as a run request arrives, before its body is read (or at the
+warm-up), and stop after
 `idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
 gives back; the next run pays only the import again. They run at a lower priority (niceness) than the server: training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker

@@ -224,3 +224,31 @@ def test_a_keras2_call_on_a_constant_is_refused_and_keras3_h5_files_import(tmp_p
     run = import_model((tmp_path / "keras3.h5").read_bytes(), with_weights=True)
     data = np.random.default_rng(2).normal(size=(2, 4)).astype("float32")
     np.testing.assert_allclose(output_of(rebuilt(run), data), output_of(model, data), **TOL)
+
+
+def test_nested_keras2_models_flatten_with_their_weights(tmp_path):
+    """A Sequential and a functional model inside a functional one (a backbone and a block, as
+    in transfer learning): Keras 2 numbers their calls from 1 and files their weights under them."""
+    layers, rng = tf_keras.layers, np.random.default_rng(7)
+    backbone = tf_keras.Sequential([layers.Dense(4, input_shape=(3,), name="inner_dense"),
+                                    layers.BatchNormalization(virtual_batch_size=2, name="inner_bn")], name="backbone")
+    block_input = tf_keras.Input((4,), name="block_input")
+    block = tf_keras.Model(block_input, layers.BatchNormalization(axis=[1], name="block_bn")(block_input), name="block")
+    x = tf_keras.Input((3,), name="x")
+    model = tf_keras.Model(x, layers.Dense(2, name="head")(block(backbone(x))))
+    moved_data = rng.normal(1, 2, (4, 3)).astype("float32")
+    model(moved_data, training=True)
+    model.save(tmp_path / "nested.h5")
+    run = import_model((tmp_path / "nested.h5").read_bytes(), with_weights=True)
+    assert {"inner_dense", "inner_bn", "block_bn", "head"} <= set(run["weights"])
+    data = rng.normal(size=(4, 3)).astype("float32")
+    ours = rebuilt(run)
+    np.testing.assert_allclose(output_of(ours, data), model(data).numpy(), **TOL)
+    trained = ours(data, training=True)
+    np.testing.assert_allclose(np.asarray(next(iter(trained.values()))), model(data, training=True).numpy(), **TOL)
+    # the usual transfer-learning call keeps the backbone in inference mode, which a flat graph cannot
+    frozen = tf_keras.Model(x, layers.Dense(2, name="top")(backbone(x, training=False)))
+    with pytest.raises(NncardsError) as refused:
+        import_model(frozen.to_json().encode())
+    assert [(p["node"], p["received"]) for p in refused.value.body()["errors"]] == [("backbone", "Sequential")]
+    assert "training=False" in refused.value.message

@@ -20,6 +20,7 @@ config, so tf_keras cannot read such a file back itself).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -171,7 +172,12 @@ class Keras2Config:
             built = isinstance(config, dict) and bool(config.get("build_input_shape"))
             config = {**({} if isinstance(config, list) else config), "layers": self.sequential(layers, built)}
         elif isinstance(config.get("layers"), list):
-            config = {**config, "layers": [self.functional_layer(layer) for layer in config["layers"]]}
+            # A nested model made on its own inputs has a first call of its own, which Keras 2
+            # leaves out of the config while still counting it: its calls there start at 1.
+            counted_from_one = {layer.get("name") for layer in config["layers"] if _has_own_first_call(layer)}
+            history = functools.partial(_renumbered, counted_from_one)
+            config = {**config, "layers": [self.functional_layer(layer, history) for layer in config["layers"]],
+                      "output_layers": _histories(config["output_layers"], history, as_tensors=False)}
         return {**entry, "config": config}
 
     def sequential(self, layers: list[dict], built: bool) -> list[dict]:
@@ -187,9 +193,10 @@ class Keras2Config:
                 "name": name}})
         return converted
 
-    def functional_layer(self, layer: dict) -> dict:
+    def functional_layer(self, layer: dict, history) -> dict:
         converted = self.layer(layer, built=True)  # a functional model's layers were called
-        converted["inbound_nodes"] = [self.call(layer.get("name", ""), call) for call in layer.get("inbound_nodes", [])]
+        converted["inbound_nodes"] = [self.call(layer.get("name", ""), call, history)
+                                      for call in layer.get("inbound_nodes", [])]
         return converted
 
     def layer(self, layer: dict, built: bool) -> dict:
@@ -211,9 +218,10 @@ class Keras2Config:
             config = _batch_normalization(config, built)
         return {**layer, "config": config}
 
-    def call(self, name: str, call: Any) -> Any:
+    def call(self, name: str, call: Any, history) -> Any:
         """A call of Keras 2's list form `[[layer, node, tensor, kwargs], ...]` as
-        `{"args": [...], "kwargs": {...}}`: one tensor, or a list of them (a merge)."""
+        `{"args": [...], "kwargs": {...}}`: one tensor, or a list of them (a merge). `history`
+        gives a tensor's `[layer, call, tensor]` as Keras 3 counts the calls."""
         if isinstance(call, dict):
             return call
         entries = [entry for entry in call] if isinstance(call, list) else []
@@ -223,24 +231,43 @@ class Keras2Config:
             self.problems.append(Problem(code=ErrorCode.UNSUPPORTED_LAYER, node=name, received="call",
                                          message=f"layer {name!r} is called on a constant, not on a layer's "
                                          "output; a graph wires layers only"))
-        tensors = [_tensor(entry[:3]) for entry in entries if entry[0] != CONSTANT_INPUT]
+        tensors = [_tensor(history(entry[:3])) for entry in entries if entry[0] != CONSTANT_INPUT]
         kwargs = entries[0][3] if len(entries[0]) == 4 else {}
-        return {"args": [tensors[0] if len(tensors) == 1 else tensors], "kwargs": _kwargs(kwargs)}
+        return {"args": [tensors[0] if len(tensors) == 1 else tensors],
+                "kwargs": _histories(kwargs, history, as_tensors=True)}
+
+
+def _has_own_first_call(layer: dict) -> bool:
+    """Whether a layer is a model made on its own inputs (tf_keras' `_should_skip_first_node`)."""
+    config = layer.get("config")
+    if layer.get("class_name") in ("Functional", "Model"):
+        return True
+    if layer.get("class_name") != "Sequential":
+        return False
+    layers = config if isinstance(config, list) else (config or {}).get("layers") or []
+    return bool(layers) and (layers[0].get("class_name") == "InputLayer"
+                             or "batch_input_shape" in layers[0].get("config", {}))
+
+
+def _renumbered(counted_from_one: set[str], history: list) -> list:
+    name, call, tensor = history
+    return [name, call - 1 if name in counted_from_one else call, tensor]
 
 
 def _tensor(history: list) -> dict:
-    return {"class_name": KERAS_TENSOR, "config": {"keras_history": list(history)}}
+    return {"class_name": KERAS_TENSOR, "config": {"keras_history": history}}
 
 
-def _kwargs(value: Any) -> Any:
-    """Call keywords with Keras 2's tensors (`[layer, node, tensor]`) as Keras 3's."""
+def _histories(value: Any, history, as_tensors: bool) -> Any:
+    """`value` with each Keras 2 tensor (`[layer, call, tensor]`) renumbered by `history`, and
+    with `as_tensors` written as Keras 3's tensor objects."""
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) \
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:]):
-        return _tensor(value)
+        return _tensor(history(value)) if as_tensors else history(value)
     if isinstance(value, list):
-        return [_kwargs(v) for v in value]
+        return [_histories(v, history, as_tensors) for v in value]
     if isinstance(value, dict):
-        return {key: _kwargs(v) for key, v in value.items()}
+        return {key: _histories(v, history, as_tensors) for key, v in value.items()}
     return value
 
 

@@ -332,6 +332,11 @@ class Importer:
         """One application of a layer: its card node (first time) or an `apply_layer` node."""
         name, class_name = layer["name"], layer["class_name"]
         if class_name in MODEL_CLASSES or layer.get("module", "").startswith("keras.src.models"):
+            fixed = {key: value for key, value in call.get("kwargs", {}).items()
+                     if value is not None and not list(_flat_histories(value))}
+            if fixed:  # e.g. a backbone called with training=False: flattened, its layers follow the graph's call
+                self.refuse(name, class_name, f"called with {', '.join(f'{k}={v!r}' for k, v in fixed.items())}, "
+                            "which a graph cannot express (its layers would follow the call of the whole model)")
             given = [resolve(h) for h in _flat_histories(call.get("args", []))]
             return [tensor for _, tensor in self.model(layer, given, f"{path}/")]
         card = self.card_for(layer)

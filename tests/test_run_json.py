@@ -100,6 +100,10 @@ def test_weights_and_targets_and_duplicate_keys():
             b'"inputs": {"x": [[1]]}, "targets": {"y": [[2.5]], "y": [[1, 2]]}}]}')
     assert_read_alike(body)
     assert_read_alike(body.replace(b', "y": [[1, 2]]', b''), fast=True)
+    block = b'{"dtype": "float32", "shape": [1], "base64": "AACAPw=="}'
+    for duplicated in (b'{"steps": [{"kind": "call", "kind": "predict", "inputs": {"x": %s}}]}' % block,
+                       b'{"weights": {"bn": {"gamma": "a", "gamma": %s}}, "weights": {}}' % block):
+        assert run_json.parse(duplicated) == run_json.loads(duplicated)
 
 
 def test_other_documents_are_read_as_before():

@@ -75,7 +75,8 @@ def _fast(body: bytes) -> Any:
             document[key] = [_step(step) for step in value]
         else:
             document[key] = _plain(value)
-    if _expected_skeleton(document, len(body)) != skeleton(body):
+    expected, grids = _expected_skeleton(document, len(body))
+    if grids and expected != skeleton(body):  # without a NumPy array, the document is orjson's
         raise NotSure("an array is ragged, or holds arrays beside numbers")
     return document
 
@@ -95,8 +96,11 @@ def _array_group(group: Any) -> Any:
 
 def _members(value: simdjson.Object) -> list[tuple[str, Any]]:
     """An object's members, arrays and objects left in simdjson (its `items()` makes Python values of
-    them). A key given twice is read twice here, once in the document: the skeletons then differ."""
-    return [(key, value[key]) for key in value.keys()]
+    them). A key given twice: simdjson finds its first value, orjson keeps the last."""
+    keys = list(value.keys())
+    if len(set(keys)) != len(keys):
+        raise NotSure("a key given twice")
+    return [(key, value[key]) for key in keys]
 
 
 def _plain(value: Any) -> Any:
@@ -140,19 +144,20 @@ def _grid_length(shape: tuple[int, ...]) -> int:
     return length
 
 
-def _expected_skeleton(document: Any, budget: int) -> bytes:
-    """The skeleton the text has when each NumPy array of the document is a full grid of its shape.
-    The grids may be no longer than `budget` (the text's length: a ragged array's first elements
-    can claim a huge shape)."""
+def _expected_skeleton(document: Any, budget: int) -> tuple[bytes, int]:
+    """The skeleton the text has when each NumPy array of the document is a full grid of its shape,
+    and how many arrays there are. The grids may be no longer than `budget` (the text's length: a
+    ragged array's first elements can claim a huge shape)."""
+    grids = 0
 
     def walk(value: Any) -> bytes:
-        nonlocal budget
+        nonlocal budget, grids
         if isinstance(value, dict):
             return b"{" + b",".join(b'"":' + walk(v) for v in value.values()) + b"}"
         if isinstance(value, list):
             return b"[" + b",".join(walk(v) for v in value) + b"]"
         if isinstance(value, np.ndarray):
-            budget -= _grid_length(value.shape)
+            budget, grids = budget - _grid_length(value.shape), grids + 1
             if budget < 0:
                 raise NotSure("the arrays' shapes claim more than the text holds")
             return _grid_skeleton(value.shape)
@@ -164,4 +169,4 @@ def _expected_skeleton(document: Any, budget: int) -> bytes:
             return b"tru" if value else b"fals"  # their e deleted
         return b""  # a number
 
-    return walk(document)
+    return walk(document), grids

@@ -10,6 +10,7 @@ step (every tensor-producing node) run on the same batch. The aim: inspect withi
 from __future__ import annotations
 
 import argparse
+import base64
 import statistics
 import time
 
@@ -46,7 +47,7 @@ def main() -> None:
     input_id = next(iter(session.built.input_specs))
     batch = np.random.default_rng(0).normal(size=(args.batch, args.size, args.size, 3)).astype("float32")
     inputs = {input_id: {"dtype": "float32", "shape": list(batch.shape),
-                         "base64": __import__("base64").b64encode(batch.tobytes()).decode()}}
+                         "base64": base64.b64encode(batch.tobytes()).decode()}}
     predict = PredictStep.model_validate({"kind": "predict", "inputs": inputs, "batch_size": args.batch})
     inspect = InspectStep.model_validate({"kind": "inspect", "inputs": inputs})
     timings: dict[str, list[float]] = {"predict": [], "inspect": []}

@@ -4,6 +4,8 @@ Statistics are checked against NumPy on the very tensors the same model gives in
 (each inspected node also feeds an Output), in inference and in training mode.
 """
 
+import base64
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,28 @@ def test_nncards_tensorboard_serves_a_runs_logs_and_says_when_there_are_none(tmp
     finally:
         board.terminate()
         board.wait(10)
+
+
+def test_nonfinite_values_are_counted_apart_and_left_out_of_the_other_statistics():
+    values = RNG.normal(1.0, 2.0, (8, 3)).astype("float32")
+    values[0, 0], values[3, 0], values[5, 1] = np.nan, np.inf, -np.inf
+    values[:, 2] = np.nan  # a channel with no finite value at all
+    graph = {"nodes": [{"id": "x", "card": "input", "params": {"shape": [3]}},
+                       {"id": "r", "card": "layer_ReLU", "params": {}}, {"id": "y", "card": "output"}],
+             "edges": [{"source": "x", "source_port": "output", "target": "r", "target_port": "input"},
+                       {"source": "r", "source_port": "output", "target": "y", "target_port": "input"}]}
+    data = {"dtype": "float32", "shape": [8, 3], "base64": base64.b64encode(values.tobytes()).decode()}
+    result = nncards.run({"graph": graph, "steps": [{"kind": "inspect", "inputs": {"x": data}, "nodes": ["x"]}]})
+    assert result["status"] == "succeeded", result["error"]
+    found = result["steps"][0]["nodes"]["x"]["outputs"]["output"]
+    assert found["channels"]["nonfinite"] == pytest.approx([2 / 8, 1 / 8, 1.0])
+    finite = [values[np.isfinite(values[:, c]), c].astype("float64") for c in range(2)]
+    np.testing.assert_allclose(found["channels"]["mean"][:2], [f.mean() for f in finite], atol=1e-5)
+    np.testing.assert_allclose(found["channels"]["std"][:2], [f.std() for f in finite], atol=1e-5)
+    np.testing.assert_allclose(found["channels"]["min"][:2], [f.min() for f in finite], atol=1e-6)
+    np.testing.assert_allclose(found["channels"]["max"][:2], [f.max() for f in finite], atol=1e-6)
+    assert found["channels"]["mean"][2] == 0.0 and found["channels"]["min"][2] == "Infinity"
+    every_finite = values[np.isfinite(values)]
+    assert sum(found["histogram"]["counts"]) == every_finite.size
+    np.testing.assert_allclose([found["histogram"]["edges"][0], found["histogram"]["edges"][-1]],
+                               [every_finite.min(), every_finite.max()], atol=1e-5)

@@ -1,12 +1,13 @@
 """Statistics of the tensors inside a model, computed in one forward pass.
 
 A probe model shares the run's layers and outputs the tensors of the inspected nodes; one
-`tf.function` runs it and reduces every tensor to its statistics (per channel along the card's
-feature axis, and a histogram), so only those small arrays ever leave TensorFlow.
+`tf.function` runs it, and one more reduces each tensor to its statistics (per channel along the
+card's feature axis, and a histogram), so only those small arrays ever leave TensorFlow.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,10 @@ class Inspector:
         self.built = built
         self.nodes = list(dict.fromkeys(nodes)) if nodes is not None else known
         self.probes = [probe for n in self.nodes for probe in self._probes(n)]
-        self.model = keras.Model(built.model.input, [p.tensor for p in self.probes], name="nncards_inspect")
+        # A tensor probed twice (a batch normalization's input is its feeder's output) is reduced once.
+        self.reduced = list({(id(p.tensor), p.axis): p for p in self.probes}.values())
+        self.reduced_index = {(id(p.tensor), p.axis): i for i, p in enumerate(self.reduced)}
+        self.model = keras.Model(built.model.input, [p.tensor for p in self.reduced], name="nncards_inspect")
         self._passes: dict[bool, Any] = {}
 
     @staticmethod
@@ -78,26 +82,29 @@ class Inspector:
         return [Probe(p.node, p.port, p.tensor, _axis(p.tensor, p.axis)) for p in probes]
 
     def _pass(self, training: bool):
-        """The forward pass and the reductions as one TensorFlow function (traced once per mode)."""
+        """The forward pass as one TensorFlow function (traced once per mode): each probed tensor
+        comes out as a (values, channels) float32 matrix beside its shape, still inside TensorFlow."""
         if training not in self._passes:
             import tensorflow as tf
 
-            probes, model = self.probes, self.model
+            probes, model = self.reduced, self.model
 
             @tf.function(reduce_retracing=True)
             def forward(inputs):
                 tensors = model(inputs, training=training)
                 tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-                return [_statistics(t, p.axis) for t, p in zip(tensors, probes)]
+                return [(_channels(t, p.axis), tf.shape(t)) for t, p in zip(tensors, probes)]
 
             self._passes[training] = forward
         return self._passes[training]
 
     def inspect(self, inputs: dict[str, np.ndarray], training: bool, epoch: int | None = None) -> Inspection:
-        results = self._pass(training)(inputs)
+        reduce = _statistics_function()
+        results = [(reduce(channels), shape) for channels, shape in self._pass(training)(inputs)]
         nodes: dict[str, dict[str, Any]] = {n: {"outputs": {}} for n in self.nodes}
-        for probe, found in zip(self.probes, results):
-            found = {key: np.asarray(value) for key, value in found.items()}
+        for probe in self.probes:
+            found, shape = results[self.reduced_index[id(probe.tensor), probe.axis]]
+            found = {key: np.asarray(value) for key, value in found.items()} | {"shape": np.asarray(shape)}
             statistics = _as_model(found, probe.axis)
             if probe.port == "input":  # the tensor entering the card (no card has an output of that name)
                 nodes[probe.node]["input"] = statistics
@@ -113,43 +120,82 @@ class Inspector:
         return Inspection(epoch=epoch, training=training, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
 
 
-def _statistics(tensor, axis: int | None) -> dict[str, Any]:
-    """Per-channel statistics, batch moments and a histogram of one tensor, as TensorFlow tensors."""
+def _channels(tensor, axis: int | None):
+    """The tensor as a float32 matrix with one column per channel of its feature axis."""
     import tensorflow as tf
 
     values = tf.cast(tensor, tf.float32)
     if axis is None:
-        channels = tf.reshape(values, [-1, 1])
-    else:
-        channels = tf.reshape(tf.experimental.numpy.moveaxis(values, axis, -1), [-1, tf.shape(values)[axis]])
-    finite = tf.math.is_finite(channels)
-    count = tf.cast(tf.shape(channels)[0], tf.float32)
-    finite_count = tf.reduce_sum(tf.cast(finite, tf.float32), axis=0)
-    kept = tf.where(finite, channels, 0.0)
-    mean = tf.math.divide_no_nan(tf.reduce_sum(kept, axis=0), finite_count)
-    variance = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, tf.square(channels - mean), 0.0), axis=0),
-                                     finite_count)
-    flat = tf.boolean_mask(channels, finite)
-    empty = tf.equal(tf.size(flat), 0)
-    low = tf.where(empty, 0.0, tf.reduce_min(tf.concat([flat, [np.inf]], 0)))
-    high = tf.where(empty, 0.0, tf.reduce_max(tf.concat([flat, [-np.inf]], 0)))
-    width = tf.where(high > low, high - low, 1.0)  # one value (or none): a unit-wide range
-    return {
-        "shape": tf.shape(tensor),
-        "mean": mean, "std": tf.sqrt(variance),
-        "min": tf.reduce_min(tf.where(finite, channels, np.inf), axis=0),
-        "max": tf.reduce_max(tf.where(finite, channels, -np.inf), axis=0),
-        "zeros": tf.reduce_sum(tf.cast(tf.equal(channels, 0.0), tf.float32), axis=0) / count,
-        "nonfinite": (count - finite_count) / count,
-        "edges": tf.linspace(low, low + width, HISTOGRAM_BINS + 1),
-        "counts": tf.histogram_fixed_width(flat, tf.stack([low, low + width]), nbins=HISTOGRAM_BINS),
-        "batch_mean": mean, "batch_variance": variance,
-    }
+        return tf.reshape(values, [-1, 1])
+    if axis != len(tensor.shape) - 1:
+        values = tf.experimental.numpy.moveaxis(values, axis, -1)
+    return tf.reshape(values, [-1, tf.shape(values)[-1]])
+
+
+@functools.cache
+def _statistics_function():
+    """Per-channel statistics, batch moments and a histogram of a (values, channels) matrix.
+
+    One function with a fixed signature, traced once for every tensor of every model: tracing
+    the reductions of a few hundred tensors into the forward pass took minutes.
+    """
+    import tensorflow as tf
+
+    def summary(channels, mean, variance, minimum, maximum, counts_of):
+        low, high = tf.reduce_min(minimum), tf.reduce_max(maximum)
+        width = tf.where(high > low, high - low, 1.0)  # one value: a unit-wide range
+        count = tf.cast(tf.shape(channels)[0], tf.float32)
+        return {
+            "mean": mean, "std": tf.sqrt(variance), "min": minimum, "max": maximum,
+            "zeros": tf.reduce_sum(tf.cast(tf.equal(channels, 0.0), tf.float32), axis=0) / count,
+            "edges": tf.linspace(low, low + width, HISTOGRAM_BINS + 1), "counts": counts_of(low, width),
+            "batch_mean": mean, "batch_variance": variance,
+        }
+
+    def all_finite(channels):
+        mean = tf.reduce_mean(channels, axis=0)
+        variance = tf.reduce_mean(tf.square(channels - mean), axis=0)
+        found = summary(channels, mean, variance, tf.reduce_min(channels, axis=0), tf.reduce_max(channels, axis=0),
+                        lambda low, width: tf.histogram_fixed_width(channels, tf.stack([low, low + width]),
+                                                                    nbins=HISTOGRAM_BINS, dtype=tf.int64))
+        return found | {"nonfinite": tf.zeros_like(mean)}
+
+    def some_nonfinite(channels):
+        """Non-finite values counted apart and left out of every other statistic."""
+        finite = tf.math.is_finite(channels)
+        finite_count = tf.reduce_sum(tf.cast(finite, tf.float32), axis=0)
+        kept = tf.where(finite, channels, 0.0)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(kept, axis=0), finite_count)
+        variance = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, tf.square(channels - mean), 0.0), axis=0),
+                                         finite_count)
+        minimum = tf.reduce_min(tf.where(finite, channels, np.inf), axis=0)
+        maximum = tf.reduce_max(tf.where(finite, channels, -np.inf), axis=0)
+        empty = tf.equal(tf.reduce_sum(finite_count), 0.0)
+
+        def counts_of(low, width):  # non-finite values binned past the last bin, then dropped
+            bins = tf.clip_by_value(tf.cast(tf.floor((kept - low) / width * HISTOGRAM_BINS), tf.int32),
+                                    0, HISTOGRAM_BINS - 1)
+            bins = tf.reshape(tf.where(finite, bins, HISTOGRAM_BINS), [-1])
+            return tf.math.bincount(bins, minlength=HISTOGRAM_BINS + 1, maxlength=HISTOGRAM_BINS + 1,
+                                    dtype=tf.int64)[:HISTOGRAM_BINS]
+
+        found = summary(channels, mean, variance, tf.where(empty, 0.0, minimum), tf.where(empty, 0.0, maximum),
+                        counts_of)
+        count = tf.cast(tf.shape(channels)[0], tf.float32)
+        return found | {"min": minimum, "max": maximum, "nonfinite": (count - finite_count) / count}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def statistics(channels):
+        finite = tf.reduce_all(tf.math.is_finite(channels))
+        return tf.cond(finite, lambda: all_finite(channels), lambda: some_nonfinite(channels))
+
+    return statistics
 
 
 def _as_model(found: dict[str, np.ndarray], axis: int | None) -> TensorStatistics:
     def listed(key):
-        return json_safe(found[key].astype(float).tolist())
+        values = found[key].astype(float)
+        return values.tolist() if np.isfinite(values).all() else json_safe(values.tolist())
 
     channels = ChannelStatistics(mean=listed("mean"), std=listed("std"), min=listed("min"), max=listed("max"),
                                  zeros=found["zeros"].tolist(), nonfinite=found["nonfinite"].tolist())

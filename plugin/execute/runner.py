@@ -53,6 +53,7 @@ class RunModel:
         self.output_ids = list(self.model.output.keys()) if isinstance(self.model.output, dict) else []
         self.compiled_with: tuple | None = None
         self.last_compile = DEFAULT_COMPILE
+        self.inspectors: dict[tuple[str, ...] | None, Inspector] = {}  # traced passes kept for the run
 
     # -- data -------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class RunModel:
         self._use_xla(step.jit_compile)
         observer = self.options.observer
         inspections: list[Inspection] = []
-        inspector = Inspector(self.built, None) if step.inspect_every else None
+        inspector = self._inspector(None) if step.inspect_every else None
         sample = {node: array[:step.batch_size] for node, array in x.items()}
 
         class Progress(keras.callbacks.Callback):
@@ -181,8 +182,14 @@ class RunModel:
                          inspections=inspections if inspector is not None else None,
                          tensorboard=str(logs) if logs is not None else None)
 
+    def _inspector(self, nodes: list[str] | None) -> Inspector:
+        key = tuple(nodes) if nodes is not None else None
+        if key not in self.inspectors:
+            self.inspectors[key] = Inspector(self.built, nodes)
+        return self.inspectors[key]
+
     def inspect(self, index: int, step: InspectStep) -> InspectResult:
-        inspection = Inspector(self.built, step.nodes).inspect(self._inputs(step.inputs), step.training)
+        inspection = self._inspector(step.nodes).inspect(self._inputs(step.inputs), step.training)
         return InspectResult(**dict(inspection))
 
     def evaluate(self, index: int, step: EvaluateStep) -> EvaluateResult:

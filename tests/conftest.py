@@ -98,6 +98,28 @@ def live_server(tmp_path_factory) -> LiveServer:
     server.stop()
 
 
+# -- waiting for what a server does -----------------------------------------------------------------
+
+def wait_until(condition, seconds: float = 90.0, what: str = "the condition"):
+    """The first true value of `condition()`, asked every tenth of a second; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def wait_for_epoch(api: httpx.Client, run_id: str) -> float:
+    """Blocks until the run's events report its first finished epoch; when that was (`time.perf_counter`)."""
+    with api.stream("GET", f"/runs/{run_id}/events") as stream:
+        for line in stream.iter_lines():
+            if line == "event: epoch":
+                return time.perf_counter()
+    raise AssertionError("the run ended before its first epoch")
+
+
 # -- Debian's Chromium, driven by Playwright (never a browser Playwright downloads) ----------------
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, wait_for_epoch
 from test_server import assert_envelope, read_events
 
 from graphs import bn_graph
@@ -29,15 +29,6 @@ def counting_fit(epochs: int) -> dict:
     return {"graph": bn_graph([2], {"momentum": 0.0, "center": False, "scale": False}), "seed": 0,
             "steps": [{"kind": "fit", "inputs": {"x": x.tolist()}, "targets": {"y": x.tolist()}, "epochs": epochs,
                        "batch_size": 1, "shuffle": False, "optimizer": {"name": "sgd", "learning_rate": 0.01}}]}
-
-
-def wait_for_epoch(api, run_id) -> float:
-    """Block until the run reports its first finished epoch; when that was."""
-    with api.stream("GET", f"/runs/{run_id}/events") as stream:
-        for line in stream.iter_lines():
-            if line == "event: epoch":
-                return time.perf_counter()
-    raise AssertionError("the run ended before its first epoch")
 
 
 @pytest.fixture(scope="module")

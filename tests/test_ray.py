@@ -8,13 +8,12 @@ server's records.
 
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
 
 import nncards
-from conftest import LiveServer
+from conftest import LiveServer, wait_for_epoch, wait_until
 from graphs import bn_graph, edge, node
 from test_server import read_events
 
@@ -59,32 +58,15 @@ def server(servers):
     return servers[0]
 
 
-def wait_for(condition, seconds=90.0, what="the condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def finished_result(client, run_id, seconds=90.0) -> dict:
     """The run's RUN RESULT once it has finished."""
-    return wait_for(lambda: (r := client.get(f"/runs/{run_id}").json())["status"] not in ("queued", "running") and r,
+    return wait_until(lambda: (r := client.get(f"/runs/{run_id}").json())["status"] not in ("queued", "running") and r,
                     seconds, what=f"run {run_id} to finish")
-
-
-def wait_until_training(api, run_id):
-    with api.stream("GET", f"/runs/{run_id}/events") as stream:
-        for line in stream.iter_lines():
-            if line == "event: epoch":
-                return
 
 
 def task_of(cluster, run_id):
     """The run's task as the cluster lists it (its state API learns of a task within a second or so)."""
-    tasks = wait_for(lambda: cluster.tasks(f"nncards-run-{run_id}"), seconds=30, what=f"the task of run {run_id}")
+    tasks = wait_until(lambda: cluster.tasks(f"nncards-run-{run_id}"), seconds=30, what=f"the task of run {run_id}")
     assert len(tasks) == 1, tasks
     return tasks[0]
 
@@ -100,7 +82,7 @@ def test_a_fit_on_the_cluster_streams_its_epochs_and_equals_the_local_run(ray_cl
     assert events[-1] == {**events[-1], "event": "done", "data": {"status": "succeeded"}}
     remote = server.client.get(f"/runs/{run_id}").json()
     assert remote["status"] == "succeeded", remote["error"]
-    assert wait_for(lambda: task_of(ray_cluster, run_id).state == "FINISHED", what="the task to finish")
+    assert wait_until(lambda: task_of(ray_cluster, run_id).state == "FINISHED", what="the task to finish")
 
     local = nncards.run(run)
     assert local["status"] == "succeeded"
@@ -133,17 +115,17 @@ def test_several_workers_are_refused_at_submission_without_a_cluster(live_server
 
 def test_cancel_stops_the_task_on_its_node(ray_cluster, server):
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
-    wait_until_training(server.client, run_id)
-    assert wait_for(lambda: task_of(ray_cluster, run_id).state == "RUNNING", what="the task to run")
+    wait_for_epoch(server.client, run_id)
+    assert wait_until(lambda: task_of(ray_cluster, run_id).state == "RUNNING", what="the task to run")
     cancelled = server.client.delete(f"/runs/{run_id}")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
-    assert wait_for(lambda: task_of(ray_cluster, run_id).state == "FINISHED", what="the task to stop")
+    assert wait_until(lambda: task_of(ray_cluster, run_id).state == "FINISHED", what="the task to stop")
 
 
 def test_a_lost_worker_process_fails_the_run_with_its_code_and_the_next_run_succeeds(ray_cluster, server):
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
-    wait_until_training(server.client, run_id)
+    wait_for_epoch(server.client, run_id)
     os.kill(task_of(ray_cluster, run_id).worker_pid, signal.SIGKILL)
     result = finished_result(server.client, run_id)
     assert result["status"] == "failed"
@@ -158,7 +140,7 @@ def test_the_time_limit_kills_the_task_on_its_node(ray_cluster, servers):
     run_id = limited.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     result = finished_result(limited.client, run_id)
     assert (result["status"], result["error"]["code"]) == ("failed", "run_timeout")
-    task = wait_for(lambda: (t := task_of(ray_cluster, run_id)).state != "RUNNING" and t, what="the task to end")
+    task = wait_until(lambda: (t := task_of(ray_cluster, run_id)).state != "RUNNING" and t, what="the task to end")
     assert task.state == "FAILED"
     with pytest.raises(ProcessLookupError):
         os.kill(task.worker_pid, 0)  # its process on the node is gone

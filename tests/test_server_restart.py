@@ -1,16 +1,9 @@
 """Runs outlive the server: a restart keeps finished runs and fails the interrupted ones; the time limit."""
 
-from conftest import LiveServer
+from conftest import LiveServer, wait_for_epoch
 from test_server import assert_envelope, fit_run, read_events
 
 from graphs import bn_graph
-
-
-def wait_until_training(api, run_id):
-    with api.stream("GET", f"/runs/{run_id}/events") as stream:
-        for line in stream.iter_lines():
-            if line == "event: epoch":
-                return
 
 
 def test_unclean_restart_then_time_limit(tmp_path):
@@ -23,7 +16,7 @@ def test_unclean_restart_then_time_limit(tmp_path):
         finished_events = read_events(api, finished["run_id"])
         running = api.post("/runs", json=fit_run(epochs=100_000, batch_size=1)).json()["run_id"]
         queued = api.post("/runs", json=fit_run(epochs=1)).json()["run_id"]
-        wait_until_training(api, running)
+        wait_for_epoch(api, running)
 
         server.stop(clean=False)  # SIGKILL: no chance to tidy up
         server.start()

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, free_port
+from conftest import LiveServer, free_port, wait_for_epoch, wait_until
 from test_server import assert_envelope, fit_run, read_events
 
 from graphs import bn_graph, edge, node
@@ -68,24 +68,6 @@ def alive(pids: set[int]) -> set[int]:
         if state != "Z":
             living.add(pid)
     return living
-
-
-def wait_until(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
-
-
-def wait_for_epoch(api, run_id):
-    with api.stream("GET", f"/runs/{run_id}/events") as stream:
-        for line in stream.iter_lines():
-            if line == "event: epoch":
-                return
-    raise AssertionError("the run ended before its first epoch")
 
 
 @pytest.fixture(scope="module")

@@ -108,14 +108,14 @@ class Inspector:
             statistics = _as_model(found, probe.axis)
             if probe.port == "input":  # the tensor entering the card (no card has an output of that name)
                 nodes[probe.node]["input"] = statistics
-                nodes[probe.node].update({key: json_safe(found[key].tolist()) for key in BATCH_STATISTICS})
+                nodes[probe.node].update({key: _listed(found[key]) for key in BATCH_STATISTICS})
             else:
                 nodes[probe.node]["outputs"][probe.port] = statistics
         for node in self.nodes:
             layer = self.built.layers.get(node)
             if layer is not None and self.built.cards[node].inspect_input:
                 variables = {v.name: v for v in layer.layer.weights}
-                nodes[node].update({name: json_safe(np.asarray(variables[name].numpy()).tolist())
+                nodes[node].update({name: _listed(np.asarray(variables[name].numpy()))
                                     for name in LAYER_STATE if name in variables})
         return Inspection(epoch=epoch, training=training, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
 
@@ -192,10 +192,15 @@ def _statistics_function():
     return statistics
 
 
+def _listed(values: np.ndarray) -> list:
+    """The values as a JSON-ready list (non-finite ones spelled out, the rare case, element-wise)."""
+    values = values.astype(float)
+    return values.tolist() if np.isfinite(values).all() else json_safe(values.tolist())
+
+
 def _as_model(found: dict[str, np.ndarray], axis: int | None) -> TensorStatistics:
     def listed(key):
-        values = found[key].astype(float)
-        return values.tolist() if np.isfinite(values).all() else json_safe(values.tolist())
+        return _listed(found[key])
 
     channels = ChannelStatistics(mean=listed("mean"), std=listed("std"), min=listed("min"), max=listed("max"),
                                  zeros=found["zeros"].tolist(), nonfinite=found["nonfinite"].tolist())

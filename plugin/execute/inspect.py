@@ -152,9 +152,9 @@ def _statistics_function():
             "batch_mean": mean, "batch_variance": variance,
         }
 
-    def all_finite(channels):
-        mean = tf.reduce_mean(channels, axis=0)
-        variance = tf.reduce_mean(tf.square(channels - mean), axis=0)
+    def all_finite(channels, total):
+        mean = total / tf.cast(tf.shape(channels)[0], tf.float32)
+        variance = tf.reduce_mean(tf.math.squared_difference(channels, mean), axis=0)
         found = summary(channels, mean, variance, tf.reduce_min(channels, axis=0), tf.reduce_max(channels, axis=0),
                         lambda low, width: tf.histogram_fixed_width(channels, tf.stack([low, low + width]),
                                                                     nbins=HISTOGRAM_BINS, dtype=tf.int64))
@@ -186,8 +186,11 @@ def _statistics_function():
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def statistics(channels):
-        finite = tf.reduce_all(tf.math.is_finite(channels))
-        return tf.cond(finite, lambda: all_finite(channels), lambda: some_nonfinite(channels))
+        # A NaN or an infinity makes its channel's sum non-finite (so may an overflow: the careful
+        # path then gives the same numbers), which spares a pass over the tensor to look for them.
+        total = tf.reduce_sum(channels, axis=0)
+        finite = tf.reduce_all(tf.math.is_finite(total))
+        return tf.cond(finite, lambda: all_finite(channels, total), lambda: some_nonfinite(channels))
 
     return statistics
 

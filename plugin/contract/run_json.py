@@ -46,7 +46,7 @@ def parse(body: bytes) -> Any:
     """The JSON document of a RUN request, its arrays of numbers as NumPy arrays."""
     try:
         return _fast(body)
-    except ValueError:  # simdjson refuses the text (its errors are ValueErrors), or NotSure
+    except (ValueError, RecursionError):  # simdjson refuses the text, NotSure, or nesting past Python's stack
         return loads(body)
 
 
@@ -115,7 +115,9 @@ def _numbers(array: simdjson.Array) -> np.ndarray | list:
     """The array of numbers in NumPy (its shape read along its first elements, checked with the
     skeleton), or as a list where NumPy's rules for Python values must decide."""
     shape, element = [], array
-    while isinstance(element, simdjson.Array) and len(shape) <= MAX_DIMENSIONS:
+    while isinstance(element, simdjson.Array):
+        if len(shape) == MAX_DIMENSIONS:
+            return array.as_list()
         shape.append(len(element))
         element = element[0] if len(element) else None
     try:
@@ -125,7 +127,7 @@ def _numbers(array: simdjson.Array) -> np.ndarray | list:
             values = np.frombuffer(array.as_buffer(of_type="d"), np.float64)
     except (TypeError, ValueError):  # booleans, strings, null, objects; an integer past int64
         return array.as_list()
-    if len(shape) > MAX_DIMENSIONS or values.size != math.prod(shape):
+    if values.size != math.prod(shape):  # ragged
         return array.as_list()
     return (values if values.size else values.astype(np.float64)).reshape(shape)
 

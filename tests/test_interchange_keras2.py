@@ -15,6 +15,7 @@ import nncards
 from nncards.cli import main as cli
 from nncards.contract import arrays
 from nncards.contract.errors import NncardsError
+from nncards.interchange.keras2 import read_hdf5
 from nncards.interchange.keras_import import import_model
 
 from test_interchange import output_of, rebuilt
@@ -29,8 +30,8 @@ def legacy_model():
     x = layers.Conv2D(4, 3, padding="same", name="conv")(image)
     x = layers.BatchNormalization(fused=True, momentum=0.9, epsilon=1e-4, name="bn_fused")(x)
     x = layers.ReLU(name="relu")(x)
-    x = layers.BatchNormalization(virtual_batch_size=2, center=False, gamma_constraint=tf_keras.constraints.MaxNorm(3.0),
-                                  name="bn_ghost")(x)
+    x = layers.BatchNormalization(virtual_batch_size=2, center=False,
+                                  gamma_constraint=tf_keras.constraints.MaxNorm(3.0), name="bn_ghost")(x)
     x = layers.BatchNormalization(renorm=True, renorm_clipping={"rmax": 2.0, "rmin": 0.5, "dmax": 1.0},
                                   renorm_momentum=0.9, name="bn_renorm")(x)
     x = layers.BatchNormalization(axis=[1, 3], gamma_regularizer=tf_keras.regularizers.l2(0.01),
@@ -78,7 +79,8 @@ def test_h5_imports_every_batch_normalization_option_and_tf_keras_outputs(legacy
     params = {node: n["params"] for node, n in nodes_of(graph).items()}
     assert params["bn_fused"] == {"axis": 3, "momentum": 0.9, "epsilon": 1e-4}
     assert params["bn_ghost"] == {"axis": 3, "virtual_batch_size": 2, "center": False}  # tf_keras wrote axis [4]
-    constraint = next(e["source"] for e in graph["edges"] if e["target"] == "bn_ghost" and e["target_port"] == "gamma_constraint")
+    constraint = next(e["source"] for e in graph["edges"]
+                      if e["target"] == "bn_ghost" and e["target_port"] == "gamma_constraint")
     assert nodes_of(graph)[constraint]["params"] == {"max_value": 3.0}
     assert params["bn_renorm"] == {"axis": 3, "renorm": True, "renorm_momentum": 0.9,
                                    "renorm_clipping": {"rmax": 2.0, "rmin": 0.5, "dmax": 1.0}}
@@ -162,7 +164,8 @@ def test_keras2_sequential_and_merges_from_json(tmp_path):
     run = import_model(json.dumps(config).encode(), weights_file=(tmp_path / "seq.h5").read_bytes())
     params = {node: n["params"] for node, n in nodes_of(run["graph"]).items()}
     assert params["first"] == {"units": 5, "kernel_initializer": "he_normal"}
-    assert params["bn"] == {"axis": 1, "momentum": 0.8, "scale": False}  # Keras 2 wrote the axis it built with and params["leaky"] == {"negative_slope": 0.2}
+    assert params["bn"] == {"axis": 1, "momentum": 0.8, "scale": False}  # Keras 2 wrote the axis it built with
+    assert params["leaky"] == {"negative_slope": 0.2}
     assert params["first_input"] == {"shape": [4]}
     x = rng.normal(size=(3, 4)).astype("float32")
     np.testing.assert_allclose(output_of(rebuilt(run), x), sequential(x).numpy(), **TOL)
@@ -172,8 +175,8 @@ def test_keras2_sequential_and_merges_from_json(tmp_path):
     joined = layers.Concatenate(name="join")([summed, layers.AveragePooling2D(1, name="avg")(a)])
     merged = tf_keras.Model([a, b], layers.GlobalAveragePooling2D(name="gap")(joined))
     graph = import_model(merged.to_json().encode())
-    into = sorted((e["source"], e["target"], e["target_port"]) for e in graph["edges"] if e["target"] in ("sum", "join"))
-    assert into == [("avg", "join", "inputs"), ("b", "sum", "inputs"), ("ca", "sum", "inputs"), ("sum", "join", "inputs")]
+    into = sorted((e["source"], e["target"]) for e in graph["edges"] if e["target_port"] == "inputs")
+    assert into == [("avg", "join"), ("b", "sum"), ("ca", "sum"), ("sum", "join")]
     model = nncards.build_model(graph)
     model.get_layer("ca").set_weights(merged.get_layer("ca").get_weights())
     xs = [rng.normal(size=(2, 4, 4, 2)).astype("float32") for _ in range(2)]
@@ -194,6 +197,14 @@ def test_unreadable_and_unsafe_h5_files_are_refused(legacy, tmp_path):
     with pytest.raises(NncardsError) as refused:
         import_model(leaking.read_bytes(), with_weights=True)
     assert refused.value.code == "bad_request" and "ExternalLink" in refused.value.message
+
+    bomb = tmp_path / "bomb.h5"  # under 100 kB that would unpack to 64 MiB
+    with h5py.File(bomb, "w") as file:
+        file.create_dataset("zeros", data=np.zeros(2**23), compression="gzip", chunks=(2**20,))
+    assert bomb.stat().st_size < 10**5
+    with pytest.raises(NncardsError) as refused:
+        read_hdf5(bomb.read_bytes(), max_bytes=2**25)
+    assert refused.value.code == "too_large"
 
     image = tf_keras.Input((3,), name="image")
     hidden = tf_keras.layers.Dense(3, name="hidden")(image)

@@ -63,7 +63,9 @@ def test_import_a_keras2_h5_file_and_refuse_broken_or_oversized_ones(api, tmp_pa
     x = tf_keras.Input((4,), name="x")
     hidden = tf_keras.layers.Dense(3, name="hidden")(x)
     normalized = tf_keras.layers.BatchNormalization(axis=[1], virtual_batch_size=2, name="bn")(hidden)
-    tf_keras.Model(x, normalized).save(tmp_path / "legacy.h5")
+    legacy = tf_keras.Model(x, normalized)
+    legacy.save(tmp_path / "legacy.h5")
+    legacy.save_weights(tmp_path / "weights.h5")
     data = (tmp_path / "legacy.h5").read_bytes()
     graph = api.post("/graphs/import", content=data, headers={"content-type": "application/x-hdf5"})
     assert graph.status_code == 200, graph.text
@@ -71,10 +73,17 @@ def test_import_a_keras2_h5_file_and_refuse_broken_or_oversized_ones(api, tmp_pa
     run = api.post("/graphs/import", params={"weights": "true"}, files={"file": ("legacy.h5", io.BytesIO(data))})
     assert run.status_code == 200, run.text
     assert set(run.json()["weights"]["bn"]) == {"gamma", "beta", "moving_mean", "moving_variance"}
+    # a Keras 2 JSON config with the weights its `save_weights` wrote: a RUN, the same as the .h5 file's
+    config_and_weights = api.post("/graphs/import", files={
+        "file": ("model.json", io.BytesIO(legacy.to_json().encode())),
+        "weights_file": ("weights.h5", io.BytesIO((tmp_path / "weights.h5").read_bytes()))})
+    assert config_and_weights.status_code == 200, config_and_weights.text
+    assert config_and_weights.json() == run.json()
     for broken in (data[:len(data) // 3], data[:8] + bytes(1000)):
         refused = api.post("/graphs/import", content=broken, headers={"content-type": "application/x-hdf5"})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", refused.text
-    oversized = api.post("/graphs/import", content=data + bytes(MAX_BODY_BYTES), headers={"content-type": "application/x-hdf5"})
+    oversized = api.post("/graphs/import", content=data + bytes(MAX_BODY_BYTES),
+                         headers={"content-type": "application/x-hdf5"})
     assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "too_large"
 
 

@@ -11,11 +11,12 @@ never reaches past it. Nothing in the file is unpickled or run.
 
 A Keras 2 config is rewritten into Keras 3's shape (the keyword form of a layer's calls, the
 input layer's `batch_shape`, the module of initializers, regularizers and constraints, dtype
-policies as their names), so that the one importer reads both. Two Keras 2 habits need their
-meaning restored: a built batch normalization layer writes its axes as a list of positive
-integers (`[3]` for `-1` on a 4-D input), and with ghost batches each of them one too high
-(tf_keras adds a dimension for the groups at build time and keeps the shifted axes in its
-config, so tf_keras cannot read such a file back itself).
+policies as their names, float32 numbers as the decimals they were given), so that the one
+importer reads both. Two Keras 2 habits need their meaning restored: a built batch
+normalization layer writes its axes as a list of positive integers (`[3]` for `-1` on a 4-D
+input), and with ghost batches each of them one too high (tf_keras adds a dimension for the
+groups at build time and keeps the shifted axes in its config, so tf_keras cannot read such a
+file back itself); and a nested model made on its own inputs has its calls counted from 1.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ INSTANCE_MODULES = {"_initializer": "keras.initializers", "_regularizer": "keras
 RENAMED_ARGUMENTS = {("LeakyReLU", "alpha"): "negative_slope"}
 # Dataset element kinds a weight may have: floats, signed and unsigned integers, booleans.
 NUMBER_KINDS = set("fiub")
+# The compression filters HDF5 and h5py carry (deflate, shuffle, fletcher32, szip, n-bit,
+# scale-offset, LZF): any other would make HDF5 look for a plugin library to load.
+BUILT_IN_FILTERS = {1, 2, 3, 4, 5, 6, 32000}
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,19 @@ def _check_contained(file, max_bytes: int) -> None:
                                "a Keras file holds its own objects only")
         item = file[name]
         if isinstance(item, h5py.Dataset):
-            if item.is_virtual or item.id.get_create_plist().get_external_count():
+            layout = item.id.get_create_plist()
+            if item.is_virtual or layout.get_external_count():
                 return _unreadable(f"the HDF5 dataset {name!r} stores its values in other files")
+            filters = {layout.get_filter(index)[0] for index in range(layout.get_nfilters())}
+            if filters - BUILT_IN_FILTERS:
+                return _unreadable(f"the HDF5 dataset {name!r} needs compression filters "
+                                   f"{sorted(filters - BUILT_IN_FILTERS)}, which are not HDF5's own")
             if item.dtype.kind not in NUMBER_KINDS:
                 return _unreadable(f"the HDF5 dataset {name!r} holds {item.dtype}, not numbers")
             total += item.size * item.dtype.itemsize
             if total > max_bytes:
-                return NncardsError(ErrorCode.TOO_LARGE, f"the HDF5 file's arrays unpack to more than {max_bytes} bytes")
+                return NncardsError(ErrorCode.TOO_LARGE,
+                                    f"the HDF5 file's arrays unpack to more than {max_bytes} bytes")
         return None
 
     found = file.visititems_links(refusal)
@@ -213,7 +223,7 @@ class Keras2Config:
                 value = _dtype(value)
             elif isinstance(value, dict) and "class_name" in value and key.endswith(tuple(INSTANCE_MODULES)):
                 value = _instance(key, value)
-            config[RENAMED_ARGUMENTS.get((class_name, key), key)] = value
+            config[RENAMED_ARGUMENTS.get((class_name, key), key)] = _decimal(value)
         if class_name == "BatchNormalization":
             config = _batch_normalization(config, built)
         return {**layer, "config": config}
@@ -279,14 +289,22 @@ def _dtype(value: Any) -> Any:
 
 
 def _instance(key: str, value: dict) -> dict:
-    """An initializer, regularizer or constraint config with the module Keras 3 names it by.
-    Keras 2 keeps a regularizer's factors as float32 and writes them so (0.01 as
-    0.009999999776482582): they are read back as the shortest decimal of that float32."""
+    """An initializer, regularizer or constraint config with the module Keras 3 names it by."""
     module = next(m for suffix, m in INSTANCE_MODULES.items() if key.endswith(suffix))
-    value = {"module": module, "registered_name": None, **value}
-    if module == "keras.regularizers" and isinstance(value.get("config"), dict):
-        value["config"] = {name: float(str(np.float32(v))) if isinstance(v, float) else v
-                           for name, v in value["config"].items()}
+    return {"module": module, "registered_name": None, **value}
+
+
+def _decimal(value: Any) -> Any:
+    """Numbers as they were given: Keras 2 keeps some arguments as float32 (a regularizer's
+    factor, `LeakyReLU`'s `alpha`, `ReLU`'s bounds) and writes that float32 (0.01 as
+    0.009999999776482582). A float that is exactly a float32 is read as the shortest decimal of
+    that float32, which is the same float32 again."""
+    if isinstance(value, float) and np.isfinite(value) and float(np.float32(value)) == value:
+        return float(str(np.float32(value)))
+    if isinstance(value, list):
+        return [_decimal(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _decimal(v) for key, v in value.items()}
     return value
 
 

@@ -2,11 +2,11 @@
 
 The model file is read as data only: the `.keras` zip's `config.json` (or a bare JSON config) is
 walked as JSON, and `model.weights.h5` as arrays. Keras 2's files (a legacy `.h5` model, a JSON
-config with an `.h5` weights file) are read by `keras2`, their configs rewritten in Keras 3's form. Nothing named in the file is ever looked up as
-code: a layer becomes a node only through the card that declares its Keras class, with its
-arguments turned into that card's params by the card (`params_from_arguments`). Initializers,
-regularizers and constraints become shorthand identifiers when they equal one, companion
-instance cards wired into the socket otherwise. A layer applied several times becomes its card
+config with an `.h5` weights file) are read by `keras2`, their configs rewritten in Keras 3's
+form. Nothing named in the file is ever looked up as code: a layer becomes a node only through
+the card that declares its Keras class, with its arguments turned into that card's params by
+the card (`params_from_arguments`). Initializers, regularizers and constraints become shorthand
+identifiers when they equal one, companion instance cards wired into the socket otherwise. A layer applied several times becomes its card
 once and `apply_layer` nodes after; nested functional and Sequential models are flattened.
 
 Anything a graph cannot express (a custom class, a `Lambda`, a Keras operation without a card,

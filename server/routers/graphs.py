@@ -34,20 +34,24 @@ MODEL_FILE = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "application/json": {"schema": {"type": "object", "description": "A Keras JSON config (`model.to_json()`)."}},
     "application/x-hdf5": {"schema": {"type": "string", "format": "binary"}},
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "weights_file": {"type": "string", "format": "binary",
+                         "description": "With a Keras 2 JSON config: the HDF5 file its `save_weights` wrote."}}}},
 }}}
 
 
-def _model_file(body: bytes, content_type: str) -> bytes:
-    """The file of the request: the body itself, or the first file part of a multipart form."""
+def _model_files(body: bytes, content_type: str) -> tuple[bytes, bytes | None]:
+    """The model file of the request (the body itself, or the `file` part of a multipart form)
+    and the weights file of a multipart form's `weights_file` part."""
     if not content_type.startswith("multipart/form-data"):
-        return body
+        return body, None
     message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    for part in message.walk() if message.is_multipart() else ():
-        if part.get_param("name", header="content-disposition") == "file":
-            return part.get_payload(decode=True) or b""
-    raise NncardsError(ErrorCode.BAD_REQUEST, "The multipart form has no `file` part.")
+    parts = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) or b""
+             for part in (message.walk() if message.is_multipart() else ())}
+    if "file" not in parts:
+        raise NncardsError(ErrorCode.BAD_REQUEST, "The multipart form has no `file` part.")
+    return parts["file"], parts.get("weights_file")
 
 
 @router.post("/graphs/import", response_model=Graph | Run, response_model_exclude_unset=True,
@@ -59,13 +63,16 @@ async def import_graph(request: Request, interchange: InterchangeDep,
     """A Keras model (a `.keras` file, a Keras 2 `.h5` file, or a Keras JSON config of Keras 3 or
     Keras 2) as a graph: every layer its card.
 
-    The file is read as data, never run. A model with layers no card expresses answers 422
+    A Keras 2 JSON config's weights come as the `weights_file` part of a multipart form (the
+    answer is then a RUN). The file is read as data, never run. A model with layers no card expresses answers 422
     `import_unsupported` listing each of them; a file that is no Keras model (a corrupt one
     included) 400 `bad_request`; a body over the server's limit 413 `too_large`.
     """
-    data = _model_file(await request.body(), request.headers.get("content-type", ""))
+    data, weights_file = _model_files(await request.body(), request.headers.get("content-type", ""))
     if not data:
         raise NncardsError(ErrorCode.BAD_REQUEST, "The request has no model file in its body.")
-    screen_model_file(data, with_weights=weights)  # a file that is no model is answered here, without the worker
-    document = await interchange.import_model(data, weights)
+    weights = weights or weights_file is not None
+    # a file that is no model is answered here, without the worker
+    screen_model_file(data, with_weights=weights and weights_file is None)
+    document = await interchange.import_model(data, weights, weights_file)
     return Run.model_validate(document) if weights else Graph.model_validate(document)

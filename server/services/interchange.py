@@ -29,9 +29,9 @@ def _start_worker(server_pid: int) -> None:
     start_tensorflow(1)
 
 
-def _import_in_worker(data: bytes, with_weights: bool) -> tuple[str, dict]:
+def _import_in_worker(data: bytes, with_weights: bool, weights_file: bytes | None) -> tuple[str, dict]:
     try:
-        return "done", import_model(data, with_weights)
+        return "done", import_model(data, with_weights, weights_file)
     except NncardsError as error:
         return "refused", error.body()
     except Exception as exc:  # a file shaped in a way the importer did not foresee: still the sender's
@@ -91,9 +91,10 @@ class InterchangeService:
             _raise(value)
         return value
 
-    async def import_model(self, data: bytes, with_weights: bool) -> dict:
-        """The GRAPH (or with weights the RUN) of a `.keras` file, Keras 2 `.h5` file or Keras JSON config."""
-        return await self._call(_import_in_worker, data, with_weights)
+    async def import_model(self, data: bytes, with_weights: bool, weights_file: bytes | None = None) -> dict:
+        """The GRAPH (or with weights the RUN) of a `.keras` file, Keras 2 `.h5` file or Keras JSON
+        config; `weights_file`, a Keras 2 HDF5 weights file, gives a JSON config's weights."""
+        return await self._call(_import_in_worker, data, with_weights, weights_file)
 
     async def keras_file(self, document: dict, arrays_folder: Path) -> bytes:
         """The `.keras` file of a GRAPH or a RUN (with its weights, arrays referring to files in

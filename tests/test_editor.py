@@ -120,6 +120,14 @@ def build_bn_by_keyboard(page: Page, with_output: bool = True) -> None:
         wire_by_keyboard(page, BN, "output", "output_1", "input")
 
 
+def fit_on(page: Page, inputs: np.ndarray, targets: np.ndarray, epochs: int) -> None:
+    """Chooses a fit of the graph built by `build_bn_by_keyboard` on these samples (as CSV)."""
+    page.get_by_test_id("run-mode-fit").check()
+    page.get_by_test_id("fit-inputs-input_1").fill("\n".join(",".join(map(str, row)) for row in inputs))
+    page.get_by_test_id("fit-targets-output_1").fill("\n".join(",".join(map(str, row)) for row in targets))
+    page.locator("[name=epochs]").fill(str(epochs))
+
+
 CNN = [  # card, search text, node id, drop point at 1280×720 (sockets kept 40 px from the canvas'
     # edges, where a wire being dragged scrolls the view)
     ("input", "input", "input_1", (290, 90)),
@@ -275,11 +283,8 @@ def test_replacing_a_wire_is_announced_and_undone_and_a_wrong_type_is_refused(pa
 
 def test_a_fit_shows_each_epoch_and_a_curve_and_the_run_is_listed_after_a_reload(page, live_server):
     build_bn_by_keyboard(page)
-    page.get_by_test_id("run-mode-fit").check()
     samples = np.arange(24).reshape(12, 2) / 10
-    page.get_by_test_id("fit-inputs-input_1").fill("\n".join(f"{a},{b}" for a, b in samples))
-    page.get_by_test_id("fit-targets-output_1").fill("\n".join(f"{a},{b}" for a, b in 2 * samples))
-    page.locator("[name=epochs]").fill("3")
+    fit_on(page, samples, 2 * samples, epochs=3)
     expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
     page.get_by_test_id("run").click()
     expect(page.get_by_test_id(f"run-weight-{BN}-moving_mean")).to_be_attached(timeout=RUN_TIMEOUT)
@@ -322,11 +327,8 @@ def column(table, cell: str) -> np.ndarray:
 
 def test_a_fit_inspected_live_shows_badges_and_the_bn_cards_before_after_with_means_at_beta(page, live_server):
     build_bn_by_keyboard(page)
-    page.get_by_test_id("run-mode-fit").check()
     samples = np.random.default_rng(5).normal([5.0, -3.0], [2.0, 0.5], (16, 2)).round(3)
-    page.get_by_test_id("fit-inputs-input_1").fill("\n".join(f"{a},{b}" for a, b in samples))
-    page.get_by_test_id("fit-targets-output_1").fill("\n".join(f"{a},{b}" for a, b in samples / 4))
-    page.locator("[name=epochs]").fill("3")
+    fit_on(page, samples, samples / 4, epochs=3)
     page.get_by_test_id("inspect-after").check()
     page.get_by_test_id("inspect-mode").select_option("training")
     page.get_by_test_id("inspect-during").check()
@@ -383,6 +385,25 @@ def test_a_fit_inspected_live_shows_badges_and_the_bn_cards_before_after_with_me
         page.locator(".inspector").evaluate("inspector => { inspector.style.maxHeight = '100%'; }")
         view.scroll_into_view_if_needed()
         page.screenshot(path=str(Path(SCREENSHOTS) / "editor-inspect.png"))
+
+
+def test_a_cancelled_fit_keeps_the_statistics_its_inspect_events_brought(page):
+    build_bn_by_keyboard(page)
+    samples = np.arange(8.0).reshape(4, 2)
+    fit_on(page, samples, samples, epochs=100_000)
+    page.get_by_test_id("inspect-during").check()
+    page.locator("[name=inspect_every]").fill("2")
+    select(page, BN)
+    expect(page.get_by_test_id("run")).to_be_enabled(timeout=RUN_TIMEOUT)
+    page.get_by_test_id("run").click()
+    passes = page.get_by_test_id("statistics-pass").locator("option")
+    expect(passes.nth(2)).to_be_attached(timeout=RUN_TIMEOUT)  # "latest" and two passes, while the fit goes on
+    page.get_by_test_id("run-result").get_by_role("button", name="Cancel").click()
+    expect(page.get_by_test_id("run-result")).to_contain_text("cancelled", timeout=RUN_TIMEOUT)
+    # The cancelled fit is not among the result's steps; its passes stay, and so do the badges.
+    expect(passes.first).to_contain_text("after epoch")
+    expect(page.get_by_test_id(f"stats-badge-{BN}")).to_be_attached()
+    expect(page.get_by_test_id("before-after")).to_be_visible()
 
 
 def test_save_load_and_new_ask_before_replacing_unsaved_work(page, tmp_path):

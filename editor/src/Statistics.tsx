@@ -15,6 +15,8 @@ import type { NodeInspection, TensorStatistics } from "./types";
 export const MEAN_TOLERANCE = 1e-3;
 /** Channels listed in the tables (the plots show them all). */
 const ROWS = 16;
+/** Passes offered to choose from: the latest ones (a long fit inspected often makes thousands). */
+const LISTED = 50;
 const NO_PASSES: InspectionPass[] = [];
 
 /** The latest pass of card statistics of the run on show (null: none). */
@@ -177,7 +179,7 @@ export function CardStatistics({ nodeId }: { nodeId: string }) {
         <select data-testid="statistics-pass" value={chosen === null ? "latest" : String(index)}
           onChange={(e) => setChosen(e.target.value === "latest" ? null : Number(e.target.value))}>
           <option value="latest">latest ({passName(passes[passes.length - 1])})</option>
-          {passes.map((p, i) => <option key={i} value={i}>{passName(p)}</option>)}
+          {passes.map((p, i) => (i >= passes.length - LISTED || i === index) && <option key={i} value={i}>{passName(p)}</option>)}
         </select>
       </label>
       {facts ? (

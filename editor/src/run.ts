@@ -193,7 +193,10 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       const result = await api.run(runId);
       if (get().current?.runId !== runId) return;
       if (FINISHED.has(result.status)) {
-        patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}`, inspections: resultPasses(result) });
+        // A fit that failed is not in the result: the passes its events brought stay.
+        const kept = resultPasses(result);
+        const inspections = kept.length >= (get().current?.inspections.length || 0) ? kept : get().current!.inspections;
+        patch({ result, status: result.status, progress: `Run ${runId}: ${result.status}`, inspections });
         void get().refreshRuns();
         return;
       }

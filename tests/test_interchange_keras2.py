@@ -4,6 +4,7 @@ dependency), and out again as a Keras 3 `.keras` file that plain Keras 3 loads i
 Files nncards must not read (corrupt, a `Lambda`, links leaving the file) are refused."""
 
 import json
+import zipfile
 
 import h5py
 import keras
@@ -196,6 +197,22 @@ def test_unreadable_and_unsafe_h5_files_are_refused(legacy, tmp_path):
         file["model_weights/conv/elsewhere"] = h5py.ExternalLink("/etc/hostname", "/")
     with pytest.raises(NncardsError) as refused:
         import_model(leaking.read_bytes(), with_weights=True)
+    assert refused.value.code == "bad_request" and "ExternalLink" in refused.value.message
+
+    # the same link in the weights of a Keras 3 `.keras` file (read by Keras' own reader)
+    small = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    small.save(tmp_path / "small.keras")
+    with zipfile.ZipFile(tmp_path / "small.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    (tmp_path / "weights.h5").write_bytes(members["model.weights.h5"])
+    with h5py.File(tmp_path / "weights.h5", "r+") as file:
+        file["layers/dense/elsewhere"] = h5py.ExternalLink("/etc/hostname", "/")
+    members["model.weights.h5"] = (tmp_path / "weights.h5").read_bytes()
+    with zipfile.ZipFile(tmp_path / "leaking.keras", "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(NncardsError) as refused:
+        import_model((tmp_path / "leaking.keras").read_bytes(), with_weights=True)
     assert refused.value.code == "bad_request" and "ExternalLink" in refused.value.message
 
     bomb = tmp_path / "bomb.h5"  # under 100 kB that would unpack to 64 MiB

@@ -82,21 +82,35 @@ def read_hdf5(data: bytes, max_bytes: int) -> Hdf5Model:
     """The config and weights of a Keras 2 HDF5 file (`model.save` or `model.save_weights`);
     `bad_request` for a file h5py cannot read or that is no Keras file, `too_large` when its
     arrays would unpack to more than `max_bytes`."""
+    config, weights = _read_contained(data, max_bytes, _contents)
+    if config is None and weights is None:
+        raise _unreadable("the HDF5 file holds neither a Keras model config nor Keras weights")
+    return Hdf5Model(config, weights)
+
+
+def check_hdf5(data: bytes, max_bytes: int) -> None:
+    """Refuse an HDF5 file as `read_hdf5` would before reading it: for the weights file of a
+    `.keras` archive, which Keras' own reader reads then."""
+    _read_contained(data, max_bytes, lambda file: None)
+
+
+def _contents(file) -> tuple[dict | None, list[LegacyWeight] | None]:
+    root = file["model_weights"] if "model_weights" in file else file
+    return _model_config(file), _weights(root) if "layer_names" in root.attrs else None
+
+
+def _read_contained(data: bytes, max_bytes: int, reader):
+    """`reader(file)` of the HDF5 file, once `_check_contained` found nothing to refuse."""
     import h5py
 
     try:
         with h5py.File(io.BytesIO(data), "r") as file:
             _check_contained(file, max_bytes)
-            config = _model_config(file)
-            root = file["model_weights"] if "model_weights" in file else file
-            weights = _weights(root) if "layer_names" in root.attrs else None
+            return reader(file)
     except NncardsError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise _unreadable(f"not a readable Keras HDF5 file: {type(exc).__name__}: {str(exc)[:200]}") from None
-    if config is None and weights is None:
-        raise _unreadable("the HDF5 file holds neither a Keras model config nor Keras weights")
-    return Hdf5Model(config, weights)
 
 
 def _check_contained(file, max_bytes: int) -> None:

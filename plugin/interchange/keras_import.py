@@ -30,8 +30,8 @@ from nncards.cards.exclusions import EXCLUDED, UNCARDED_ARGUMENTS
 from nncards.contract.errors import ErrorCode, NncardsError, Problem, summarize
 from nncards.contract.shorthands import BY_TYPE
 from nncards.contract.types import INSTANCE_TYPES
-from nncards.interchange.keras2 import (KERAS_TENSOR, MODEL_CLASSES, LegacyWeight, is_hdf5, is_keras2,
-                                        keras3_config, read_hdf5)
+from nncards.interchange.keras2 import (KERAS_TENSOR, MODEL_CLASSES, LegacyWeight, check_hdf5, is_hdf5,
+                                        is_keras2, keras3_config, read_hdf5)
 from nncards.interchange.layout import place
 from nncards.registry import registry
 
@@ -659,6 +659,8 @@ def import_model(data: bytes, with_weights: bool = False, weights_file: bytes | 
         with_weights = True
     if with_weights and not source.has_weights:
         raise _without_weights()
+    if source.weights is not None:  # read by Keras' reader, which would follow links out of the file
+        check_hdf5(source.weights, MAX_UNPACKED_BYTES)
     imported = import_config(source.config, source.weights)
     if not with_weights:
         return imported.graph

@@ -8,6 +8,8 @@ card's feature axis, and a histogram), so only those small arrays ever leave Ten
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,8 @@ from nncards.contract.inspection import (HISTOGRAM_BINS, ChannelStatistics, Hist
                                          TensorStatistics)
 
 TENSOR = "NeuralNetworkTensor"
-BATCH_STATISTICS = ("batch_mean", "batch_variance")
+CHANNEL_ROWS = ("mean", "variance", "std", "min", "max", "zeros", "nonfinite")
+REDUCING_THREADS = min(4, os.cpu_count() or 1)
 LAYER_STATE = ("moving_mean", "moving_variance", "gamma", "beta")  # a BN layer's, after the pass
 
 
@@ -99,16 +102,16 @@ class Inspector:
         return self._passes[training]
 
     def inspect(self, inputs: dict[str, np.ndarray], training: bool, epoch: int | None = None) -> Inspection:
-        reduce = _statistics_function()
-        results = [(reduce(channels), shape) for channels, shape in self._pass(training)(inputs)]
+        tensors = self._pass(training)(inputs)
+        with ThreadPoolExecutor(REDUCING_THREADS) as pool:  # TensorFlow's kernels let go of the GIL
+            reduced = list(pool.map(_reduce, tensors))
         nodes: dict[str, dict[str, Any]] = {n: {"outputs": {}} for n in self.nodes}
         for probe in self.probes:
-            found, shape = results[self.reduced_index[id(probe.tensor), probe.axis]]
-            found = {key: np.asarray(value) for key, value in found.items()} | {"shape": np.asarray(shape)}
+            found = reduced[self.reduced_index[id(probe.tensor), probe.axis]]
             statistics = _as_model(found, probe.axis)
             if probe.port == "input":  # the tensor entering the card (no card has an output of that name)
-                nodes[probe.node]["input"] = statistics
-                nodes[probe.node].update({key: _listed(found[key]) for key in BATCH_STATISTICS})
+                nodes[probe.node].update(input=statistics, batch_mean=_listed(found["mean"]),
+                                         batch_variance=_listed(found["variance"]))
             else:
                 nodes[probe.node]["outputs"][probe.port] = statistics
         for node in self.nodes:
@@ -118,6 +121,14 @@ class Inspector:
                 nodes[node].update({name: _listed(np.asarray(variables[name].numpy()))
                                     for name in LAYER_STATE if name in variables})
         return Inspection(epoch=epoch, training=training, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
+
+
+def _reduce(pass_output) -> dict[str, np.ndarray]:
+    """One probed tensor's statistics, as NumPy arrays by name."""
+    channels, shape = pass_output
+    rows, edges, counts = _statistics_function()(channels)
+    return dict(zip(CHANNEL_ROWS, rows.numpy())) | {"edges": edges.numpy(), "counts": counts.numpy(),
+                                                     "shape": shape.numpy()}
 
 
 def _channels(tensor, axis: int | None):
@@ -146,10 +157,9 @@ def _statistics_function():
         width = tf.where(high > low, high - low, 1.0)  # one value: a unit-wide range
         count = tf.cast(tf.shape(channels)[0], tf.float32)
         return {
-            "mean": mean, "std": tf.sqrt(variance), "min": minimum, "max": maximum,
+            "mean": mean, "variance": variance, "std": tf.sqrt(variance), "min": minimum, "max": maximum,
             "zeros": tf.reduce_sum(tf.cast(tf.equal(channels, 0.0), tf.float32), axis=0) / count,
             "edges": tf.linspace(low, low + width, HISTOGRAM_BINS + 1), "counts": counts_of(low, width),
-            "batch_mean": mean, "batch_variance": variance,
         }
 
     def all_finite(channels, total):
@@ -190,7 +200,9 @@ def _statistics_function():
         # path then gives the same numbers), which spares a pass over the tensor to look for them.
         total = tf.reduce_sum(channels, axis=0)
         finite = tf.reduce_all(tf.math.is_finite(total))
-        return tf.cond(finite, lambda: all_finite(channels, total), lambda: some_nonfinite(channels))
+        found = tf.cond(finite, lambda: all_finite(channels, total), lambda: some_nonfinite(channels))
+        # Three tensors, not ten: each costs a conversion to NumPy per tensor of the model.
+        return tf.stack([found[row] for row in CHANNEL_ROWS]), found["edges"], found["counts"]
 
     return statistics
 

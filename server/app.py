@@ -82,7 +82,7 @@ async def lifespan(app: FastAPI):
         executor = partial(LocalExecutor, size=settings.workers, threads=settings.worker_threads,
                            niceness=settings.run_niceness, limits=settings.limits, results_dir=store.results,
                            max_result_elements=settings.max_result_elements,
-                           idle_seconds=settings.worker_idle_seconds)
+                           idle_seconds=settings.worker_idle_seconds, memo_bytes=settings.validation_memo_bytes)
     app.state.runs = RunService(store, settings.limits, executor, max_queued=settings.max_queued_runs,
                                 retention=Retention(settings.keep_runs, settings.keep_bytes),
                                 max_result_elements=settings.max_result_elements)
@@ -103,10 +103,13 @@ async def lifespan(app: FastAPI):
 
 
 def prepare_for_run(app: FastAPI) -> None:
-    """A run request is arriving: the workers that validate and run it start now, if they must."""
+    """A run request is arriving: the worker that runs it starts now, if it must, and so do the
+    validation workers unless that run worker can validate the graph itself (see `create_run`):
+    starting both would import TensorFlow twice at once on the same cores."""
     if hasattr(app.state, "runs"):  # the services are up (a test may serve the catalogue alone)
-        app.state.validation.prepare()
         app.state.runs.prepare()
+        if not app.state.runs.executor.can_validate():
+            app.state.validation.prepare()
 
 
 def create_app(settings: Settings | None = None, store: RunStore | None = None) -> FastAPI:

@@ -118,7 +118,8 @@ class Settings(BaseSettings):
                             "records); past it the oldest finished runs are removed. The newest finished run "
                             "is always kept.")
     validation_memo_bytes: int = Field(64 * 2**20, ge=0, description="Memory, in bytes, a validation worker "
-                                       "may spend remembering node builds for the next validation.")
+                                       "(or a run worker validating a run's graph) may spend remembering node builds for the "
+                                       "next validation.")
     idle_connection_seconds: float = Field(5.0, gt=0, description="An open connection that sends no request "
                                            "for this long is closed.")
     max_connections: int = Field(1000, ge=1, description="Most connections and requests at once; past it "

@@ -1,5 +1,5 @@
 """TensorFlow workers start with the first validation or run (as its request arrives) and stop once
-idle; the server stays light."""
+idle; the server stays light. A cold run imports TensorFlow once: its run worker validates it."""
 
 import http.client
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import LiveServer
 from graphs import bn_graph
+from test_server import assert_envelope
 
 IDLE_SECONDS = 2
 LIGHT_MIB = 300
@@ -23,6 +24,19 @@ def resident_mib(pids) -> float:
 
 
 REQUEST = {"graph": bn_graph([2]), "steps": [{"kind": "call", "inputs": {"x": [[1.0, 2.0]]}}]}
+VALIDATION_WORKERS_START = "the validation workers start"  # what the server logs when it starts them
+
+
+def with_tensorflow(pids) -> set[int]:
+    """The processes among `pids` that have loaded TensorFlow's library."""
+    loaded = set()
+    for pid in pids:
+        try:
+            if b"libtensorflow" in Path(f"/proc/{pid}/maps").read_bytes():
+                loaded.add(pid)
+        except OSError:
+            continue  # it has exited
+    return loaded
 
 
 def run_once(server) -> dict:
@@ -32,8 +46,9 @@ def run_once(server) -> dict:
 
 
 def run_with_body_held_back(server) -> dict:
-    """A run whose body is sent only once the validation and run workers have started: they start
-    as its request arrives, importing TensorFlow while a large body would still be coming."""
+    """A run whose body is sent only once its run worker has started: it starts as the request
+    arrives, importing TensorFlow while a large body would still be coming. The validation workers
+    do not start: the run worker validates the graph."""
     body = json.dumps(REQUEST).encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
     try:
@@ -42,12 +57,13 @@ def run_with_body_held_back(server) -> dict:
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body[:1])
         deadline = time.monotonic() + 30
-        while len(server.spawned_workers()) < 2:
+        while not server.spawned_workers():
             assert time.monotonic() < deadline, server.children()
             time.sleep(0.1)
         connection.send(body[1:])
         answer = connection.getresponse()
         assert answer.status == 200
+        assert len(with_tensorflow(server.spawned_workers())) == 1, server.children()
         return json.loads(answer.read())
     finally:
         connection.close()
@@ -61,14 +77,24 @@ def test_workers_start_when_needed_stop_when_idle_and_start_again(tmp_path):
         assert not server.spawned_workers(), "no TensorFlow worker before it is needed"
 
         assert run_with_body_held_back(server)["status"] == "succeeded"
-        assert server.spawned_workers()  # the run worker (the validation worker may have stopped already)
+        assert server.spawned_workers()  # the run worker
+        assert VALIDATION_WORKERS_START not in server.log()  # a cold run imports TensorFlow once
         deadline = time.monotonic() + IDLE_SECONDS + 20
         while server.spawned_workers() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not server.spawned_workers(), server.children()
         assert resident_mib([server.process.pid, *server.children()]) < LIGHT_MIB
 
-        assert run_once(server)["status"] == "succeeded"  # both start again
+        # Validation errors are still answered before the run is accepted, by the run worker.
+        invalid = {**REQUEST, "graph": bn_graph([2], {"axis": 5})}
+        error = assert_envelope(server.client.post("/runs", json=invalid, timeout=300), 422, "graph_invalid")
+        assert error["errors"][0]["node"] == "bn"
+        assert len(server.client.get("/runs").json()["runs"]) == 1  # not accepted
+
+        assert run_once(server)["status"] == "succeeded"  # the run worker starts again
         assert "stops after" in server.log()
+        assert VALIDATION_WORKERS_START not in server.log()
+        assert server.client.post("/graphs/validate", json=bn_graph([3])).json()["valid"]
+        assert VALIDATION_WORKERS_START in server.log()  # validations alone go to the validation workers
     finally:
         server.stop()

@@ -140,7 +140,8 @@ async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, s
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
     await asyncio.to_thread(decode_arrays, run)
-    _check_limits(run, await validation.validate(run.graph), settings)
+    # While the validation workers are not running, the idle run worker that will take the run validates it.
+    _check_limits(run, await validation.validate(run.graph, elsewhere=runs.executor.validate), settings)
     await runs.check(run)
     run_id = await runs.submit(run)
     seconds = _wait_seconds(wait, settings.max_wait_seconds)

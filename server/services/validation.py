@@ -4,7 +4,9 @@ Keras' symbolic build is pure Python and holds the GIL for tens of milliseconds 
 thread of the server it would stall the event loop, and every catalogue request with it. So
 validations run in spawned worker processes (never forked: TensorFlow's threads do not survive
 a fork), which import TensorFlow as they start: with the first validation or run request (as it
-arrives, before its body is read), or at the warm-up.
+arrives, before its body is read), or at the warm-up. A run's graph, though, is validated by the
+run worker that will run it when these workers are not running (`validate`'s `elsewhere`): a cold
+run then imports TensorFlow once, not in two processes at once on the same cores.
 They stop after `idle_seconds` without a validation, giving TensorFlow's memory back, and the
 next validation starts them again. The server process itself never imports TensorFlow. A worker that dies is replaced and the validation tried once more.
 Results are cached in the server under a hash of the graph's content; node positions are left
@@ -20,6 +22,7 @@ import logging
 import multiprocessing
 import os
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -122,6 +125,7 @@ class ValidationService:
     def _executor(self) -> ProcessPoolExecutor:
         # Created on first use: a server that only serves the catalogue starts no worker.
         if self._pool is None:
+            log.info("the validation workers start (%d)", self.workers)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=SPAWN, initializer=start_validation_worker,
                                              initargs=(os.getpid(), self.limits, self.memo_bytes))
         return self._pool
@@ -144,13 +148,20 @@ class ValidationService:
         if self._pool is None:
             self.warm_up()
 
-    async def validate(self, graph: Graph) -> ValidationResult:
+    async def validate(self, graph: Graph,
+                       elsewhere: Callable[[dict], Awaitable[dict | None]] | None = None) -> ValidationResult:
+        """The graph's validation; `elsewhere`, when given, validates the graph's plain data in another
+        process when these workers are not running, or answers None (then they validate it)."""
         key = canonical_hash(graph)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached[0]
         content = graph.model_dump()  # plain data: cheaper to send to a worker than the model
+        if self._pool is None and elsewhere is not None:
+            answer = await elsewhere(content)
+            if answer is not None:
+                return self._remember(key, ValidationResult.model_validate(answer))
         self._busy += 1
         try:
             return await self._validate_uncached(key, content)
@@ -170,6 +181,9 @@ class ValidationService:
                 lost = exc
         else:
             return _worker_lost(lost)  # not cached: a later request tries again
+        return self._remember(key, result)
+
+    def _remember(self, key: str, result: ValidationResult) -> ValidationResult:
         size = len(result.model_dump_json())
         if self.cache_size and size <= self.CACHE_BYTES:
             previous = self._cache.pop(key, None)  # the same graph validated twice at once

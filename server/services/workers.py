@@ -14,7 +14,11 @@ TensorFlow's thread pools so that several workers share the cores, and import Te
 soon as they start. They start as a run request arrives, before its body is read (or at the
 warm-up), and stop after
 `idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
-gives back; the next run pays only the import again. They run at a lower priority (niceness) than the server: training takes
+gives back; the next run pays only the import again. An idle worker also validates a run's graph
+when the validation workers are not running (`validate`): a cold run then imports TensorFlow once,
+in the process that runs it, not in two processes at once on the same cores. They run at a lower
+priority (niceness) than the server, set before TensorFlow starts its threads (Linux nices a
+thread, and a thread inherits its creator's niceness): training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
 talks to the server over a pipe; a shared flag asks its run to stop at its next batch; a worker
 that must stop at once is killed and replaced. Workers (and a distributed run's child) die
@@ -31,11 +35,13 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
 from nncards.contract.run import Run
+from nncards.build.validation import Validator
 from nncards.execute.entry import check_runs_here
 from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
@@ -93,6 +99,15 @@ class Executor(abc.ABC):
     def prepare(self) -> None:
         """A run is coming (it is being validated): get ready for it; by default nothing to do."""
 
+    def can_validate(self) -> bool:
+        """Whether `validate` would find a process to validate a graph in now; by default never."""
+        return False
+
+    async def validate(self, graph: dict) -> dict | None:
+        """The validation of a graph (plain data) by a process that is ready for runs, or None when
+        none can (the caller validates elsewhere); by default None."""
+        return None
+
 
 # -- the local implementation: a pool of worker processes ----------------------------------------
 
@@ -110,9 +125,26 @@ class PipeObserver:
         return self.cancel.is_set()
 
 
+@dataclass(frozen=True)
+class ValidateGraph:
+    """Asks an idle worker for a graph's validation; `ticket` pairs the answer with the question."""
+
+    ticket: int
+    graph: dict
+
+
+@dataclass(frozen=True)
+class GraphValidated:
+    """A worker's answer to `ValidateGraph`: the validation result, or None when validating raised."""
+
+    ticket: int
+    result: dict | None
+
+
 def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int, limits: Limits,
-                results_dir: Path, max_result_elements: int) -> None:
-    """Entry point of a worker process: runs, their arrays written to `results_dir/<run_id>/`."""
+                results_dir: Path, max_result_elements: int, memo_bytes: int) -> None:
+    """Entry point of a worker process: runs, their arrays written to `results_dir/<run_id>/`, and
+    validations asked while it is idle."""
     die_with_parent(server_pid)
     os.nice(niceness)
     from nncards.server.services.validation import start_tensorflow
@@ -120,11 +152,22 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
     start_tensorflow(threads)
     from nncards.execute.entry import execute
 
+    validator: Validator | None = None  # made on the first validation: most workers never validate
     while True:
         try:
-            run_id, request = connection.recv()  # a StoredRequest: its arrays are mapped from their files
+            message = connection.recv()
         except (EOFError, OSError):
             return
+        if isinstance(message, ValidateGraph):
+            validator = validator or Validator(limits, memo_bytes=memo_bytes)
+            try:
+                result = validator.validate(message.graph)
+            except Exception:  # the server validates it again in its validation workers, which report it
+                log.exception("validating a graph in %s failed", multiprocessing.current_process().name)
+                result = None
+            connection.send(GraphValidated(message.ticket, result))
+            continue
+        run_id, request = message  # a StoredRequest: its arrays are mapped from their files
         connection.send(RunStarted(run_id=run_id))
         options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
                              as_base64=True)
@@ -143,14 +186,21 @@ class Worker:
         self.connection, child = SPAWN.Pipe()
         self.process = SPAWN.Process(target=worker_main, name=self.name, daemon=True,
                                      args=(child, self.cancel, os.getpid(), pool.threads, pool.niceness, pool.limits,
-                                           pool.results_dir, pool.max_result_elements))
+                                           pool.results_dir, pool.max_result_elements, pool.memo_bytes))
         self.process.start()
         child.close()
         self.run_id: str | None = None
         self.retired = False
         self.idle_timer: asyncio.TimerHandle | None = None  # stops the worker once idle too long
+        self.validations: dict[int, asyncio.Future] = {}  # asked of this worker, not answered yet, by ticket
+        self._sending = threading.Lock()  # a run and a validation may be sent from two threads at once
         self._pool = pool
         threading.Thread(target=self._listen, name=f"{self.name}-listener", daemon=True).start()
+
+    def send(self, message) -> None:
+        """Send a message whole (a large one goes in several writes, which must not interleave)."""
+        with self._sending:
+            self.connection.send(message)
 
     def _listen(self) -> None:
         loop = self._pool.loop
@@ -175,15 +225,18 @@ class LocalExecutor(Executor):
     """Up to `size` worker processes on this machine, one run at a time each, started when needed."""
 
     def __init__(self, on_message: OnMessage, on_lost: OnLost, *, size: int, threads: int, niceness: int,
-                 limits: Limits, results_dir: Path, max_result_elements: int, idle_seconds: float = 0):
-        """`idle_seconds`: how long a worker may wait for a run before it stops (0: forever)."""
+                 limits: Limits, results_dir: Path, max_result_elements: int, idle_seconds: float = 0,
+                 memo_bytes: int | None = None):
+        """`idle_seconds`: how long a worker may wait for a run before it stops (0: forever);
+        `memo_bytes`: the node memo of a worker's validator (see `Validator`)."""
         super().__init__(on_message, on_lost)
         self.size, self.threads, self.niceness, self.limits = size, threads, niceness, limits
         self.results_dir, self.max_result_elements = results_dir, max_result_elements
-        self.idle_seconds = idle_seconds
+        self.idle_seconds, self.memo_bytes = idle_seconds, memo_bytes
         self.workers: list[Worker] = []
         self._idle: list[Worker] = []
         self._freed = asyncio.Event()
+        self._tickets = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -207,8 +260,16 @@ class LocalExecutor(Executor):
         worker.run_id = None
         self._idle.append(worker)
         self._freed.set()
+        self._start_idle_clock(worker)
+
+    def _start_idle_clock(self, worker: Worker) -> None:
         if self.idle_seconds:
             worker.idle_timer = self.loop.call_later(self.idle_seconds, self._stop_idle, worker)
+
+    def _stop_idle_clock(self, worker: Worker) -> None:
+        if worker.idle_timer:
+            worker.idle_timer.cancel()
+            worker.idle_timer = None
 
     def _stop_idle(self, worker: Worker) -> None:
         if worker in self._idle:
@@ -228,15 +289,36 @@ class LocalExecutor(Executor):
             self._freed.clear()
             await self._freed.wait()
 
+    def can_validate(self) -> bool:
+        return bool(self._idle)
+
+    async def validate(self, graph: dict) -> dict | None:
+        """The validation by an idle worker (one still importing TensorFlow answers once it is ready);
+        None when no worker is idle, or when it stops or fails before it answers."""
+        if not self._idle:
+            return None
+        worker = self._idle[0]  # the one the next run goes to
+        ticket = next(self._tickets)
+        answer = worker.validations[ticket] = self.loop.create_future()
+        self._stop_idle_clock(worker)  # not stopped for idleness while it validates
+        try:
+            await asyncio.to_thread(worker.send, ValidateGraph(ticket, graph))
+            return await answer
+        except OSError:
+            return None  # the worker died
+        finally:
+            worker.validations.pop(ticket, None)
+            if worker in self._idle and not worker.validations and not worker.retired:
+                self._start_idle_clock(worker)
+
     async def submit(self, run_id: str, request: StoredRequest) -> None:
         worker = self._idle.pop(0)
-        if worker.idle_timer:
-            worker.idle_timer.cancel()
+        self._stop_idle_clock(worker)
         worker.run_id = run_id
         worker.cancel.clear()
         try:
             # A worker still importing TensorFlow reads nothing yet: a send that fills the pipe waits, off the loop.
-            await asyncio.to_thread(worker.connection.send, (run_id, request))
+            await asyncio.to_thread(worker.send, (run_id, request))
         except OSError:
             pass  # the worker died: its listener reports the loss of the run
 
@@ -257,7 +339,12 @@ class LocalExecutor(Executor):
     def running(self) -> set[str]:
         return {w.run_id for w in self.workers if w.run_id is not None and not w.retired}
 
-    def received(self, worker: Worker, message: WorkerMessage) -> None:
+    def received(self, worker: Worker, message: WorkerMessage | GraphValidated) -> None:
+        if isinstance(message, GraphValidated):
+            answer = worker.validations.get(message.ticket)
+            if answer is not None and not answer.done():
+                answer.set_result(message.result)
+            return
         if worker.run_id != message.run_id or worker.retired:
             return  # a late word from a run the server already ended
         if isinstance(message, RunFinished):
@@ -265,6 +352,9 @@ class LocalExecutor(Executor):
         self.on_message(message)
 
     def exited(self, worker: Worker) -> None:
+        for answer in worker.validations.values():
+            if not answer.done():
+                answer.set_result(None)  # the graph is validated elsewhere
         if worker.retired:
             return
         log.error("%s stopped unexpectedly (exit code %s)", worker.name, worker.process.exitcode)

@@ -1,13 +1,13 @@
 """Statistics of the tensors inside a model, computed in one forward pass.
 
-A probe model shares the run's layers and outputs the tensors of the inspected nodes; one
-`tf.function` runs it, and one more reduces each tensor to its statistics (per channel along the
-card's feature axis, and a histogram), so only those small arrays ever leave TensorFlow.
+A probe model shares the run's layers and outputs the tensors of the inspected nodes, each as a
+(values, channels) matrix along the card's feature axis; one `tf.function` runs it, and
+`column_statistics` reduces each matrix in place (a view of TensorFlow's buffer, never copied
+nor sent) to per-channel statistics and a histogram: only those small arrays leave the worker.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,12 +17,12 @@ import numpy as np
 
 from nncards.build.model import BuiltModel
 from nncards.contract.errors import NncardsError, Problem, json_safe
-from nncards.contract.inspection import (HISTOGRAM_BINS, ChannelStatistics, Histogram, Inspection, NodeInspection,
+from nncards.contract.inspection import (ChannelStatistics, Histogram, Inspection, NodeInspection,
                                          TensorStatistics)
+from nncards.execute.column_statistics import column_statistics
 
 TENSOR = "NeuralNetworkTensor"
-CHANNEL_ROWS = ("mean", "variance", "std", "min", "max", "zeros", "nonfinite")
-REDUCING_THREADS = min(4, os.cpu_count() or 1)
+REDUCING_THREADS = os.cpu_count() or 1
 LAYER_STATE = ("moving_mean", "moving_variance", "gamma", "beta")  # a BN layer's, after the pass
 
 
@@ -67,6 +67,8 @@ class Inspector:
         self.reduced = list({(id(p.tensor), p.axis): p for p in self.probes}.values())
         self.reduced_index = {(id(p.tensor), p.axis): i for i, p in enumerate(self.reduced)}
         self.model = keras.Model(built.model.input, [p.tensor for p in self.reduced], name="nncards_inspect")
+        self.layer_state = {node: {v.name: v for v in built.layers[node].layer.weights if v.name in LAYER_STATE}
+                            for node in self.nodes if node in built.layers and built.cards[node].inspect_input}
         self._passes: dict[bool, Any] = {}
 
     @staticmethod
@@ -86,49 +88,47 @@ class Inspector:
 
     def _pass(self, training: bool):
         """The forward pass as one TensorFlow function (traced once per mode): each probed tensor
-        comes out as a (values, channels) float32 matrix beside its shape, still inside TensorFlow."""
+        comes out as a (values, channels) float32 matrix beside its shape, still inside TensorFlow,
+        and the layer state after the pass (read in the same call: one read per variable was slow)."""
         if training not in self._passes:
             import tensorflow as tf
 
-            probes, model = self.reduced, self.model
+            probes, model, layer_state = self.reduced, self.model, self.layer_state
 
             @tf.function(reduce_retracing=True)
             def forward(inputs):
                 tensors = model(inputs, training=training)
                 tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-                return [(_channels(t, p.axis), tf.shape(t)) for t, p in zip(tensors, probes)]
+                state = {node: {name: tf.identity(v.value) for name, v in variables.items()}
+                         for node, variables in layer_state.items()}
+                return [(_channels(t, p.axis), tf.shape(t)) for t, p in zip(tensors, probes)], state
 
             self._passes[training] = forward
         return self._passes[training]
 
     def inspect(self, inputs: dict[str, np.ndarray], training: bool, epoch: int | None = None) -> Inspection:
-        tensors = self._pass(training)(inputs)
-        with ThreadPoolExecutor(REDUCING_THREADS) as pool:  # TensorFlow's kernels let go of the GIL
-            reduced = list(pool.map(_reduce, tensors))
+        matrices, state = self._pass(training)(inputs)
+        with ThreadPoolExecutor(REDUCING_THREADS) as pool:  # the kernels let go of the GIL
+            reduced = list(pool.map(_reduce, matrices, [p.axis for p in self.reduced]))
         nodes: dict[str, dict[str, Any]] = {n: {"outputs": {}} for n in self.nodes}
         for probe in self.probes:
-            found = reduced[self.reduced_index[id(probe.tensor), probe.axis]]
-            statistics = _as_model(found, probe.axis)
+            found, statistics = reduced[self.reduced_index[id(probe.tensor), probe.axis]]
             if probe.port == "input":  # the tensor entering the card (no card has an output of that name)
                 nodes[probe.node].update(input=statistics, batch_mean=_listed(found["mean"]),
                                          batch_variance=_listed(found["variance"]))
             else:
                 nodes[probe.node]["outputs"][probe.port] = statistics
-        for node in self.nodes:
-            layer = self.built.layers.get(node)
-            if layer is not None and self.built.cards[node].inspect_input:
-                variables = {v.name: v for v in layer.layer.weights}
-                nodes[node].update({name: _listed(np.asarray(variables[name].numpy()))
-                                    for name in LAYER_STATE if name in variables})
+        for node, variables in state.items():
+            nodes[node].update({name: _listed(value.numpy()) for name, value in variables.items()})
         return Inspection(epoch=epoch, training=training, nodes={n: NodeInspection(**facts) for n, facts in nodes.items()})
 
 
-def _reduce(pass_output) -> dict[str, np.ndarray]:
-    """One probed tensor's statistics, as NumPy arrays by name."""
+def _reduce(pass_output, axis: int | None) -> tuple[dict[str, np.ndarray], TensorStatistics]:
+    """One probed tensor's statistics, as arrays and as the contract's model (built in the
+    reducing thread, beside the other thread's kernel)."""
     channels, shape = pass_output
-    rows, edges, counts = _statistics_function()(channels)
-    return dict(zip(CHANNEL_ROWS, rows.numpy())) | {"edges": edges.numpy(), "counts": counts.numpy(),
-                                                     "shape": shape.numpy()}
+    found = column_statistics(channels.numpy()) | {"shape": shape.numpy()}
+    return found, _as_model(found, axis)
 
 
 def _channels(tensor, axis: int | None):
@@ -141,70 +141,6 @@ def _channels(tensor, axis: int | None):
     if axis != len(tensor.shape) - 1:
         values = tf.experimental.numpy.moveaxis(values, axis, -1)
     return tf.reshape(values, [-1, tf.shape(values)[-1]])
-
-
-@functools.cache
-def _statistics_function():
-    """Per-channel statistics, batch moments and a histogram of a (values, channels) matrix.
-
-    One function with a fixed signature, traced once for every tensor of every model: tracing
-    the reductions of a few hundred tensors into the forward pass took minutes.
-    """
-    import tensorflow as tf
-
-    def summary(channels, mean, variance, minimum, maximum, counts_of):
-        low, high = tf.reduce_min(minimum), tf.reduce_max(maximum)
-        width = tf.where(high > low, high - low, 1.0)  # one value: a unit-wide range
-        count = tf.cast(tf.shape(channels)[0], tf.float32)
-        return {
-            "mean": mean, "variance": variance, "std": tf.sqrt(variance), "min": minimum, "max": maximum,
-            "zeros": tf.reduce_sum(tf.cast(tf.equal(channels, 0.0), tf.float32), axis=0) / count,
-            "edges": tf.linspace(low, low + width, HISTOGRAM_BINS + 1), "counts": counts_of(low, width),
-        }
-
-    def all_finite(channels, total):
-        mean = total / tf.cast(tf.shape(channels)[0], tf.float32)
-        variance = tf.reduce_mean(tf.math.squared_difference(channels, mean), axis=0)
-        found = summary(channels, mean, variance, tf.reduce_min(channels, axis=0), tf.reduce_max(channels, axis=0),
-                        lambda low, width: tf.histogram_fixed_width(channels, tf.stack([low, low + width]),
-                                                                    nbins=HISTOGRAM_BINS, dtype=tf.int64))
-        return found | {"nonfinite": tf.zeros_like(mean)}
-
-    def some_nonfinite(channels):
-        """Non-finite values counted apart and left out of every other statistic."""
-        finite = tf.math.is_finite(channels)
-        finite_count = tf.reduce_sum(tf.cast(finite, tf.float32), axis=0)
-        kept = tf.where(finite, channels, 0.0)
-        mean = tf.math.divide_no_nan(tf.reduce_sum(kept, axis=0), finite_count)
-        variance = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, tf.square(channels - mean), 0.0), axis=0),
-                                         finite_count)
-        minimum = tf.reduce_min(tf.where(finite, channels, np.inf), axis=0)
-        maximum = tf.reduce_max(tf.where(finite, channels, -np.inf), axis=0)
-        empty = tf.equal(tf.reduce_sum(finite_count), 0.0)
-
-        def counts_of(low, width):  # non-finite values binned past the last bin, then dropped
-            bins = tf.clip_by_value(tf.cast(tf.floor((kept - low) / width * HISTOGRAM_BINS), tf.int32),
-                                    0, HISTOGRAM_BINS - 1)
-            bins = tf.reshape(tf.where(finite, bins, HISTOGRAM_BINS), [-1])
-            return tf.math.bincount(bins, minlength=HISTOGRAM_BINS + 1, maxlength=HISTOGRAM_BINS + 1,
-                                    dtype=tf.int64)[:HISTOGRAM_BINS]
-
-        found = summary(channels, mean, variance, tf.where(empty, 0.0, minimum), tf.where(empty, 0.0, maximum),
-                        counts_of)
-        count = tf.cast(tf.shape(channels)[0], tf.float32)
-        return found | {"min": minimum, "max": maximum, "nonfinite": (count - finite_count) / count}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
-    def statistics(channels):
-        # A NaN or an infinity makes its channel's sum non-finite (so may an overflow: the careful
-        # path then gives the same numbers), which spares a pass over the tensor to look for them.
-        total = tf.reduce_sum(channels, axis=0)
-        finite = tf.reduce_all(tf.math.is_finite(total))
-        found = tf.cond(finite, lambda: all_finite(channels, total), lambda: some_nonfinite(channels))
-        # Three tensors, not ten: each costs a conversion to NumPy per tensor of the model.
-        return tf.stack([found[row] for row in CHANNEL_ROWS]), found["edges"], found["counts"]
-
-    return statistics
 
 
 def _listed(values: np.ndarray) -> list:

@@ -19,7 +19,6 @@ from nncards.build.model import BuiltModel
 from nncards.contract.errors import NncardsError, Problem, json_safe
 from nncards.contract.inspection import (ChannelStatistics, Histogram, Inspection, NodeInspection,
                                          TensorStatistics)
-from nncards.execute.column_statistics import column_statistics
 
 TENSOR = "NeuralNetworkTensor"
 REDUCING_THREADS = os.cpu_count() or 1
@@ -126,6 +125,8 @@ class Inspector:
 def _reduce(pass_output, axis: int | None) -> tuple[dict[str, np.ndarray], TensorStatistics]:
     """One probed tensor's statistics, as arrays and as the contract's model (built in the
     reducing thread, beside the other thread's kernel)."""
+    from nncards.execute.column_statistics import column_statistics  # Numba: 0.3 s, only for a run that inspects
+
     channels, shape = pass_output
     found = column_statistics(channels.numpy()) | {"shape": shape.numpy()}
     return found, _as_model(found, axis)

@@ -43,30 +43,44 @@ def _xla_batch_norm(rank: int, axis: int, epsilon: float):
     """`(x, gamma, beta) → (y, mean, variance)` in training, with the forward and backward passes
     each one XLA cluster: the statistics in float32 with Keras 3's two-pass variance, the output
     in Keras 3's order of operations, and the gradient of batch normalization written out (two
-    reductions and one elementwise pass) instead of differentiated op by op."""
-    reduced = [i for i in range(rank) if i != axis]
-    shape = [1] * rank
-    shape[axis] = -1
+    reductions and one elementwise pass) instead of differentiated op by op.
+
+    Everything runs on a (P, C, Q) view of the input (the axes before the features, the features,
+    the axes after), and every per-feature average is taken over Q, the contiguous axis, first,
+    then over P: XLA's CPU code for an average of an elementwise expression over the input's own
+    axes (such as the squared deviations) is several times slower than for these two steps, which
+    make an NCHW training step some 25% faster (benchmarks/batchnorm.py)."""
+
+    def view(t):
+        dims = tf.shape(t)
+        return tf.reshape(t, [tf.reduce_prod(dims[:axis]), dims[axis], tf.reduce_prod(dims[axis + 1:])])
+
+    def average(t):
+        return tf.reduce_mean(tf.reduce_mean(t, 2, keepdims=True), 0, keepdims=True)
+
+    def per_feature(values):
+        return tf.reshape(values, [1, -1, 1])
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def forward(x, gamma, beta):
-        x32 = tf.cast(x, tf.float32)
-        mean = tf.reduce_mean(x32, reduced, keepdims=True)
-        variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), reduced, keepdims=True)
+        x32 = view(tf.cast(x, tf.float32))
+        mean = average(x32)
+        variance = average(tf.math.squared_difference(x32, mean))
         inverse = tf.math.rsqrt(variance + epsilon)
-        scale = tf.reshape(gamma, shape) * inverse
-        y = x32 * scale + (tf.reshape(beta, shape) - mean * scale)
-        return tf.cast(y, x.dtype), tf.reshape(mean, [-1]), tf.reshape(variance, [-1]), inverse
+        scale = per_feature(gamma) * inverse
+        y = x32 * scale + (per_feature(beta) - mean * scale)
+        return tf.reshape(tf.cast(y, x.dtype), tf.shape(x)), tf.reshape(mean, [-1]), tf.reshape(variance, [-1]), inverse
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def backward(dy, x, gamma, mean, inverse):
-        dy32 = tf.cast(dy, tf.float32)
-        normalized = (tf.cast(x, tf.float32) - tf.reshape(mean, shape)) * inverse
+        dy32 = view(tf.cast(dy, tf.float32))
+        normalized = (view(tf.cast(x, tf.float32)) - per_feature(mean)) * inverse
         count = tf.cast(tf.size(dy32) // tf.size(mean), tf.float32)
-        dbeta = tf.reduce_sum(dy32, reduced, keepdims=True)
-        dgamma = tf.reduce_sum(dy32 * normalized, reduced, keepdims=True)
-        dx = (tf.reshape(gamma, shape) * inverse) * (dy32 - (dbeta + normalized * dgamma) / count)
-        return tf.cast(dx, dy.dtype), tf.reshape(dgamma, [-1]), tf.reshape(dbeta, [-1])
+        mean_dy = average(dy32)  # dbeta / count
+        mean_dy_normalized = average(dy32 * normalized)  # dgamma / count
+        dx = (per_feature(gamma) * inverse) * (dy32 - (mean_dy + normalized * mean_dy_normalized))
+        return (tf.reshape(tf.cast(dx, dy.dtype), tf.shape(dy)), tf.reshape(mean_dy_normalized * count, [-1]),
+                tf.reshape(mean_dy * count, [-1]))
 
     @tf.custom_gradient
     def batch_norm(x, gamma, beta):

@@ -253,7 +253,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return gamma, beta
 
     def _fused_call(self, inputs, training):
-        inputs = tf.cast(inputs, self.compute_dtype)
+        # The kernel computes in float32 whatever its input type, and on CPU it does so about twice as
+        # fast given float32 values as given 16-bit ones: 16-bit inputs are cast first (as accurate,
+        # the output rounded to 16 bits once either way).
+        inputs = tf.cast(tf.cast(inputs, self.compute_dtype), "float32")
         rank = len(inputs.shape)
         if self.kernel is Kernel.FUSED:
             view, data_format = inputs, FUSED_DATA_FORMATS[(rank, self.axis % rank)]
@@ -271,7 +274,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             # The kernel reports the Bessel-corrected variance; the moving variance keeps the biased one.
             count = tf.cast(tf.size(view) // tf.size(mean), "float32")
             self._update_moving(mean, unbiased * tf.math.divide_no_nan(count - 1.0, count))
-        return outputs if view is inputs else tf.reshape(outputs, tf.shape(inputs))
+        outputs = outputs if view is inputs else tf.reshape(outputs, tf.shape(inputs))
+        return tf.cast(outputs, self.compute_dtype)
 
     def _xla_call(self, inputs):
         inputs = tf.cast(inputs, self.compute_dtype)

@@ -7,7 +7,9 @@ from graphs import bn_graph
 
 
 def test_unclean_restart_then_time_limit(tmp_path):
-    server = LiveServer(tmp_path, "--max-run-seconds", "3").start()
+    # A generous time limit until the restart: on a busy machine the long fit's first epoch (its
+    # training function traced) may take longer than the 3 s limit the restarted server applies.
+    server = LiveServer(tmp_path, "--max-run-seconds", "120").start()
     try:
         api = server.client
         call = {"graph": bn_graph([2]), "steps": [{"kind": "call", "inputs": {"x": [[1.0, 2.0], [3.0, 5.0]]}}]}
@@ -19,7 +21,7 @@ def test_unclean_restart_then_time_limit(tmp_path):
         wait_for_epoch(api, running)
 
         server.stop(clean=False)  # SIGKILL: no chance to tidy up
-        server.start()
+        server = LiveServer(tmp_path, "--max-run-seconds", "3").start()
         api = server.client
 
         assert api.get(f"/runs/{finished['run_id']}").json() == finished

@@ -3,7 +3,10 @@ idle; the server stays light. A cold run imports TensorFlow once: its run worker
 
 import http.client
 import json
+import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import LiveServer
@@ -45,10 +48,10 @@ def run_once(server) -> dict:
     return answer.json()
 
 
-def run_with_body_held_back(server) -> dict:
+def run_with_body_held_back(server, after_body: Callable[[set[int]], None] = lambda workers: None) -> dict:
     """A run whose body is sent only once its run worker has started: it starts as the request
-    arrives, importing TensorFlow while a large body would still be coming. The validation workers
-    do not start: the run worker validates the graph."""
+    arrives, importing TensorFlow while a large body would still be coming. `after_body` is given
+    the worker processes once the body is sent."""
     body = json.dumps(REQUEST).encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
     try:
@@ -61,9 +64,9 @@ def run_with_body_held_back(server) -> dict:
             assert time.monotonic() < deadline, server.children()
             time.sleep(0.1)
         connection.send(body[1:])
+        after_body(server.spawned_workers())
         answer = connection.getresponse()
         assert answer.status == 200
-        assert len(with_tensorflow(server.spawned_workers())) == 1, server.children()
         return json.loads(answer.read())
     finally:
         connection.close()
@@ -77,7 +80,7 @@ def test_workers_start_when_needed_stop_when_idle_and_start_again(tmp_path):
         assert not server.spawned_workers(), "no TensorFlow worker before it is needed"
 
         assert run_with_body_held_back(server)["status"] == "succeeded"
-        assert server.spawned_workers()  # the run worker
+        assert len(with_tensorflow(server.spawned_workers())) == 1, server.children()  # the run worker
         assert VALIDATION_WORKERS_START not in server.log()  # a cold run imports TensorFlow once
         deadline = time.monotonic() + IDLE_SECONDS + 20
         while server.spawned_workers() and time.monotonic() < deadline:
@@ -96,5 +99,20 @@ def test_workers_start_when_needed_stop_when_idle_and_start_again(tmp_path):
         assert VALIDATION_WORKERS_START not in server.log()
         assert server.client.post("/graphs/validate", json=bn_graph([3])).json()["valid"]
         assert VALIDATION_WORKERS_START in server.log()  # validations alone go to the validation workers
+    finally:
+        server.stop()
+
+
+def test_a_run_whose_run_worker_dies_while_validating_it_is_validated_by_the_validation_workers(tmp_path):
+    server = LiveServer(tmp_path, "--workers", "1", "--max-wait-seconds", "300").start()
+
+    def kill_while_importing(workers):
+        time.sleep(0.5)  # the graph is sent to the run worker, which imports TensorFlow for seconds yet
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+
+    try:
+        assert run_with_body_held_back(server, kill_while_importing)["status"] == "succeeded"
+        assert VALIDATION_WORKERS_START in server.log() and "stopped unexpectedly" in server.log()
     finally:
         server.stop()

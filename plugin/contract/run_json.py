@@ -34,12 +34,33 @@ NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
 # A JSON string, unrolled (no alternation per character); its escapes survive the deletion above
 # (their letters are none of e, E or digits), so it still finds every string of the skeleton.
 STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+FEW_QUOTES = 10_000  # more strings than that: the expression's way
 MAX_DIMENSIONS = 32  # deeper lists go the old way, for NumPy's own answer
 
 
 def skeleton(text: bytes) -> bytes:
     """The structure of a JSON text: numbers and white space deleted, every string emptied."""
+    quotes = _quote_positions(text) if b"\\" not in text else None
+    if quotes is not None and len(quotes) <= FEW_QUOTES:
+        # Without escapes, quotes pair up: a string lies between the 2k-th quote and the next.
+        # When strings are most of the text (a base64 block), only the text around them is read:
+        # the expression below walks a string a character at a time (0.24 s of a 32 MB block).
+        bounds = [-1, *quotes, len(text)]
+        strings = sum(end - start for start, end in zip(quotes[::2], quotes[1::2]))
+        if len(quotes) % 2 == 0 and 2 * strings > len(text):
+            return b'""'.join(text[start + 1:end].translate(None, NUMBER_AND_SPACE)
+                              for start, end in zip(bounds[::2], bounds[1::2]))
     return STRING.sub(b'""', text.translate(None, NUMBER_AND_SPACE))
+
+
+def _quote_positions(text: bytes) -> list[int]:
+    """Where the first FEW_QUOTES + 1 quotes are (bytes.find is memchr: several times faster than
+    a regular expression's scan or bytes.count)."""
+    positions, found = [], text.find(b'"')
+    while found >= 0 and len(positions) <= FEW_QUOTES:
+        positions.append(found)
+        found = text.find(b'"', found + 1)
+    return positions
 
 
 def parse(body: bytes) -> Any:

@@ -14,6 +14,7 @@ thread, ~10 ms each).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -21,15 +22,18 @@ import numpy as np
 from nncards.contract.inspection import HISTOGRAM_BINS
 
 
+STATISTICS = ("mean", "variance", "std", "min", "max", "zeros", "nonfinite", "edges", "counts", "all_finite")
+
+
 @numba.njit(nogil=True, cache=True)
-def _first_pass(matrix):
+def _column_statistics(matrix):
     rows, columns = matrix.shape
     total = np.zeros(columns)
-    low = np.full(columns, np.inf, np.float32)
-    high = np.full(columns, -np.inf, np.float32)
-    zeros = np.zeros(columns, np.int64)
-    finite = np.zeros(columns, np.int64)
-    for row in range(rows):
+    low = np.full(columns, np.inf)
+    high = np.full(columns, -np.inf)
+    zeros = np.zeros(columns)
+    finite = np.zeros(columns)
+    for row in range(rows):  # pass 1: sums, extremes, zeros, finite counts
         for column in range(columns):
             value = matrix[row, column]
             if math.isfinite(value):
@@ -39,16 +43,16 @@ def _first_pass(matrix):
                 high[column] = max(high[column], value)
                 if value == 0.0:
                     zeros[column] += 1
-    return total, low, high, zeros, finite
-
-
-@numba.njit(nogil=True, cache=True)
-def _second_pass(matrix, mean, start, width):
-    rows, columns = matrix.shape
+    mean = np.zeros(columns)
+    for column in range(columns):
+        if finite[column] > 0:
+            mean[column] = total[column] / finite[column]
+    start, stop = (low.min(), high.max()) if finite.sum() > 0 else (0.0, 0.0)
+    width = stop - start if stop > start else 1.0  # one value (or none): a unit-wide range
     squares = np.zeros(columns)
     counts = np.zeros(HISTOGRAM_BINS, np.int64)
     scale = HISTOGRAM_BINS / width
-    for row in range(rows):
+    for row in range(rows):  # pass 2: squared deviations, histogram
         for column in range(columns):
             value = matrix[row, column]
             if math.isfinite(value):
@@ -56,24 +60,21 @@ def _second_pass(matrix, mean, start, width):
                 squares[column] += deviation * deviation
                 bin_index = int((value - start) * scale)  # values >= start: truncation is floor
                 counts[min(max(bin_index, 0), HISTOGRAM_BINS - 1)] += 1
-    return squares, counts
+    variance = np.zeros(columns)
+    for column in range(columns):
+        if finite[column] > 0:
+            variance[column] = squares[column] / finite[column]
+    count = max(rows, 1)
+    edges = np.linspace(start, start + width, HISTOGRAM_BINS + 1)
+    return (mean, variance, np.sqrt(variance), low, high, zeros / count, (rows - finite) / count, edges, counts,
+            finite.sum() == rows * columns)
 
 
-def column_statistics(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean, variance, std, min, max, zero and non-finite fractions per column, and a histogram
-    (HISTOGRAM_BINS bins from the smallest finite value to the largest; the last includes its
-    right edge) of the whole matrix. A column without finite values has mean and variance 0,
-    min +inf and max -inf; a matrix without any has the histogram range [0, 1]."""
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    rows = max(matrix.shape[0], 1)
-    total, low, high, zeros, finite = _first_pass(matrix)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(finite > 0, total / finite, 0.0)
-    start, stop = (float(low.min()), float(high.max())) if finite.any() else (0.0, 0.0)
-    width = stop - start if stop > start else 1.0  # one value (or none): a unit-wide range
-    squares, counts = _second_pass(matrix, mean, start, width)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        variance = np.where(finite > 0, squares / finite, 0.0)
-    return {"mean": mean, "variance": variance, "std": np.sqrt(variance), "min": low, "max": high,
-            "zeros": zeros / rows, "nonfinite": (rows - finite) / rows,
-            "edges": np.linspace(start, start + width, HISTOGRAM_BINS + 1), "counts": counts}
+def column_statistics(matrix: np.ndarray) -> dict[str, Any]:
+    """Mean, variance, std, min, max, zero and non-finite fractions per column (float64), a
+    histogram (HISTOGRAM_BINS bins from the smallest finite value to the largest; the last
+    includes its right edge) of the whole matrix, and whether all its values are finite. A column
+    without finite values has mean and variance 0, min +inf and max -inf; a matrix without any has
+    the histogram range [0, 1]. One compiled call: per tensor, Python only unpacks the answer
+    (NumPy's small calls between two kernels held the GIL the other threads needed)."""
+    return dict(zip(STATISTICS, _column_statistics(np.ascontiguousarray(matrix, dtype=np.float32))))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -129,20 +130,35 @@ _BRACKET_STEP = np.zeros(256, np.int8)
 _BRACKET_STEP[list(b"[{")], _BRACKET_STEP[list(b"]}")] = 1, -1
 
 
-def nesting_depth(body: bytes) -> int:
+def nesting_depth(body: bytes, structure: bytes | None = None) -> int:
     """How deep arrays and objects nest in a JSON text (vectorized: a body may be 64 MB).
 
     Strings are emptied first (their brackets are text). Without a backslash in the text the
-    numbers and white space go too (`run_json.skeleton`): they hold no bracket and no quote, so no
-    string boundary moves, and a body of numbers shrinks several times."""
+    numbers and white space go too (`run_json.skeleton`, or `structure` when the caller has it):
+    they hold no bracket and no quote, so no string boundary moves, and a body of numbers shrinks
+    several times."""
     if b"[" not in body and b"{" not in body:
         return 0
-    text = np.frombuffer(skeleton(body) if b"\\" not in body else STRING.sub(b'""', body), np.uint8)
+    if structure is None:
+        structure = skeleton(body) if b"\\" not in body else STRING.sub(b'""', body)
+    text = np.frombuffer(structure, np.uint8)
     deepest = depth = 0
     for start in range(0, len(text), DEPTH_CHUNK_BYTES):  # in chunks: bounded memory
         levels = depth + np.cumsum(_BRACKET_STEP[text[start:start + DEPTH_CHUNK_BYTES]], dtype=np.int32)
         deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
     return deepest
+
+
+RECEIVED_BODY = "nncards.received_body"  # the scope's key for what BodyLimit read
+
+
+@dataclass(frozen=True)
+class ReceivedBody:
+    """A request body as BodyLimit read it, for the route to take without reading it again (a
+    126 MB body's copies and skeleton cost a run request 0.3 s twice)."""
+
+    body: bytes
+    structure: bytes | None  # run_json.skeleton(body), when the body has no backslash
 
 
 class BodyLimit:
@@ -168,7 +184,8 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        depth = nesting_depth(body)
+        structure = skeleton(body) if b"\\" not in body else None
+        depth = nesting_depth(body, structure)
         if depth > self.max_depth:
             log.warning("refused a %s %s body nested %d levels deep (limit %d)", scope["method"], scope["path"],
                         depth, self.max_depth)
@@ -177,6 +194,7 @@ class BodyLimit:
             problem = Problem(code=ErrorCode.REQUEST_INVALID, port="", message=message, received=depth,
                               expected=f"at most {self.max_depth} levels")
             return await error_response(ErrorCode.REQUEST_INVALID, message, [problem])(scope, receive, send)
+        scope[RECEIVED_BODY] = ReceivedBody(body, structure)
         replayed = False
 
         async def replay() -> Message:

@@ -63,10 +63,11 @@ def _quote_positions(text: bytes) -> list[int]:
     return positions
 
 
-def parse(body: bytes) -> Any:
-    """The JSON document of a RUN request, its arrays of numbers as NumPy arrays."""
+def parse(body: bytes, structure: bytes | None = None) -> Any:
+    """The JSON document of a RUN request, its arrays of numbers as NumPy arrays (`structure`: the
+    body's `skeleton`, when the caller has it)."""
     try:
-        return _fast(body)
+        return _fast(body, structure)
     except (ValueError, RecursionError):  # simdjson refuses the text, NotSure, or nesting past Python's stack
         return loads(body)
 
@@ -83,7 +84,7 @@ class NotSure(ValueError):
     """The fast way cannot tell that its document is the one the old way would read."""
 
 
-def _fast(body: bytes) -> Any:
+def _fast(body: bytes, structure: bytes | None) -> Any:
     """The document with its arrays in NumPy; `NotSure` where the old way must answer."""
     root = simdjson.Parser().parse(body)
     if not isinstance(root, simdjson.Object):
@@ -97,7 +98,7 @@ def _fast(body: bytes) -> Any:
         else:
             document[key] = _plain(value)
     expected, grids = _expected_skeleton(document, len(body))
-    if grids and expected != skeleton(body):  # without a NumPy array, the document is orjson's
+    if grids and expected != (skeleton(body) if structure is None else structure):  # without a NumPy array, the document is orjson's
         raise NotSure("an array is ragged, or holds arrays beside numbers")
     return document
 

@@ -24,6 +24,7 @@ from nncards.contract.run import Run, RunResult, RunStatus, StepKind
 from nncards.execute.entry import count_array_elements, decode_arrays
 from nncards.registry import registry
 from nncards.server.dependencies import InterchangeDep, RunServiceDep, SettingsDep, ValidationDep
+from nncards.server.middleware import RECEIVED_BODY, ReceivedBody
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
 from nncards.server.services.results import result_json
 from nncards.server.services.store import RunRow
@@ -43,11 +44,19 @@ LARGE_BODY_BYTES = 1 << 20  # parsed on a thread, so that the event loop answers
 
 
 class FastJsonRequest(Request):
+    """The body as the BodyLimit middleware read it (with its skeleton), not read and copied again."""
+
+    async def body(self) -> bytes:
+        received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
+        return received.body if received is not None else await super().body()
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
+            received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
+            structure = received.structure if received is not None else None
             parse = asyncio.to_thread if len(body) > LARGE_BODY_BYTES else _run_now
-            self._json = await parse(run_json.parse, body)
+            self._json = await parse(run_json.parse, body, structure)
         return self._json
 
 

@@ -67,7 +67,7 @@ def _column_statistics(matrix):
     count = max(rows, 1)
     edges = np.linspace(start, start + width, HISTOGRAM_BINS + 1)
     return (mean, variance, np.sqrt(variance), low, high, zeros / count, (rows - finite) / count, edges, counts,
-            finite.sum() == rows * columns)
+            rows > 0 and finite.sum() == rows * columns)  # no rows: min and max stay infinite
 
 
 def column_statistics(matrix: np.ndarray) -> dict[str, Any]:

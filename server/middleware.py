@@ -114,7 +114,6 @@ class Guard:
         return False
 
 
-DEPTH_CHUNK_BYTES = 4 * 2**20
 class Ahead:
     def __init__(self, app: ASGIApp, method: str, path: str, call: Callable[[], None]):
         self.app, self.method, self.path, self.call = app, method, path, call
@@ -125,6 +124,7 @@ class Ahead:
         await self.app(scope, receive, send)
 
 
+DEPTH_CHUNK_BYTES = 4 * 2**20
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _BRACKET_STEP = np.zeros(256, np.int8)
 _BRACKET_STEP[list(b"[{")], _BRACKET_STEP[list(b"]}")] = 1, -1

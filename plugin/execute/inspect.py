@@ -34,6 +34,11 @@ class Probe:
     tensor: Any
     axis: int | None
 
+    @property
+    def reduction(self) -> tuple[int, int | None]:
+        """Probes of the same tensor along the same axis share one reduction."""
+        return id(self.tensor), self.axis
+
 
 def _is_tensor(value: Any) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")
@@ -63,8 +68,8 @@ class Inspector:
         self.nodes = list(dict.fromkeys(nodes)) if nodes is not None else known
         self.probes = [probe for n in self.nodes for probe in self._probes(n)]
         # A tensor probed twice (a batch normalization's input is its feeder's output) is reduced once.
-        self.reduced = list({(id(p.tensor), p.axis): p for p in self.probes}.values())
-        self.reduced_index = {(id(p.tensor), p.axis): i for i, p in enumerate(self.reduced)}
+        self.reduced = list({p.reduction: p for p in self.probes}.values())
+        self.reduced_index = {p.reduction: i for i, p in enumerate(self.reduced)}
         self.model = keras.Model(built.model.input, [p.tensor for p in self.reduced], name="nncards_inspect")
         self.layer_state = {node: {v.name: v for v in built.layers[node].layer.weights if v.name in LAYER_STATE}
                             for node in self.nodes if node in built.layers and built.cards[node].inspect_input}
@@ -111,7 +116,7 @@ class Inspector:
             reduced = list(pool.map(_reduce, matrices, [p.axis for p in self.reduced]))
         nodes: dict[str, dict[str, Any]] = {n: {"outputs": {}} for n in self.nodes}
         for probe in self.probes:
-            found, statistics = reduced[self.reduced_index[id(probe.tensor), probe.axis]]
+            found, statistics = reduced[self.reduced_index[probe.reduction]]
             if probe.port == "input":  # the tensor entering the card (no card has an output of that name)
                 nodes[probe.node].update(input=statistics, batch_mean=_listed(found["mean"]),
                                          batch_variance=_listed(found["variance"]))

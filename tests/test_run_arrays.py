@@ -1,6 +1,7 @@
 """Arrays of a run: nested lists are read by NumPy in C (the element-wise walk only for the strings
 of non-finite numbers), and NumPy arrays are taken as they are from Python."""
 
+import base64
 import math
 import time
 
@@ -24,6 +25,64 @@ def test_nested_lists_decode_with_their_kind():
 def test_malformed_lists_are_refused(value, message):
     with pytest.raises(arrays.ArrayError, match=message):
         arrays.decode(value)
+
+
+def stdlib_answer(text):
+    try:
+        return bytes(base64.b64decode(text, validate=True))
+    except ValueError as exc:
+        return type(exc), str(exc)
+
+
+def our_answer(text):
+    try:
+        return bytes(arrays.b64decode(text))
+    except ValueError as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("text", [
+    b"", b"QQ==", b"QU==", b"QUI=", b"QUJD", b"QUJDRA==", b"QR==", b"QUJ=",  # valid (QR==, QUJ=: spare bits set)
+    b"QQ=", b"QQ", b"Q", b"QUJ", b"Q===", b"QQ===", b"QQ==QQ==", b"QQ==a", b"====", b"=", b"QQ=A", b"Q=Q=",  # padding
+    b"QUJD=", b"QUJD====",  # padding after a whole quantum: the standard library lets it pass
+    b"QQ==\n", b" QQ==", b"QU JD", b"QUJD\n", b"QUJD\r\n", b"QUJD\t", b"QUJD-_==", b"QUJ\x00", b"QUJD\xff", b"QQ-=",
+    "QUJD", "QUJD\u00e9", "QUJ\u0000",
+])
+def test_base64_is_read_by_the_standard_librarys_rules(text):
+    """pybase64 decodes, but what passes and each error's message are the standard library's."""
+    assert our_answer(text) == stdlib_answer(text)
+
+
+def test_random_base64_texts_read_as_by_the_standard_library():
+    generator = np.random.default_rng(11)
+    alphabet = np.frombuffer(b"AQgw+/=\n -_.\x00\x80", np.uint8)
+    for _ in range(20_000):
+        text = generator.choice(alphabet, generator.integers(0, 14)).tobytes()
+        assert our_answer(text) == stdlib_answer(text), text
+
+
+@pytest.mark.parametrize("dtype", arrays.DTYPES)
+def test_base64_blocks_decode_in_place_and_encode_alike(dtype):
+    """A block becomes a native, writable array on the decoded buffer (no copy of it); encoding
+    gives the standard library's text, bfloat16 and 0-d arrays included."""
+    values = np.arange(-6, 6).reshape(3, 4) % (2 if dtype == "bool" else 100)
+    array = arrays.cast(values.astype(np.int64 if dtype != "bool" else bool), dtype)
+    for shown in (array, array[0, 0].copy()):
+        block = arrays.encode(shown, as_base64=True)
+        assert block["base64"] == base64.b64encode(shown.tobytes()).decode()
+        decoded = arrays.decode(block)
+        assert decoded.dtype == shown.dtype and decoded.dtype.isnative and decoded.shape == shown.shape
+        assert decoded.tobytes() == shown.tobytes() and decoded.flags.writeable
+        assert not decoded.flags.owndata  # a view of the decoded buffer, not a copy
+
+
+def test_base64_blocks_that_do_not_fit_are_refused():
+    with pytest.raises(arrays.ArrayError, match="base64 is not valid: Incorrect padding"):
+        arrays.decode({"dtype": "float32", "shape": [1], "base64": "AACAPw"})
+    with pytest.raises(arrays.ArrayError, match=r"shape \[2\] of float32 needs 8 bytes, got 4"):
+        arrays.decode({"dtype": "float32", "shape": [2], "base64": "AACAPw=="})
+    # A padding sign after a whole quantum: pybase64 refuses it, the standard library reads it.
+    assert arrays.decode({"dtype": "bool", "shape": [6], "base64": "AQABAQAA="}).tolist() == [1, 0, 1, 1, 0, 0]
 
 
 def test_numpy_arrays_are_taken_as_they_are():

@@ -7,6 +7,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
+import pybase64
 from pydantic import BaseModel, Field
 
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int32", "int64", "bool")
@@ -56,21 +57,39 @@ def count_elements(value: Any) -> int:
     return 1
 
 
+def b64decode(text: str | bytes | memoryview) -> bytearray:
+    """Strict base64 (`base64.b64decode(text, validate=True)`'s rules and errors) into a writable buffer.
+
+    pybase64 decodes in SIMD, 30x faster than the standard library, but it is stricter: it refuses
+    padding the standard library lets pass (`QUJD=`) and says only "Non-base64 digit found". What it
+    refuses is decoded again by the standard library, whose answer (bytes, or the error) stands."""
+    try:
+        return pybase64.b64decode_as_bytearray(text, validate=True)
+    except ValueError:  # binascii.Error, or a str that is not ASCII
+        return bytearray(base64.b64decode(text, validate=True))
+
+
+def decode_block(dtype_name: str, shape: list[int], text: str | bytes | memoryview) -> np.ndarray:
+    """The array of a base64 block; `ArrayError` when its text or its length does not fit."""
+    dtype = _numpy_dtype(dtype_name)
+    try:
+        raw = b64decode(text)
+    except ValueError as exc:
+        raise ArrayError(f"base64 is not valid: {exc}") from None
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) != expected or any(d < 0 for d in shape):
+        raise ArrayError(f"shape {shape} of {dtype_name} needs {expected} bytes, got {len(raw)}")
+    # The decoded buffer is the array's own: no copy when the bytes are already in native order.
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
 def decode(value: Any) -> np.ndarray:
     """An ARRAY (nested lists or a base64 block) as a NumPy array; a NumPy array is taken as it is."""
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, dict):
         block = Base64Array.model_validate(value)
-        dtype = _numpy_dtype(block.dtype)
-        try:
-            raw = base64.b64decode(block.base64, validate=True)
-        except ValueError as exc:
-            raise ArrayError(f"base64 is not valid: {exc}") from None
-        expected = math.prod(block.shape) * dtype.itemsize
-        if len(raw) != expected or any(d < 0 for d in block.shape):
-            raise ArrayError(f"shape {block.shape} of {block.dtype} needs {expected} bytes, got {len(raw)}")
-        return np.frombuffer(raw, dtype=dtype).reshape(block.shape).astype(dtype.newbyteorder("="))
+        return decode_block(block.dtype, block.shape, block.base64)
     try:
         # NumPy reads plain numbers in C. Only a list holding something else (the strings of
         # non-finite numbers, or stray values) is walked element by element, in Python.
@@ -104,7 +123,8 @@ def encode(array: Any, as_base64: bool = False) -> Any:
         name = array.dtype.name
         little = array.astype(array.dtype.newbyteorder("<")) if array.dtype.byteorder not in "|<" else array
         return {"dtype": name, "shape": list(array.shape),
-                "base64": base64.b64encode(np.ascontiguousarray(little).tobytes()).decode()}
+                # As bytes without a copy (bfloat16 has no buffer format of its own).
+                "base64": pybase64.b64encode(np.ascontiguousarray(little).reshape(-1).view(np.uint8)).decode()}
     if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
         array = array.astype(np.float64)
         if not np.isfinite(array).all():

@@ -14,11 +14,14 @@ and are parsed, not after.
 `BodyLimit` reads a request body up to the size limit (refusing at once a declared
 Content-Length over it: 413 `too_large`; Starlette's own limiter answers in plain text) and
 refuses JSON nested deeper than the depth limit (422 `request_invalid`) before any parser
-recurses into it, then hands the body on.
+recurses into it, then hands the body on. The skeleton the depth is measured on is made piece by
+piece as the body arrives (`run_json.SkeletonReader`); what is left after the last piece runs on a
+thread for a body over 1 MiB, so that a 126 MB run request does not hold up the other clients.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nncards.contract.errors import ErrorCode, Problem
-from nncards.contract.run_json import STRING, skeleton
+from nncards.contract.run_json import STRING, SkeletonReader, skeleton
 from nncards.server.errors import error_response
 from nncards.server.settings import LOOPBACK_NAMES
 
@@ -149,6 +152,22 @@ def nesting_depth(body: bytes, structure: bytes | None = None) -> int:
     return deepest
 
 
+LARGE_BODY_BYTES = 1 << 20  # work on a larger body goes to a thread: the event loop answers others meanwhile
+
+
+async def off_the_loop_when_large(size: int, function, *args):
+    """`function(*args)`, on a thread when it works on a body of more than LARGE_BODY_BYTES."""
+    if size > LARGE_BODY_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
+
+def _measured(body: bytearray, reader: SkeletonReader) -> tuple[bytes | None, int]:
+    """The body's skeleton (None with a backslash) and nesting depth."""
+    structure = reader.skeleton(body)
+    return structure, nesting_depth(body, structure)
+
+
 RECEIVED_BODY = "nncards.received_body"  # the scope's key for what BodyLimit read
 
 
@@ -157,7 +176,7 @@ class ReceivedBody:
     """A request body as BodyLimit read it, for the route to take without reading it again (a
     126 MB body's copies and skeleton cost a run request 0.3 s twice)."""
 
-    body: bytes
+    body: bytearray  # filled as it arrived; nothing writes to it after
     structure: bytes | None  # run_json.skeleton(body), when the body has no backslash
 
 
@@ -171,21 +190,22 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, receive, send)
-        chunks, size = [], 0
+        # Each piece is appended and skeletoned as it comes, not all at once after the last (joining
+        # 2,000 pieces of a 126 MB body held the event loop 0.15 s). The buffer grows by realloc, which
+        # moves large blocks without copying; preallocating it would zero 126 MB in one go first.
+        body, reader = bytearray(), SkeletonReader()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
+            if len(body) + len(chunk) > self.max_bytes:
                 return await self._too_large(scope, receive, send)
-            chunks.append(chunk)
+            body += chunk
+            reader.feed(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        structure = skeleton(body) if b"\\" not in body else None
-        depth = nesting_depth(body, structure)
+        structure, depth = await off_the_loop_when_large(len(body), _measured, body, reader)
         if depth > self.max_depth:
             log.warning("refused a %s %s body nested %d levels deep (limit %d)", scope["method"], scope["path"],
                         depth, self.max_depth)

@@ -150,3 +150,41 @@ def test_skeleton_of_texts_mostly_strings_is_the_expressions():
     texts += [generator.choice(alphabet, generator.integers(0, 40)).tobytes() for _ in range(5000)]
     for text in texts:
         assert run_json.skeleton(text) == by_expression(text), text
+
+
+def pieces_of(text: bytes, generator) -> list[bytes]:
+    """The text cut at random places: in strings, numbers and escapes, at quotes, into empty pieces."""
+    cuts = sorted(generator.integers(0, len(text) + 1, size=generator.integers(0, 8)))
+    return [text[start:end] for start, end in zip([0, *cuts], [*cuts, len(text)])]
+
+
+def read_in_pieces(pieces: list[bytes]) -> bytes | None:
+    reader = run_json.SkeletonReader()
+    for piece in pieces:
+        reader.feed(piece)
+    return reader.skeleton(b"".join(pieces))
+
+
+def test_skeleton_read_in_pieces_is_the_skeleton_of_the_whole():
+    """Fed piece by piece (a request body as it arrives), the skeleton is `skeleton` of the whole text;
+    None when the text holds a backslash."""
+    generator = np.random.default_rng(5)
+    alphabet = np.frombuffer(b'[]{}",: 0123456789abcE\\.-\n', np.uint8)
+    block = b'"' + b"AAEC3+/9" * 5000 + b'"'
+    texts = [b'{"x": {"dtype": "float32", "shape": [2, 3], "base64": %s}, "y": [[1, 2.5e-3], [-0.5, 3E+7]]}' % block,
+             step_body(json.dumps(generator.normal(size=(40, 30)).tolist())), b'"unclosed 123', b'"a" "b" 7 "c"',
+             b'["a\\"b", [1]]', b'"ab"' * (run_json.FEW_QUOTES // 2 + 1) + b'"x1234567890"', b""]
+    texts += [generator.choice(alphabet, generator.integers(0, 60)).tobytes() for _ in range(3000)]
+    for text in texts:
+        expected = run_json.skeleton(text) if b"\\" not in text else None
+        for _ in range(5):
+            pieces = pieces_of(text, generator)
+            assert read_in_pieces(pieces) == expected, pieces
+        assert read_in_pieces([text[i:i + 1] for i in range(len(text))]) == expected
+
+
+def test_skeleton_in_pieces_needs_no_pass_over_the_whole_text():
+    reader = run_json.SkeletonReader()
+    for piece in (b'{"base64": "12', b"34" * 1000, b'56"', b', "x": [1, 2]}'):
+        reader.feed(piece)
+    assert reader.skeleton(b"") == b'{"":"","":[,]}'  # made of the pieces: the text given is not read

@@ -53,6 +53,52 @@ def skeleton(text: bytes) -> bytes:
     return STRING.sub(b'""', text.translate(None, NUMBER_AND_SPACE))
 
 
+class SkeletonReader:
+    """`skeleton` of a text built while the text arrives in pieces, so that little is left to do
+    when its last piece comes.
+
+    Without a backslash, quotes pair up across pieces as within one text: the text outside strings
+    has its numbers and white space deleted as it comes (a context-free deletion), each string is
+    emptied at its closing quote, and the inside of a string is never read past its quotes (a 32 MB
+    base64 block costs a `bytes.find`). A backslash (escapes move string boundaries), more than
+    FEW_QUOTES quotes (Python steps per string) or a string still open at the end leave the work to
+    `skeleton` of the whole text."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] | None = []  # None: `skeleton(text)` decides
+        self.quotes = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.escaped:
+            return
+        if b"\\" in chunk:
+            self.escaped, self.pieces = True, None
+            return
+        if self.pieces is None:
+            return
+        start, found = 0, chunk.find(b'"')
+        while found >= 0:
+            self.quotes += 1
+            if self.quotes > FEW_QUOTES:
+                self.pieces = None
+                return
+            self.pieces.append(b'""' if self.in_string else chunk[start:found].translate(None, NUMBER_AND_SPACE))
+            self.in_string, start = not self.in_string, found + 1
+            found = chunk.find(b'"', start)
+        if not self.in_string:
+            self.pieces.append(chunk[start:].translate(None, NUMBER_AND_SPACE))
+
+    def skeleton(self, text: bytes) -> bytes | None:
+        """`skeleton(text)` of the text fed (given whole), None when it holds a backslash."""
+        if self.escaped:
+            return None
+        if self.pieces is None or self.in_string:
+            return skeleton(text)
+        return b"".join(self.pieces)
+
+
 def _quote_positions(text: bytes) -> list[int]:
     """Where the first FEW_QUOTES + 1 quotes are (bytes.find is memchr: several times faster than
     a regular expression's scan or bytes.count)."""

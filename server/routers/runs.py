@@ -24,7 +24,7 @@ from nncards.contract.run import Run, RunResult, RunStatus, StepKind
 from nncards.execute.entry import count_array_elements, decode_arrays
 from nncards.registry import registry
 from nncards.server.dependencies import InterchangeDep, RunServiceDep, SettingsDep, ValidationDep
-from nncards.server.middleware import RECEIVED_BODY, ReceivedBody
+from nncards.server.middleware import RECEIVED_BODY, ReceivedBody, off_the_loop_when_large
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
 from nncards.server.services.results import result_json
 from nncards.server.services.store import RunRow
@@ -40,8 +40,6 @@ Wait = Annotated[str | None, Query(
 
 SQLITE_MAX_INTEGER = 2**63 - 1  # a larger offset or event id would overflow the store's query
 
-LARGE_BODY_BYTES = 1 << 20  # parsed on a thread, so that the event loop answers others meanwhile
-
 
 class FastJsonRequest(Request):
     """The body as the BodyLimit middleware read it (with its skeleton), not read and copied again."""
@@ -55,13 +53,8 @@ class FastJsonRequest(Request):
             body = await self.body()
             received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
             structure = received.structure if received is not None else None
-            parse = asyncio.to_thread if len(body) > LARGE_BODY_BYTES else _run_now
-            self._json = await parse(run_json.parse, body, structure)
+            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure)
         return self._json
-
-
-async def _run_now(function, *args):
-    return function(*args)
 
 
 class FastJsonRoute(APIRoute):

@@ -1,0 +1,78 @@
+"""BodyLimit reads a request body as it arrives: the route gets the body and its skeleton whatever the
+pieces; what is left after the last piece runs on a thread for a large body; the limits answer as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from nncards.contract import run_json
+from nncards.server import middleware
+from nncards.server.middleware import RECEIVED_BODY, BodyLimit
+
+
+def send_through(pieces: list[bytes], max_bytes: int = 2**30, max_depth: int = 64, declared: bool = True):
+    """What the app behind BodyLimit got (the body replayed, and the scope's ReceivedBody), and the answer sent."""
+    messages = [{"type": "http.request", "body": piece, "more_body": n < len(pieces) - 1}
+                for n, piece in enumerate(pieces)]
+    headers = [(b"content-length", str(sum(map(len, pieces))).encode())] if declared else []
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/runs", "headers": headers}
+    got, sent = {}, []
+
+    async def app(scope, receive, send):
+        got["message"], got["received"] = await receive(), scope[RECEIVED_BODY]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(BodyLimit(app, max_bytes, max_depth)(scope, receive, send))
+    return got, sent
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_route_gets_the_body_and_its_skeleton(declared):
+    body = json.dumps({"graph": {"nodes": [{"id": "a[1", "card": "input"}]}, "steps": [
+        {"kind": "predict", "inputs": {"x": [[1.5, -2e3], [3, 4]], "y": {"dtype": "float32", "shape": [1],
+                                                                       "base64": "AACAPw==" * 100}}}]}).encode()
+    for size in (1, 7, 64, len(body)):
+        got, sent = send_through([body[at:at + size] for at in range(0, len(body), size)], declared=declared)
+        assert not sent and got["message"]["body"] == body and not got["message"]["more_body"]
+        assert got["received"].body == body and got["received"].structure == run_json.skeleton(body)
+    escaped = body.replace(b'"a[1"', b'"a\\"[1"')
+    got, _ = send_through([escaped[:30], escaped[30:]], declared=declared)
+    assert got["received"].body == escaped and got["received"].structure is None
+
+
+def test_a_large_body_is_measured_off_the_event_loop(monkeypatch):
+    threads = []
+
+    def nesting_depth(body, structure=None):
+        threads.append(threading.get_ident())
+        return real(body, structure)
+
+    real = middleware.nesting_depth
+    monkeypatch.setattr(middleware, "nesting_depth", nesting_depth)
+    loop_thread = threading.get_ident()  # asyncio.run runs its loop on this thread
+    small = b"[" + b"1.5, " * 1000 + b"2]"
+    large = b"[" + b"1.5, " * (middleware.LARGE_BODY_BYTES // 5) + b"2]"
+    for body in (small, large):
+        got, _ = send_through([body[at:at + 65536] for at in range(0, len(body), 65536)])
+        assert got["received"].structure == run_json.skeleton(body)
+    assert threads[0] == loop_thread and threads[1] != loop_thread
+
+
+def test_the_limits_answer_as_before():
+    deep = b"[" * 65 + b"]" * 65
+    _, sent = send_through([deep[:40], deep[40:]])
+    assert sent[0]["status"] == 422 and b"nests arrays and objects 65 levels deep" in sent[1]["body"]
+    _, sent = send_through([deep[:40], deep[40:]], max_depth=65)
+    assert not sent
+    for declared in (True, False):
+        _, sent = send_through([b"[" + b" " * 50, b" " * 50 + b"]"], max_bytes=100, declared=declared)
+        assert sent[0]["status"] == 413 and b"too_large" in sent[1]["body"]

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from nncards.contract import arrays
+from nncards.contract import arrays, run_json
 from nncards.contract.run import Run
 
 
@@ -94,8 +94,9 @@ def test_numpy_arrays_are_taken_as_they_are():
 
 
 def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
-    """Lists, base64 blocks and JSON's NaN token (read by the fallback parser) arrive as .npy files in
-    the run's folder; the run record holds the request without them; the run uses them."""
+    """Lists, base64 blocks (a long one decoded straight from the body) and JSON's NaN token (read by
+    the fallback parser) arrive as .npy files in the run's folder; the run record holds the request
+    without them; the run uses them."""
     import base64
     import json
     import sqlite3
@@ -104,11 +105,13 @@ def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
 
     x = np.array([[1.0, 2.0], [3.0, 5.0]])
     gamma = np.array([2.0, 3.0], dtype=np.float32)
+    long = np.arange(10_000.0).reshape(5000, 2)
     body = json.dumps({"graph": bn_graph([2]), "weights": {"bn": {"gamma": {
         "dtype": "float32", "shape": [2], "base64": base64.b64encode(gamma.tobytes()).decode()}}},
         "steps": [{"kind": "call", "inputs": {"x": x.tolist()}},
-                  {"kind": "call", "inputs": {"x": [[float("nan"), 1.0]]}}]})
-    assert "NaN" in body
+                  {"kind": "call", "inputs": {"x": [[float("nan"), 1.0]]}},
+                  {"kind": "call", "inputs": {"x": arrays.encode(long, as_base64=True)}}]})
+    assert "NaN" in body and len(body) > run_json.BIG_TEXT_BYTES
     answer = live_server.client.post("/runs", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 201, answer.text
     run_id, deadline = answer.json()["run_id"], time.monotonic() + 300  # the first run imports TensorFlow
@@ -119,8 +122,10 @@ def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
     assert arrays.decode(result["layers"]["bn"]["weights"]["gamma"]).tolist() == gamma.tolist()
 
     folder = live_server.data_dir / "runs" / result["run_id"] / "request"
-    stored = [np.load(folder / f"{n}.npy") for n in range(3)]
+    stored = [np.load(folder / f"{n}.npy") for n in range(4)]
     assert stored[0].tolist() == gamma.tolist() and stored[1].tolist() == x.tolist()
+    assert stored[3].dtype == np.float64 and stored[3].tolist() == long.tolist()
+    assert arrays.decode(result["steps"][2]["outputs"]["y"]).shape == (5000, 2)
     assert math.isnan(stored[2][0, 0]) and stored[2][0, 1] == 1.0
     with sqlite3.connect(live_server.data_dir / "runs.sqlite3") as db:
         request = json.loads(db.execute("SELECT request FROM runs WHERE run_id = ?", (result["run_id"],)).fetchone()[0])

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from nncards.contract import arrays, run_json
 from nncards.contract.run import ARRAY_FIELDS
@@ -21,12 +22,12 @@ def read_as_before(document):
     def decoded(value):
         try:
             array = arrays.decode(value)
-        except arrays.ArrayError as exc:
+        except (arrays.ArrayError, ValidationError) as exc:
             return "error", str(exc)
         return array.dtype.str, array.shape, array.tobytes()
 
     def group(value):
-        return {k: decoded(v) if isinstance(v, list | np.ndarray) else v for k, v in value.items()} \
+        return {k: decoded(v) if isinstance(v, list | np.ndarray | dict) else v for k, v in value.items()} \
             if isinstance(value, dict) else value
 
     if not isinstance(document, dict):
@@ -188,3 +189,60 @@ def test_skeleton_in_pieces_needs_no_pass_over_the_whole_text():
     for piece in (b'{"base64": "12', b"34" * 1000, b'56"', b', "x": [1, 2]}'):
         reader.feed(piece)
     assert reader.skeleton(b"") == b'{"":"","":[,]}'  # made of the pieces: the text given is not read
+
+
+def big_block(dtype: str = "float32", shape=(200, 400), **changes) -> dict:
+    """A base64 block whose text is longer than BIG_TEXT_BYTES."""
+    values = np.arange(np.prod(shape)).reshape(shape) % 7 - 3
+    values = values > 0 if dtype == "bool" else arrays.cast(values, dtype)
+    block = arrays.encode(values, as_base64=True)
+    assert len(block["base64"]) > run_json.BIG_TEXT_BYTES
+    return {**block, **changes}
+
+
+@pytest.mark.parametrize("dtype", arrays.DTYPES)
+def test_long_base64_texts_are_decoded_from_the_body(dtype):
+    """Blocks of weights, inputs and targets, keys in any order, come as NumPy read alike."""
+    block = big_block(dtype)
+    shuffled = {"base64": block["base64"], "shape": block["shape"], "dtype": dtype}
+    body = json.dumps({"weights": {"d": {"kernel": block, "bias": [1.5, 2]}}, "steps": [
+        {"kind": "fit", "inputs": {"x": shuffled}, "targets": {"y": block}}]}, indent=1).encode()
+    assert body.count(b'"base64": "') == 3 and body.count(b'"\\u0000') == 0
+    parsed = run_json.parse(body)
+    for array in (parsed["weights"]["d"]["kernel"], parsed["steps"][0]["inputs"]["x"], parsed["steps"][0]["targets"]["y"]):
+        assert isinstance(array, np.ndarray) and array.dtype.name == dtype and array.flags.writeable
+    assert_read_alike(body, fast=True)
+    assert_read_alike(body.replace(b'": "', b'"  :\n "'), fast=True)
+
+
+@pytest.mark.parametrize("change", [
+    {"base64": "@" + big_block()["base64"][1:]}, {"base64": big_block()["base64"][:-1]},  # not base64
+    {"base64": big_block("bool", (3 * 30_000,))["base64"] + "="},  # padding only the standard library lets pass
+    {"base64": big_block()["base64"][:1000] + "\n" + big_block()["base64"][1000:]},
+    {"shape": [200, 401]}, {"shape": [-200, -400]}, {"shape": [200.0, 400]}, {"shape": [True, 400]}, {"shape": "200"},
+    {"dtype": "int16"}, {"dtype": 3}, {"extra": 1},
+])
+def test_long_base64_blocks_that_do_not_fit_are_read_as_before(change):
+    block = big_block("bool", (3 * 30_000,)) if "=" in change.get("base64", "")[-1:] else big_block()
+    assert_read_alike(step_body(json.dumps({**block, **change})))
+
+
+def test_long_base64_texts_that_are_not_valid_json_are_refused_as_before():
+    """A control character, invalid UTF-8, a quote: the old way's error (or document)."""
+    text = big_block()["base64"].encode()
+    for bad in (b"\x01", b"\x00", b"\n", b"\xff", b"\xc3\xa9", b'"'):
+        body = step_body('{"dtype": "float32", "shape": [200, 400], "base64": "TEXT"}').replace(
+            b"TEXT", text[:500] + bad + text[500:])
+        assert_read_alike(body)
+
+
+def test_long_base64_texts_elsewhere_are_read_as_before():
+    block = big_block()
+    for body in [{"graph": {"nodes": [{"id": "x", "params": {"base64": block["base64"]}}]}, "steps": []},
+                 {"steps": [{"kind": "predict", "inputs": {"x": {"inner": block}}}]},
+                 {"steps": [{"kind": "predict", "inputs": {"x": [block]}}]}, {"base64": block["base64"]}, [block]]:
+        text = json.dumps(body).encode()
+        assert run_json.parse(text) == run_json.loads(text)
+    twice = step_body(json.dumps(block)[:-1] + ', "base64": "AACAPw=="}')
+    assert_read_alike(twice)
+    assert run_json.parse(twice)["steps"][0]["inputs"]["x"]["base64"] == "AACAPw=="

@@ -13,6 +13,13 @@ of takes the old way, whose answers (errors included) are the contract: a text s
 (JSON's NaN tokens, integers past 64 bits, malformed text: orjson, then the standard library,
 read it and say why), a document whose skeleton differs (a ragged array), and, left as lists for
 `arrays.decode`, arrays of booleans, of strings, or of integers past int64.
+
+A base64 block's text is not handed to simdjson when it is long (it would copy it twice: into its
+own buffer, then into a Python str): simdjson reads the text with a placeholder in its place, and
+pybase64 decodes it straight from the body into the array `arrays.decode` would make of the block.
+A placeholder holds an escape, so no string of a text without backslash can be mistaken for one.
+When a block cannot be decoded so (its text is not base64, or its dtype, shape or length do not
+fit, or the string is not a block's text at all), the old way reads the body and says why.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 import orjson
 import simdjson
 
+from nncards.contract import arrays
 from nncards.contract.run import ARRAY_FIELDS
 
 # What a number and white space are made of: deleted from the text, they leave its structure.
@@ -36,6 +44,9 @@ NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
 STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 FEW_QUOTES = 10_000  # more strings than that: the expression's way
 MAX_DIMENSIONS = 32  # deeper lists go the old way, for NumPy's own answer
+BIG_TEXT_BYTES = 64 * 2**10  # a base64 block's text longer than this is decoded from the body
+PLACEHOLDER = "\x00"  # what simdjson reads of b'"\\u0000<n>"', standing for the n-th text set aside
+BLOCK_KEYS = {"dtype", "shape", "base64"}
 
 
 def skeleton(text: bytes) -> bytes:
@@ -132,7 +143,8 @@ class NotSure(ValueError):
 
 def _fast(body: bytes, structure: bytes | None) -> Any:
     """The document with its arrays in NumPy; `NotSure` where the old way must answer."""
-    root = simdjson.Parser().parse(body)
+    text, set_aside = _without_big_texts(body)
+    root = simdjson.Parser().parse(text)
     if not isinstance(root, simdjson.Object):
         raise NotSure("not a RUN: no arrays to read")
     document = {}
@@ -146,7 +158,59 @@ def _fast(body: bytes, structure: bytes | None) -> Any:
     expected, grids = _expected_skeleton(document, len(body))
     if grids and expected != (skeleton(body) if structure is None else structure):  # without a NumPy array, the document is orjson's
         raise NotSure("an array is ragged, or holds arrays beside numbers")
+    if set_aside:
+        _decode_set_aside(document, body, set_aside)
     return document
+
+
+def _without_big_texts(body: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    """The body with each long string that is the value of a `"base64"` key replaced by a
+    placeholder, and where each such string's text lies in the body."""
+    quotes = _quote_positions(body) if b"\\" not in body else []
+    if len(quotes) > FEW_QUOTES or len(quotes) % 2:
+        return body, []
+    pieces, spans, done = [], [], 0
+    for at in range(2, len(quotes), 2):  # without escapes, the k-th string lies between quotes 2k and 2k+1
+        start, end, key_start, key_end = quotes[at], quotes[at + 1], quotes[at - 2], quotes[at - 1]
+        if end - start > BIG_TEXT_BYTES and body[key_start + 1:key_end] == b"base64" \
+                and body[key_end + 1:start].strip() == b":":
+            pieces += [body[done:start], b'"\\u0000%d"' % len(spans)]
+            spans.append((start + 1, end))
+            done = end + 1
+    return (b"".join([*pieces, body[done:]]), spans) if spans else (body, [])
+
+
+def _decode_set_aside(document: dict, body: bytes, spans: list[tuple[int, int]]) -> None:
+    """Each block whose text was set aside, decoded from the body in its place. `NotSure` unless each
+    is an array's block as the Base64Array model reads it and decodes: the old way reads the rest."""
+    decoded = 0
+    with memoryview(body) as view:
+        for group in _array_groups(document):
+            for key, block in group.items():
+                if not (isinstance(block, dict) and isinstance(block.get("base64"), str)
+                        and block["base64"].startswith(PLACEHOLDER)):
+                    continue
+                dtype, shape = block.get("dtype"), block.get("shape")
+                if block.keys() != BLOCK_KEYS or dtype not in arrays.DTYPES or not isinstance(shape, list) \
+                        or any(type(size) is not int for size in shape):
+                    raise NotSure("a block the model converts or refuses")
+                start, end = spans[int(block["base64"][len(PLACEHOLDER):])]
+                try:
+                    group[key] = arrays.decode_block(dtype, shape, view[start:end])
+                except arrays.ArrayError:
+                    raise NotSure("a block that does not decode") from None
+                decoded += 1
+    if decoded != len(spans):
+        raise NotSure("a long base64 text that is not an array's")
+
+
+def _array_groups(document: dict) -> list[dict]:
+    """The dicts of arrays of the document: each node's initial weights, each step's inputs and targets."""
+    weights, steps = document.get("weights"), document.get("steps")
+    groups = list(weights.values()) if isinstance(weights, dict) else []
+    for step in steps if isinstance(steps, list) else []:
+        groups += [step[field] for field in ARRAY_FIELDS if field in step] if isinstance(step, dict) else []
+    return [group for group in groups if isinstance(group, dict)]
 
 
 def _step(step: Any) -> Any:
@@ -158,8 +222,15 @@ def _step(step: Any) -> Any:
 def _array_group(group: Any) -> Any:
     if not isinstance(group, simdjson.Object):
         return _plain(group)
-    return {key: _numbers(value) if isinstance(value, simdjson.Array) else _plain(value)
+    return {key: _numbers(value) if isinstance(value, simdjson.Array) else _block(value)
             for key, value in _members(group)}
+
+
+def _block(value: Any) -> Any:
+    """A base64 block (keys given twice are the old way's), or anything else given for an array."""
+    if isinstance(value, simdjson.Object):
+        return {key: _plain(member) for key, member in _members(value)}
+    return _plain(value)
 
 
 def _members(value: simdjson.Object) -> list[tuple[str, Any]]:

@@ -8,9 +8,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from nncards.build.validation import check, trace
+from nncards.build.validation import Analysis, check, trace
 from nncards.card import Card, ModelRole, Params
-from nncards.contract.errors import NncardsError, summarize
+from nncards.contract.errors import NncardsError, Problem, summarize
 from nncards.contract.graph import Graph
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
 from nncards.keras_objects import import_tensorflow_quietly
@@ -81,10 +81,16 @@ class BuiltModel:
 
 def build(graph: Graph, limits: Limits = DEFAULT_LIMITS, seed: int | None = None) -> BuiltModel:
     """The Keras model of a valid graph; raises `NncardsError` (graph_invalid) otherwise."""
+    analysis, problems, _ = check(graph, limits)
+    return build_checked(analysis, problems, limits, seed)
+
+
+def build_checked(analysis: Analysis, problems: list[Problem], limits: Limits = DEFAULT_LIMITS,
+                  seed: int | None = None) -> BuiltModel:
+    """`build` given the graph's `check` (its analysis and problems), which it does not do again."""
     import_tensorflow_quietly()
     import keras
 
-    analysis, problems, _ = check(graph, limits)
     if not problems:
         if seed is not None:
             # Seeded after the check: how much randomness the check consumes depends on what

@@ -6,10 +6,13 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from nncards.build.model import BuiltModel
 
 DATA_DIR_VARIABLE = "NNCARDS_DATA_DIR"
 
@@ -52,6 +55,9 @@ class RunOptions:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     as_base64: bool = False  # arrays of the result as base64 objects rather than nested lists
     data_dir: Path | None = None  # default: `default_data_dir()`, looked up when a run writes a file
+    # The model of the request's graph and seed, built ahead of the run (a server's worker builds it
+    # while the request is checked and stored); None: the run builds it.
+    built: BuiltModel | None = None
 
     def run_folder(self) -> Path:
         return run_folder(self.data_dir or default_data_dir(), self.run_id)

@@ -48,7 +48,7 @@ class RunModel:
 
     def __init__(self, request: Run, options: RunOptions):
         self.request, self.options = request, options
-        self.built: BuiltModel = build(request.graph, options.limits, seed=request.seed)
+        self.built: BuiltModel = options.built or build(request.graph, options.limits, seed=request.seed)
         self.model = self.built.model
         self.output_ids = list(self.model.output.keys()) if isinstance(self.model.output, dict) else []
         self.compiled_with: tuple | None = None

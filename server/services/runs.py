@@ -205,6 +205,11 @@ class RunService:
         for it meanwhile."""
         self.executor.prepare()
 
+    def build_ahead(self, run: Run) -> None:
+        """A run request has been parsed: the executor may start on its model while the request is
+        checked and its arrays stored (`submit`)."""
+        self.executor.build_ahead(run)
+
     async def submit(self, run: Run) -> str:
         """Queue a checked request, its arrays (decoded) set aside as files in the run's folder."""
         if len(self._pending) >= self.max_queued:

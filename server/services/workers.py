@@ -16,7 +16,10 @@ warm-up), and stop after
 `idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
 gives back; the next run pays only the import again. An idle worker also validates a run's graph
 when the validation workers are not running (`validate`): a cold run then imports TensorFlow once,
-in the process that runs it, not in two processes at once on the same cores. They run at a lower
+in the process that runs it, not in two processes at once on the same cores. As soon as a run request
+is parsed, the idle worker that will take it checks its graph (the validation, when one is asked of
+it) and builds its model (`build_ahead`) while the server checks and stores the request: the model
+is built once, and not after the arrays are stored. They run at a lower
 priority (niceness) than the server, set before TensorFlow starts its threads (Linux nices a
 thread, and a thread inherits its creator's niceness): training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
@@ -35,12 +38,14 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from nncards.contract.events import RunEvent
 from nncards.contract.limits import Limits
 from nncards.contract.run import Run
+from nncards.build.model import BuiltModel, build_checked
 from nncards.build.validation import Validator
 from nncards.execute.entry import check_runs_here
 from nncards.execute.lifeline import die_with_parent
@@ -54,6 +59,12 @@ log = logging.getLogger("nncards.server")
 
 OnMessage = Callable[[WorkerMessage], None]
 OnLost = Callable[[str, str], None]  # run id, why its executor lost it (a sentence)
+
+
+def _ignore_failure(sent: asyncio.Future) -> None:
+    """A send nobody awaits: a worker that died is reported by its listener, not by the send."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 class Executor(abc.ABC):
@@ -99,6 +110,10 @@ class Executor(abc.ABC):
     def prepare(self) -> None:
         """A run is coming (it is being validated): get ready for it; by default nothing to do."""
 
+    def build_ahead(self, request: Run) -> None:
+        """A run request has been parsed, not yet checked nor stored: start on its model meanwhile;
+        by default nothing to do."""
+
     def can_validate(self) -> bool:
         """Whether `validate` would find a process to validate a graph in now; by default never."""
         return False
@@ -134,6 +149,30 @@ class ValidateGraph:
 
 
 @dataclass(frozen=True)
+class PrepareRun:
+    """Asks the idle worker that the next run goes to for a graph's validation (answered like
+    `ValidateGraph`, as soon as the graph is checked) and then for the model of that graph and seed,
+    which it keeps for the run if the run is its next message."""
+
+    ticket: int
+    graph: dict
+    seed: int
+
+
+@dataclass(frozen=True)
+class BuiltAhead:
+    """Inside a worker: the model a `PrepareRun` built, and what it was built from."""
+
+    graph: dict
+    seed: int
+    built: BuiltModel
+
+    def serves(self, request: Run) -> bool:
+        return (request.distribution is None and request.seed == self.seed
+                and request.graph.model_dump() == self.graph)
+
+
+@dataclass(frozen=True)
 class GraphValidated:
     """A worker's answer to `ValidateGraph`: the validation result, or None when validating raised."""
 
@@ -153,24 +192,36 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
     from nncards.execute.entry import execute
 
     validator: Validator | None = None  # made on the first validation: most workers never validate
+    ahead: BuiltAhead | None = None
     while True:
         try:
             message = connection.recv()
         except (EOFError, OSError):
             return
-        if isinstance(message, ValidateGraph):
+        # A model built ahead serves only the message right after its PrepareRun: other work in
+        # between (a validation) may draw random numbers between the seeding of the model and the
+        # run, which would then differ from the same run building its model itself.
+        built_ahead, ahead = ahead, None
+        if isinstance(message, (ValidateGraph, PrepareRun)):
             validator = validator or Validator(limits, memo_bytes=memo_bytes)
             try:
-                result = validator.validate(message.graph)
+                analysis, problems, result = validator.checked(message.graph)
             except Exception:  # the server validates it again in its validation workers, which report it
                 log.exception("validating a graph in %s failed", multiprocessing.current_process().name)
-                result = None
+                problems, result = None, None
             connection.send(GraphValidated(message.ticket, result))
+            if isinstance(message, PrepareRun) and result is not None and not problems:
+                try:
+                    ahead = BuiltAhead(message.graph, message.seed,
+                                       build_checked(analysis, problems, limits, message.seed))
+                except Exception:  # the run builds its model itself, and reports what fails
+                    log.exception("building a model ahead in %s failed", multiprocessing.current_process().name)
             continue
         run_id, request = message  # a StoredRequest: its arrays are mapped from their files
         connection.send(RunStarted(run_id=run_id))
         options = RunOptions(limits=limits, observer=PipeObserver(connection, run_id, cancel), run_id=run_id,
-                             as_base64=True)
+                             as_base64=True,
+                             built=built_ahead.built if built_ahead and built_ahead.serves(request.run) else None)
         result, _ = write_arrays(execute(request.loaded(), options), results_dir / run_id, max_result_elements)
         connection.send(RunFinished(run_id=run_id, result=result))
 
@@ -193,14 +244,16 @@ class Worker:
         self.retired = False
         self.idle_timer: asyncio.TimerHandle | None = None  # stops the worker once idle too long
         self.validations: dict[int, asyncio.Future] = {}  # asked of this worker, not answered yet, by ticket
-        self._sending = threading.Lock()  # a run and a validation may be sent from two threads at once
+        self.ahead: tuple[dict, asyncio.Future] | None = None  # the graph of its PrepareRun, and the answer
+        # Messages go out one after another, in the order they were sent, each whole, off the event
+        # loop: a worker still importing TensorFlow reads nothing yet, and a full pipe waits for it.
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-sender")
         self._pool = pool
         threading.Thread(target=self._listen, name=f"{self.name}-listener", daemon=True).start()
 
-    def send(self, message) -> None:
-        """Send a message whole (a large one goes in several writes, which must not interleave)."""
-        with self._sending:
-            self.connection.send(message)
+    def send(self, message) -> asyncio.Future:
+        """Send a message after those sent before it; the future fails with OSError if the worker died."""
+        return self._pool.loop.run_in_executor(self._sender, self.connection.send, message)
 
     def _listen(self) -> None:
         loop = self._pool.loop
@@ -218,6 +271,7 @@ class Worker:
         self.retired = True
         self.process.kill()
         self.process.join(5)
+        self._sender.shutdown(wait=False, cancel_futures=True)  # a send under way fails with the process
         self.connection.close()
 
 
@@ -263,6 +317,7 @@ class LocalExecutor(Executor):
         self._start_idle_clock(worker)
 
     def _start_idle_clock(self, worker: Worker) -> None:
+        self._stop_idle_clock(worker)
         if self.idle_seconds:
             worker.idle_timer = self.loop.call_later(self.idle_seconds, self._stop_idle, worker)
 
@@ -294,31 +349,55 @@ class LocalExecutor(Executor):
 
     async def validate(self, graph: dict) -> dict | None:
         """The validation by an idle worker (one still importing TensorFlow answers once it is ready);
-        None when no worker is idle, or when it stops or fails before it answers."""
+        None when no worker is idle, or when it stops or fails before it answers. The graph of the
+        run being built ahead (`build_ahead`) is validated already: its answer is awaited."""
         if not self._idle:
             return None
         worker = self._idle[0]  # the one the next run goes to
-        ticket = next(self._tickets)
-        answer = worker.validations[ticket] = self.loop.create_future()
-        self._stop_idle_clock(worker)  # not stopped for idleness while it validates
+        if worker.ahead is not None and worker.ahead[0] == graph:
+            return await asyncio.shield(worker.ahead[1])
+        worker.ahead = None  # the worker drops a model built ahead at its next message
+        ticket, answer = self._ask(worker)
         try:
-            await asyncio.to_thread(worker.send, ValidateGraph(ticket, graph))
+            await worker.send(ValidateGraph(ticket, graph))
             return await answer
         except OSError:
             return None  # the worker died
-        finally:
+
+    def build_ahead(self, request: Run) -> None:
+        # The worker checks the graph (the answer a `validate` of it awaits), then builds the model,
+        # while the server checks the request and stores its arrays. A distributed run builds its
+        # model in a process of its own.
+        if not self._idle or request.distribution is not None:
+            return
+        worker = self._idle[0]
+        ticket, answer = self._ask(worker)
+        graph = request.graph.model_dump()
+        worker.ahead = (graph, answer)
+        worker.send(PrepareRun(ticket, graph, request.seed)).add_done_callback(_ignore_failure)
+
+    def _ask(self, worker: Worker) -> tuple[int, asyncio.Future]:
+        """A ticket for a question to an idle worker, and the future of its answer (None if the worker
+        stops first); the worker is not stopped for idleness until it has answered."""
+        ticket = next(self._tickets)
+        answer = worker.validations[ticket] = self.loop.create_future()
+        self._stop_idle_clock(worker)
+
+        def answered(_) -> None:
             worker.validations.pop(ticket, None)
             if worker in self._idle and not worker.validations and not worker.retired:
                 self._start_idle_clock(worker)
+        answer.add_done_callback(answered)
+        return ticket, answer
 
     async def submit(self, run_id: str, request: StoredRequest) -> None:
         worker = self._idle.pop(0)
         self._stop_idle_clock(worker)
         worker.run_id = run_id
+        worker.ahead = None
         worker.cancel.clear()
         try:
-            # A worker still importing TensorFlow reads nothing yet: a send that fills the pipe waits, off the loop.
-            await asyncio.to_thread(worker.send, (run_id, request))
+            await worker.send((run_id, request))
         except OSError:
             pass  # the worker died: its listener reports the loss of the run
 

@@ -1,0 +1,113 @@
+"""A run worker builds the model of the run it is about to take while the server stores the request
+(PrepareRun), and the run uses that model only when it is what the run would have built itself."""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from graphs import edge, node
+from nncards.contract.limits import DEFAULT_LIMITS
+from nncards.contract.run import Run
+from nncards.execute.entry import decode_arrays, execute
+from nncards.execute.messages import RunFinished
+from nncards.execute.options import RunOptions
+from nncards.server.services.request_arrays import StoredRequest
+from nncards.server.services.workers import GraphValidated, PrepareRun, ValidateGraph, worker_main
+
+BUILT_AGAIN = "the run built its model itself"
+
+
+def worker_that_cannot_build(*arguments) -> None:
+    """`worker_main`, in which a run that builds its model itself fails (with BUILT_AGAIN)."""
+    from nncards.execute import runner
+
+    def refuse(*_, **__):
+        raise RuntimeError(BUILT_AGAIN)
+
+    runner.build = refuse
+    worker_main(*arguments)
+
+
+def dense_graph(units: int = 3) -> dict:
+    nodes = [node("x", "input", shape=[4]), node("dense", "layer_Dense", units=units), node("y", "output")]
+    return {"nodes": nodes, "edges": [edge("x", "output", "dense", "input"), edge("dense", "output", "y", "input")]}
+
+
+def fit_request(seed: int) -> dict:
+    # Random initial weights and a shuffled fit: both draw on the seed, in the order the run makes them.
+    x = np.random.default_rng(0).random((32, 4), dtype=np.float32)
+    return {"graph": dense_graph(), "seed": seed,
+            "steps": [{"kind": "fit", "inputs": {"x": x}, "targets": {"y": x[:, :3] * 2}, "epochs": 3,
+                       "batch_size": 4, "shuffle": True}]}
+
+
+class SpawnedWorker:
+    def __init__(self, tmp_path):
+        context = multiprocessing.get_context("spawn")
+        self.tmp_path = tmp_path
+        self.connection, child = context.Pipe()
+        self.cancel = context.Event()  # kept: the child opens it as it starts
+        self.process = context.Process(target=worker_that_cannot_build, daemon=True, args=(
+            child, self.cancel, os.getpid(), 1, 0, DEFAULT_LIMITS, tmp_path / "results", 10**6, None))
+        self.process.start()
+        child.close()
+
+    def ask(self, message):
+        self.connection.send(message)
+        answer = self.connection.recv()
+        assert isinstance(answer, GraphValidated) and answer.ticket == message.ticket
+        return answer.result
+
+    def run(self, run_id: str, request: dict):
+        run = Run.model_validate(request)
+        decode_arrays(run)
+        self.connection.send((run_id, StoredRequest.set_aside(run, self.tmp_path / run_id)))
+        while not isinstance(message := self.connection.recv(), RunFinished):
+            pass
+        return message.result
+
+    def stop(self):
+        self.process.kill()
+        self.process.join(10)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    spawned = SpawnedWorker(tmp_path_factory.mktemp("worker"))
+    yield spawned
+    spawned.stop()
+
+
+def in_process_history(request: dict) -> dict:
+    result = execute(request)
+    assert result.status == "succeeded", result.error
+    return result.steps[0].history
+
+
+def test_a_run_takes_the_model_built_ahead_and_ends_as_if_it_had_built_it(worker):
+    answer = worker.ask(PrepareRun(1, Run.model_validate(fit_request(7)).graph.model_dump(), 7))
+    assert answer["valid"] and answer["shapes"]["dense"]["output"] == [None, 3]
+    result = worker.run("ahead", fit_request(7))
+    assert result.status == "succeeded", result.error  # it did not build: building fails in this worker
+    assert result.steps[0].history == in_process_history(fit_request(7))
+
+
+def test_a_model_built_ahead_is_dropped_unless_the_next_message_is_its_run(worker):
+    graph = Run.model_validate(fit_request(7)).graph.model_dump()
+    worker.ask(PrepareRun(2, graph, 7))
+    result = worker.run("other seed", fit_request(8))
+    assert result.status == "failed" and BUILT_AGAIN in result.error.message
+
+    worker.ask(PrepareRun(3, graph, 7))
+    assert worker.ask(ValidateGraph(4, dense_graph(units=5)))["valid"]  # draws on the random state
+    result = worker.run("after a validation", fit_request(7))
+    assert result.status == "failed" and BUILT_AGAIN in result.error.message
+
+
+def test_an_invalid_graph_is_answered_and_not_built(worker):
+    graph = dense_graph()
+    graph["edges"] = graph["edges"][:1]  # the Output has no input
+    answer = worker.ask(PrepareRun(5, graph, 0))
+    assert not answer["valid"] and answer["errors"]

@@ -2,12 +2,18 @@
 `.keras` download of a finished run."""
 
 import io
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import httpx
 import keras
 import numpy as np
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, wait_until
 
 from test_interchange import ROUND_TRIP, comparable
 
@@ -119,3 +125,62 @@ def test_a_run_not_yet_finished_has_no_model(api):
         assert early.status_code == 409 and early.json()["error"]["code"] == "run_not_finished"
     finally:
         api.delete(f"/runs/{run_id}")
+
+
+def undefined_variable_length_kind(config: str) -> bytes:
+    """A Keras 2 file whose `model_config` attribute is typed variable-length of a kind HDF5 does
+    not define (2; 0 is a sequence, 1 a string): HDF5 1.14 crashes (SIGSEGV) reading it."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        file.attrs["model_config"] = config
+    data = bytearray(buffer.getvalue())
+    datatype = data.index(b"model_config\0") + 16  # the attribute's datatype follows its name, NUL-padded to 8s
+    # version 1 of class 9 (variable-length), of kind 1 (string)
+    assert data[datatype] == 0x19 and data[datatype + 1] & 0x0F == 1, "the attribute is not laid out as expected"
+    data[datatype + 1] = data[datatype + 1] & 0xF0 | 2
+    return bytes(data)
+
+
+def test_a_file_crashing_the_reader_is_a_bad_request_and_a_killed_reader_too_large(tmp_path):
+    config = small_model().to_json()
+    crafted = undefined_variable_length_kind(config)
+    (tmp_path / "crafted.h5").write_bytes(crafted)
+    # the premise: the HDF5 library itself crashes on the file (a library that no longer does needs another file)
+    direct = subprocess.run([sys.executable, "-c", "import sys; from nncards.interchange.keras2 import read_hdf5; "
+                             "read_hdf5(open(sys.argv[1], 'rb').read(), 2**20)", str(tmp_path / "crafted.h5")],
+                            capture_output=True)
+    assert direct.returncode == -signal.SIGSEGV, direct.stderr.decode()[-500:]
+
+    server = LiveServer(tmp_path / "server").start()
+    api = server.client
+
+    def imported(body, content_type="application/json") -> httpx.Response:
+        return api.post("/graphs/import", content=body, headers={"content-type": content_type}, timeout=300)
+
+    try:
+        assert not server.spawned_workers()
+        # the interchange worker killed by SIGKILL, the out-of-memory killer's signal, while it starts
+        with ThreadPoolExecutor(1) as background:
+            answer = background.submit(imported, config)
+            (worker,) = wait_until(server.spawned_workers, 60, "the interchange worker to start")
+            os.kill(worker, signal.SIGKILL)
+            killed = answer.result()
+        assert killed.status_code == 413 and killed.json()["error"]["code"] == "too_large", killed.text
+        assert "more memory than the server has" in killed.json()["error"]["message"]
+
+        crash = imported(crafted, "application/x-hdf5")
+        assert crash.status_code == 400, crash.text
+        error = crash.json()["error"]
+        assert error["code"] == "bad_request" and "crashed the process reading it (SIGSEGV)" in error["message"]
+        assert "memory" not in error["message"]
+
+        assert imported(config).status_code == 200  # a new worker reads the next file
+        # a worker that dies while idle is not the next file's doing: it is started again for it
+        (idle,) = server.spawned_workers()
+        os.kill(idle, signal.SIGKILL)
+        wait_until(lambda: idle not in server.children(), 30, "the killed worker to be reaped")
+        again = imported(config)
+        assert again.status_code == 200, again.text
+        assert server.process.poll() is None
+    finally:
+        server.stop()

@@ -66,7 +66,8 @@ async def import_graph(request: Request, interchange: InterchangeDep,
     A Keras 2 JSON config's weights come as the `weights_file` part of a multipart form (the
     answer is then a RUN). The file is read as data, never run. A model with layers no card expresses answers 422
     `import_unsupported` listing each of them; a file that is no Keras model (a corrupt one
-    included) 400 `bad_request`; a body over the server's limit 413 `too_large`.
+    included, and one that crashes the process reading it) 400 `bad_request`; a body over the
+    server's limit, or a model needing more memory than the server has, 413 `too_large`.
     """
     data, weights_file = _model_files(await request.body(), request.headers.get("content-type", ""))
     if not data:

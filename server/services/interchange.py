@@ -5,12 +5,17 @@ writing a `.keras` file builds the model: both need TensorFlow, which the server
 imports. So they run in one spawned worker process, started on the first import or download,
 stopped once idle (`--worker-idle-seconds`) and with the server.
 What crosses back is plain data: the GRAPH or RUN, the file's bytes, or an error's envelope.
+A file can also stop the worker: a corrupt or crafted HDF5 file can crash the HDF5 library (a
+segmentation fault or an abort, a signal the worker cannot catch), which is the file's fault; the
+kernel's out-of-memory killer ends it with SIGKILL instead, which says the model needs more memory
+than the server has. The worker's exit code tells the two apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,11 +34,17 @@ def _start_worker(server_pid: int) -> None:
     start_tensorflow(1)
 
 
+def _out_of_memory(how: str) -> NncardsError:
+    return NncardsError(ErrorCode.TOO_LARGE, f"The model needs more memory than the server has: {how}.")
+
+
 def _import_in_worker(data: bytes, with_weights: bool, weights_file: bytes | None) -> tuple[str, dict]:
     try:
         return "done", import_model(data, with_weights, weights_file)
     except NncardsError as error:
         return "refused", error.body()
+    except MemoryError:
+        return "refused", _out_of_memory("reading it ran out of memory").body()
     except Exception as exc:  # a file shaped in a way the importer did not foresee: still the sender's
         return "refused", {"code": ErrorCode.BAD_REQUEST, "message": f"The model file cannot be read: "
                            f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -47,11 +58,43 @@ def _export_in_worker(document: dict, arrays_folder: Path) -> tuple[str, bytes |
             return "done", path.read_bytes()
     except NncardsError as error:
         return "refused", error.body()
+    except MemoryError:
+        return "refused", _out_of_memory("writing it ran out of memory").body()
 
 
 def _raise(body: dict):
     problems = [Problem.model_validate(p) for p in body.get("errors") or []] or None
     raise NncardsError(ErrorCode(body["code"]), body["message"], problems)
+
+
+class WorkerCrashed(Exception):
+    """The worker stopped at the work by a cause of its own (a signal other than SIGKILL, or an
+    exit), not for want of memory: what it was given made it crash."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+async def _exit_code(broken: ProcessPoolExecutor) -> int | None:
+    """The exit code of the worker of a broken pool, once the pool's own thread has reaped it
+    (shutting the pool down waits for that thread; the pool names its processes in `_processes` only)."""
+    workers = list((broken._processes or {}).values())
+    await asyncio.to_thread(broken.shutdown, wait=True, cancel_futures=True)
+    return next((worker.exitcode for worker in workers if worker.exitcode), None)
+
+
+def _stopped(exit_code: int | None) -> Exception:
+    """What the exit code of a worker that stopped at the work says: memory (SIGKILL, the signal
+    of the out-of-memory killer; or unknown) or a crash."""
+    if exit_code is None or exit_code == -signal.SIGKILL:
+        return _out_of_memory("the process at it was killed (SIGKILL, the out-of-memory killer's signal)")
+    if exit_code > 0:
+        return WorkerCrashed(f"exit code {exit_code}")
+    try:
+        return WorkerCrashed(signal.Signals(-exit_code).name)
+    except ValueError:  # a signal Python has no name for
+        return WorkerCrashed(f"signal {-exit_code}")
 
 
 class InterchangeService:
@@ -71,16 +114,27 @@ class InterchangeService:
         if not self._busy:
             self.close()
 
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+
     async def _call(self, function, *arguments):
-        pool = self._executor()
+        """`function(*arguments)` in the worker; `WorkerCrashed` when it crashed the worker."""
         self._busy += 1
         try:
-            outcome, value = await asyncio.wrap_future(pool.submit(function, *arguments))
-        except BrokenProcessPool:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            raise NncardsError(ErrorCode.TOO_LARGE, "The model stopped the interchange process "
-                               "(it may need more memory than the server has).") from None
+            pool = self._executor()
+            try:
+                future = pool.submit(function, *arguments)
+            except BrokenProcessPool:  # the worker stopped while idle (its memory taken back, say): start another
+                self._discard(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = self._executor()
+                future = pool.submit(function, *arguments)
+            try:
+                outcome, value = await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                self._discard(pool)
+                raise _stopped(await _exit_code(pool)) from None
         finally:
             self._busy -= 1
             if self._idle_timer:
@@ -94,12 +148,21 @@ class InterchangeService:
     async def import_model(self, data: bytes, with_weights: bool, weights_file: bytes | None = None) -> dict:
         """The GRAPH (or with weights the RUN) of a `.keras` file, Keras 2 `.h5` file or Keras JSON
         config; `weights_file`, a Keras 2 HDF5 weights file, gives a JSON config's weights."""
-        return await self._call(_import_in_worker, data, with_weights, weights_file)
+        try:
+            return await self._call(_import_in_worker, data, with_weights, weights_file)
+        except WorkerCrashed as crash:
+            raise NncardsError(ErrorCode.BAD_REQUEST, f"The model file crashed the process reading it ({crash.cause}): "
+                               "it is corrupt, or crafted so that the HDF5 or Keras reader fails on it; "
+                               "nothing of it was imported.") from None
 
     async def keras_file(self, document: dict, arrays_folder: Path) -> bytes:
         """The `.keras` file of a GRAPH or a RUN (with its weights, arrays referring to files in
         `arrays_folder` as a stored RUN RESULT's do)."""
-        return await self._call(_export_in_worker, document, arrays_folder)
+        try:
+            return await self._call(_export_in_worker, document, arrays_folder)
+        except WorkerCrashed as crash:
+            raise NncardsError(ErrorCode.EXPORT_UNSUPPORTED, "Writing the model's .keras file crashed the "
+                               f"interchange process ({crash.cause}).") from None
 
     def close(self) -> None:
         if self._pool is not None:

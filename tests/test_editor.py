@@ -387,6 +387,18 @@ def test_a_fit_inspected_live_shows_badges_and_the_bn_cards_before_after_with_me
         page.screenshot(path=str(Path(SCREENSHOTS) / "editor-inspect.png"))
 
 
+def test_the_statistics_hint_is_offered_on_cards_making_tensors_only(page):
+    add_by_keyboard(page, "layer_Dense", "dense")
+    add_by_keyboard(page, "initializer_GlorotUniform", "glorot uniform")
+    hint = page.get_by_test_id("statistics-hint")
+    select(page, "dense_1")  # its `output` is a tensor (its `layer`, the layer object, is not)
+    expect(hint).to_have_text('Statistics of this card: tick "Card statistics" in the Run panel, then Run.')
+    select(page, "glorot_uniform_1")  # its one output is an initializer object
+    expect(page.get_by_test_id("node-id")).to_have_value("glorot_uniform_1")
+    expect(page.locator(".inspector")).to_contain_text("Glorot uniform initializer")
+    expect(hint).to_have_count(0)
+
+
 def test_a_cancelled_fit_keeps_the_statistics_its_inspect_events_brought(page):
     build_bn_by_keyboard(page)
     samples = np.arange(8.0).reshape(4, 2)

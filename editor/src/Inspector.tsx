@@ -6,7 +6,7 @@
 
 import { useEffect, useState, type ReactNode } from "react";
 import { useShallow } from "zustand/react/shallow";
-import { CardStatistics } from "./Statistics";
+import { CardStatistics, makesTensors } from "./Statistics";
 import { boundsText, checkText, describe, formatText, problem, sameValue, type Field } from "./schema";
 import { useEditor, type CardNode, type Wire } from "./store";
 import type { Card, Port } from "./types";
@@ -220,7 +220,7 @@ function NodeForm({ node, card }: { node: CardNode; card: Card }) {
         <p className="help-text">{card.help}</p>
       </details>
       <IdField node={node} />
-      <CardStatistics nodeId={node.id} />
+      {makesTensors(card) && <CardStatistics nodeId={node.id} />}
       {literal.map((port) => {
         const field = describe(root.properties[port.id], root);
         const Form = field.kind === "object" ? ObjectField : ParamField;

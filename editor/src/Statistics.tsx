@@ -9,7 +9,7 @@ import { useState } from "react";
 import type { InspectionPass } from "./run";
 import { Bars, ChannelPlot, fmt, summary } from "./Sketches";
 import { useEditor, type EditorState } from "./store";
-import type { NodeInspection, TensorStatistics } from "./types";
+import { TENSOR_TYPE, type Card, type NodeInspection, type TensorStatistics } from "./types";
 
 /** A training pass centres each channel on β up to rounding; a wider gap is a real one. */
 export const MEAN_TOLERANCE = 1e-3;
@@ -163,11 +163,15 @@ function BeforeAfter({ facts, pass }: { facts: NodeInspection; pass: InspectionP
   );
 }
 
+/** Whether the card outputs a tensor: the engine inspects those outputs alone, so a card whose
+ * outputs are objects (an initializer, a regularizer, a constraint, a layer object) has no statistics. */
+export const makesTensors = (card: Card) => card.outputs.some((port) => port.type === TENSOR_TYPE);
+
 export function CardStatistics({ nodeId }: { nodeId: string }) {
   const passes = useEditor((s) => s.current?.inspections) || NO_PASSES;
   const [chosen, setChosen] = useState<number | null>(null); // null: the latest, following a fit live
   if (!passes.length) {
-    return <p className="muted statistics-hint">Statistics of this card: tick "Card statistics" in the Run panel, then Run.</p>;
+    return <p className="muted statistics-hint" data-testid="statistics-hint">Statistics of this card: tick "Card statistics" in the Run panel, then Run.</p>;
   }
   const index = chosen !== null && chosen < passes.length ? chosen : passes.length - 1;
   const pass = passes[index];

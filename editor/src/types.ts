@@ -12,6 +12,9 @@ export interface Port {
   default: unknown;
 }
 
+/** The type of a port carrying a tensor (CONTRACT §2): only such outputs have card statistics. */
+export const TENSOR_TYPE = "NeuralNetworkTensor";
+
 export interface Card {
   id: string;
   version: number;

@@ -246,3 +246,65 @@ def test_long_base64_texts_elsewhere_are_read_as_before():
     twice = step_body(json.dumps(block)[:-1] + ', "base64": "AACAPw=="}')
     assert_read_alike(twice)
     assert run_json.parse(twice)["steps"][0]["inputs"]["x"]["base64"] == "AACAPw=="
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Arrays longer than 40 bytes of text are parsed in pieces; how many pieces each array took."""
+    monkeypatch.setattr(run_json, "PIECE_BYTES", 40)
+    pieces = []
+    real = run_json._numbers_in_pieces
+    monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds: (pieces.append(len(bounds)), real(body, bounds))[1])
+    return pieces
+
+
+LISTS = [
+    "[[1.5, 2], [3, 4]]", "[[1, 2], [3, 4]]", "[1e5, 1E5, 1e+5, 1E-5, 2.5e-300, 4.9e-324, 1e-400, 1.7976931348623157e308]",
+    "[-0.0, 0.0, -0.0e3]", f"[{2**53 + 1}, {2**63 - 1}, {-2**63}]", "[[[[[[[[1]]]]]]]]", "[" * 40 + "1" + "]" * 40,
+    "[[[]], [[]]]", "[[1, 2], [3]]", "[[1, 2], [3, 4, 5]]", "[[1], []]", "[1, [2]]", "[[1], 2]", "[[1, 2], [3, [4]]]",
+    '[1, "NaN"]', "[1, null]", "[true, false]", "[1, true]", "[1, {}]", "[NaN, 1.0]", f"[{2**64}]", f"[{2**63}, -1]",
+    "[1e309]",
+]
+
+
+@pytest.mark.parametrize("x", LISTS)
+@pytest.mark.parametrize("rows", [1, 3, 12])
+def test_arrays_in_pieces_read_alike(small_pieces, x, rows):
+    """Rows of any array, whole or malformed, parsed in pieces: read as the whole array is."""
+    x = "[" + ", ".join([x] * rows) + "]"
+    assert_read_alike(step_body(x))
+    assert_read_alike(step_body(x.replace(", ", ",")))
+    assert_read_alike(json.dumps(json.loads(step_body(x)), indent=2).encode() if "NaN" not in x else step_body(x))
+
+
+def test_long_arrays_come_in_pieces(small_pieces):
+    generator = np.random.default_rng(9)
+    x, y = generator.normal(size=(40, 3, 2)), generator.integers(-9, 9, size=(50,))
+    body = json.dumps({"weights": {"d": {"kernel": x.tolist()}}, "steps": [
+        {"kind": "fit", "inputs": {"x": x.tolist()}, "targets": {"y": y.tolist()}, "epochs": 1},
+        {"kind": "predict", "inputs": {"x": x[:20].tolist()}}]}).encode()
+    assert_read_alike(body, fast=True)
+    assert len(small_pieces) == 4 and min(small_pieces) > 1
+    parsed = run_json.parse(body)
+    assert parsed["steps"][0]["targets"]["y"].dtype == np.int64 and parsed["steps"][1]["inputs"]["x"].shape == (20, 3, 2)
+    mixed = json.dumps({"steps": [{"kind": "predict", "inputs": {"x": [[1, 2]] * 30 + [[0.5, 2]]}}]}).encode()
+    assert run_json.parse(mixed)["steps"][0]["inputs"]["x"].dtype == np.float64
+    assert_read_alike(mixed, fast=True)
+
+
+@pytest.mark.parametrize("x", [
+    "[" + " " * 60 + ", 1]", "[1, 2, 3" + " " * 60 + ",, 4]", "[[1, 2], x[3, 4]]", "[[1, 2], 5, [3, 4]]" * 1,
+    "[" + "[1, 2], " * 20 + "[3, 4],, [5, 6]]", "[" + "[1, 2], " * 20 + "[3, 4]], [[5, 6]]", "[" + "[1, 2], " * 20 + "[3, 4]]]",
+    "[" + "[1, 2], " * 20 + "[3, 4]}", "[" + "[1, 2], " * 20 + "[[3], 4]]", "[" + "1, " * 30 + "2",
+])
+def test_malformed_long_arrays_are_refused_as_before(small_pieces, x):
+    assert_read_alike(step_body(x))
+
+
+def test_long_arrays_elsewhere_are_read_as_before(small_pieces):
+    long = [[1.5, 2]] * 30
+    for body in [{"graph": {"nodes": [{"id": "x", "params": {"shape": long}}]}, "steps": []},
+                 {"steps": [{"kind": "predict", "inputs": {"x": {"dtype": "float32", "shape": [2], "base64": long}}}]},
+                 {"steps": [{"kind": "predict", "inputs": [long]}]}, {"x": long}]:
+        text = json.dumps(body).encode()
+        assert repr(run_json.parse(text)) == repr(run_json.loads(text))

@@ -20,6 +20,11 @@ pybase64 decodes it straight from the body into the array `arrays.decode` would 
 A placeholder holds an escape, so no string of a text without backslash can be mistaken for one.
 When a block cannot be decoded so (its text is not base64, or its dtype, shape or length do not
 fit, or the string is not a block's text at all), the old way reads the body and says why.
+
+A long array of numbers is set aside too, and parsed in pieces of rows of its first dimension by
+one parser: a fresh parser for 126 MB of text spent half its time faulting in its buffers, and it
+held the GIL (the event loop) throughout. Each piece, and the text around the arrays, is checked
+by simdjson; a guess at the rows that is wrong makes one of them invalid, and the old way answers.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ FEW_QUOTES = 10_000  # more strings than that: the expression's way
 MAX_DIMENSIONS = 32  # deeper lists go the old way, for NumPy's own answer
 BIG_TEXT_BYTES = 64 * 2**10  # a base64 block's text longer than this is decoded from the body
 PLACEHOLDER = "\x00"  # what simdjson reads of b'"\\u0000<n>"', standing for the n-th text set aside
+# An array of numbers whose text is longer than this is parsed in pieces of about this size, by one
+# parser: its buffers are allocated once, not for the whole text (faulting them in took half of a
+# 126 MB parse), and the GIL is let go between pieces (a parse never lets it go).
+PIECE_BYTES = 8 * 2**20
+ARRAY_PLACEHOLDER = "\x01"  # what simdjson reads of b'"\\u0001<n>"', standing for the n-th array set aside
+WHITE_SPACE = b" \t\n\r"
 BLOCK_KEYS = {"dtype", "shape", "base64"}
 
 
@@ -143,7 +154,7 @@ class NotSure(ValueError):
 
 def _fast(body: bytes, structure: bytes | None) -> Any:
     """The document with its arrays in NumPy; `NotSure` where the old way must answer."""
-    text, set_aside = _without_big_texts(body)
+    text, texts, arrays_in_pieces = _set_aside(body)
     root = simdjson.Parser().parse(text)
     if not isinstance(root, simdjson.Object):
         raise NotSure("not a RUN: no arrays to read")
@@ -155,53 +166,136 @@ def _fast(body: bytes, structure: bytes | None) -> Any:
             document[key] = [_step(step) for step in value]
         else:
             document[key] = _plain(value)
+    if arrays_in_pieces:
+        _replace_placeholders(document, ARRAY_PLACEHOLDER, len(arrays_in_pieces), in_block=False,
+                              replacement=lambda number, value: _numbers_in_pieces(body, arrays_in_pieces[number]))
     expected, grids = _expected_skeleton(document, len(body))
     if grids and expected != (skeleton(body) if structure is None else structure):  # without a NumPy array, the document is orjson's
         raise NotSure("an array is ragged, or holds arrays beside numbers")
-    if set_aside:
-        _decode_set_aside(document, body, set_aside)
+    if texts:
+        with memoryview(body) as view:
+            _replace_placeholders(document, PLACEHOLDER, len(texts), in_block=True,
+                                  replacement=lambda number, block: _decoded(block, view[slice(*texts[number])]))
     return document
 
 
-def _without_big_texts(body: bytes) -> tuple[bytes, list[tuple[int, int]]]:
-    """The body with each long string that is the value of a `"base64"` key replaced by a
-    placeholder, and where each such string's text lies in the body."""
+def _set_aside(body: bytes) -> tuple[bytes, list[tuple[int, int]], list[list[tuple[int, int]]]]:
+    """The body with placeholders for what simdjson need not read whole: each long string that is
+    the value of a `"base64"` key (where its text lies), and each long array of numbers that is the
+    value of a key (where its pieces' texts lie: without their brackets, and without the commas
+    between them)."""
     quotes = _quote_positions(body) if b"\\" not in body else []
     if len(quotes) > FEW_QUOTES or len(quotes) % 2:
-        return body, []
-    pieces, spans, done = [], [], 0
-    for at in range(2, len(quotes), 2):  # without escapes, the k-th string lies between quotes 2k and 2k+1
-        start, end, key_start, key_end = quotes[at], quotes[at + 1], quotes[at - 2], quotes[at - 1]
-        if end - start > BIG_TEXT_BYTES and body[key_start + 1:key_end] == b"base64" \
-                and body[key_end + 1:start].strip() == b":":
-            pieces += [body[done:start], b'"\\u0000%d"' % len(spans)]
-            spans.append((start + 1, end))
+        return body, [], []
+    pieces, texts, arrays_in_pieces, done = [], [], [], 0
+    for at in range(0, len(quotes), 2):  # without escapes, the k-th string lies between quotes 2k and 2k+1
+        start, end = quotes[at], quotes[at + 1]
+        if at and end - start > BIG_TEXT_BYTES and body[quotes[at - 2] + 1:quotes[at - 1]] == b"base64" \
+                and body[quotes[at - 1] + 1:start].strip(WHITE_SPACE) == b":":
+            pieces += [body[done:start], b'"\\u0000%d"' % len(texts)]
+            texts.append((start + 1, end))
             done = end + 1
-    return (b"".join([*pieces, body[done:]]), spans) if spans else (body, [])
+        elif (array := _array_after(body, end + 1, quotes[at + 2] if at + 2 < len(quotes) else len(body))):
+            opening, closing, bounds = array
+            pieces += [body[done:opening], b'"\\u0001%d"' % len(arrays_in_pieces)]
+            arrays_in_pieces.append(bounds)
+            done = closing + 1
+    if not (texts or arrays_in_pieces):
+        return body, [], []
+    return b"".join([*pieces, body[done:]]), texts, arrays_in_pieces
 
 
-def _decode_set_aside(document: dict, body: bytes, spans: list[tuple[int, int]]) -> None:
-    """Each block whose text was set aside, decoded from the body in its place. `NotSure` unless each
-    is an array's block as the Base64Array model reads it and decodes: the old way reads the rest."""
-    decoded = 0
-    with memoryview(body) as view:
-        for group in _array_groups(document):
-            for key, block in group.items():
-                if not (isinstance(block, dict) and isinstance(block.get("base64"), str)
-                        and block["base64"].startswith(PLACEHOLDER)):
-                    continue
-                dtype, shape = block.get("dtype"), block.get("shape")
-                if block.keys() != BLOCK_KEYS or dtype not in arrays.DTYPES or not isinstance(shape, list) \
-                        or any(type(size) is not int for size in shape):
-                    raise NotSure("a block the model converts or refuses")
-                start, end = spans[int(block["base64"][len(PLACEHOLDER):])]
-                try:
-                    group[key] = arrays.decode_block(dtype, shape, view[start:end])
-                except arrays.ArrayError:
-                    raise NotSure("a block that does not decode") from None
-                decoded += 1
-    if decoded != len(spans):
-        raise NotSure("a long base64 text that is not an array's")
+def _array_after(body: bytes, start: int, stop: int) -> tuple[int, int, list[tuple[int, int]]] | None:
+    """Where the array of numbers that is the value of the key ending at `start` opens and closes, and
+    its pieces, when its text is longer than a piece. Read as a full grid whose dimensions are the
+    brackets it opens with, which simdjson then checks: a guess that is wrong leaves a text whose
+    brackets do not pair up, or a piece that is not an array, or one of no element."""
+    colon = _skip(body, start, stop, WHITE_SPACE)
+    if stop - colon <= PIECE_BYTES or body[colon:colon + 1] != b":":
+        return None
+    opening = _skip(body, colon + 1, stop, WHITE_SPACE)
+    inner = _skip(body, opening, stop, b"[" + WHITE_SPACE)
+    dimensions = body.count(b"[", opening, inner)
+    if not 0 < dimensions <= MAX_DIMENSIONS or inner == stop or body[inner] not in b"-0123456789":
+        return None
+    last = stop - 1  # the last digit of the last number: after it, brackets and braces up to the next key
+    while last > inner and body[last] in b"[]{}," + WHITE_SPACE:
+        last -= 1
+    closing = _skip(body, last + 1, stop, WHITE_SPACE)
+    for _ in range(dimensions - 1):
+        closing = _skip(body, closing + 1, stop, WHITE_SPACE)
+    if body[closing:closing + 1] != b"]" or body.count(b"]", last + 1, closing + 1) != dimensions:
+        return None
+    # A row of the first dimension ends where its last number is followed by one bracket fewer.
+    separator, bounds, first = b"]" * (dimensions - 1) + b",", [], opening + 1
+    while (cut := body.find(separator, first + PIECE_BYTES, closing)) >= 0:
+        comma = cut + len(separator) - 1
+        bounds.append((first, comma))
+        first = comma + 1
+    return opening, closing, [*bounds, (first, closing)]
+
+
+def _skip(body: bytes, at: int, stop: int, skipped: bytes) -> int:
+    """The first position from `at` (before `stop`) whose byte is not one of `skipped`."""
+    while at < stop and body[at] in skipped:
+        at += 1
+    return at
+
+
+def _replace_placeholders(document: dict, prefix: str, count: int, *, in_block: bool, replacement) -> None:
+    """Each value in an array's place that is a placeholder (`in_block`: a base64 block whose text
+    is one) replaced by `replacement(number, value)`. `NotSure` unless all `count` are found so."""
+    replaced = 0
+    for group in _array_groups(document):
+        for key, value in group.items():
+            text = (value.get("base64") if isinstance(value, dict) else None) if in_block else value
+            if isinstance(text, str) and text.startswith(prefix):
+                group[key] = replacement(int(text[len(prefix):]), value)
+                replaced += 1
+    if replaced != count:
+        raise NotSure("a long text or array where no array goes")
+
+
+def _decoded(block: dict, text: memoryview) -> np.ndarray:
+    """The array of a base64 block whose text was set aside; `NotSure` unless the Base64Array model
+    reads the block as it is and its text decodes: the old way reads the rest, and says why."""
+    dtype, shape = block.get("dtype"), block.get("shape")
+    if block.keys() != BLOCK_KEYS or dtype not in arrays.DTYPES or not isinstance(shape, list) \
+            or any(type(size) is not int for size in shape):
+        raise NotSure("a block the model converts or refuses")
+    try:
+        return arrays.decode_block(dtype, shape, text)
+    except arrays.ArrayError:
+        raise NotSure("a block that does not decode") from None
+
+
+def _numbers_in_pieces(body: bytes, bounds: list[tuple[int, int]]) -> np.ndarray:
+    """The array whose pieces' texts lie at `bounds` in the body, each parsed as an array of the first
+    dimension's rows by one parser; `NotSure` where `_numbers` would not make a NumPy array."""
+    parser, staging = simdjson.Parser(), bytearray(2 + max(end - start for start, end in bounds))
+    staging[0:1] = b"["
+    parts, rows, row_shape = [], 0, None
+    with memoryview(body) as source, memoryview(staging) as stage:
+        for start, end in bounds:
+            stage[1:end - start + 1] = source[start:end]
+            stage[end - start + 1] = ord("]")
+            piece = parser.parse(stage[:end - start + 2])
+            if not isinstance(piece, simdjson.Array) or not len(piece):
+                raise NotSure("a piece that is not an array of rows")
+            shape = _shape(piece)
+            if shape is None or (row_shape is not None and shape[1:] != row_shape):
+                raise NotSure("pieces of different shapes")
+            rows, row_shape = rows + shape[0], shape[1:]
+            parts.append(_values(piece))
+            del piece  # the parser is free for the next piece
+    if any(part is None for part in parts):
+        raise NotSure("not all numbers")
+    if any(part.dtype == np.float64 for part in parts):
+        parts = [part.astype(np.float64, copy=False) for part in parts]
+    values, shape = np.concatenate(parts), [rows, *row_shape]
+    if values.size != math.prod(shape):
+        raise NotSure("ragged")
+    return (values if values.size else values.astype(np.float64)).reshape(shape)
 
 
 def _array_groups(document: dict) -> list[dict]:
@@ -253,22 +347,34 @@ def _plain(value: Any) -> Any:
 def _numbers(array: simdjson.Array) -> np.ndarray | list:
     """The array of numbers in NumPy (its shape read along its first elements, checked with the
     skeleton), or as a list where NumPy's rules for Python values must decide."""
+    shape = _shape(array)
+    values = _values(array) if shape is not None else None
+    if values is None or values.size != math.prod(shape):  # not all numbers, too deep, or ragged
+        return array.as_list()
+    return (values if values.size else values.astype(np.float64)).reshape(shape)
+
+
+def _shape(array: simdjson.Array) -> list[int] | None:
+    """The sizes along the array's first elements; None past MAX_DIMENSIONS."""
     shape, element = [], array
     while isinstance(element, simdjson.Array):
         if len(shape) == MAX_DIMENSIONS:
-            return array.as_list()
+            return None
         shape.append(len(element))
         element = element[0] if len(element) else None
+    return shape
+
+
+def _values(array: simdjson.Array) -> np.ndarray | None:
+    """Every number of the array, flat: int64 when all are integers, float64 otherwise; None when
+    not all are numbers (booleans, strings, null, objects) or an integer is past int64."""
     try:
         try:
-            values = np.frombuffer(array.as_buffer(of_type="i"), np.int64)
+            return np.frombuffer(array.as_buffer(of_type="i"), np.int64)
         except TypeError:  # not all integers: a float among them, or something else
-            values = np.frombuffer(array.as_buffer(of_type="d"), np.float64)
-    except (TypeError, ValueError):  # booleans, strings, null, objects; an integer past int64
-        return array.as_list()
-    if values.size != math.prod(shape):  # ragged
-        return array.as_list()
-    return (values if values.size else values.astype(np.float64)).reshape(shape)
+            return np.frombuffer(array.as_buffer(of_type="d"), np.float64)
+    except (TypeError, ValueError):
+        return None
 
 
 def _grid_skeleton(shape: tuple[int, ...]) -> bytes:

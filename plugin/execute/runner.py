@@ -126,6 +126,13 @@ class RunModel:
         self.compiled_with = key
         self.last_compile = (optimizer, loss, metrics)
 
+    def _build_optimizer(self) -> None:
+        """The optimizer's variables made now, before training. Without a distribution strategy
+        Keras makes them in the first traced training step, and a tf.function that creates
+        variables is traced a second time: a warm CNN fit took 0.8 s instead of 0.5 s."""
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+
     def _use_xla(self, jit_compile: bool) -> None:
         """Keras reads `jit_compile` when it makes its step functions: a change drops them, so
         they are made again (the compiled loss, metrics and optimizer state stay)."""
@@ -154,6 +161,7 @@ class RunModel:
         self._check_fit(len(next(iter(x.values()))), step.batch_size)
         self._compile(step.optimizer.model_dump(), step.loss, step.metrics)
         self._use_xla(step.jit_compile)
+        self._build_optimizer()
         observer = self.options.observer
         inspections: list[Inspection] = []
         inspector = self._inspector(None) if step.inspect_every else None

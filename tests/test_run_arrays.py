@@ -130,3 +130,45 @@ def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
     with sqlite3.connect(live_server.data_dir / "runs.sqlite3") as db:
         request = json.loads(db.execute("SELECT request FROM runs WHERE run_id = ?", (result["run_id"],)).fetchone()[0])
     assert request["weights"] == {"bn": {"gamma": []}} and request["steps"][0]["inputs"] == {"x": []}
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(12, dtype=">i4").reshape(3, 4), np.ones((2, 3), bool),
+    np.zeros((0, 4)), np.array(3.5), np.arange(24, dtype=np.float16).reshape(2, 3, 4).transpose(2, 0, 1),
+    np.asfortranarray(np.arange(6.0).reshape(2, 3))], ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_a_request_array_file_is_what_numpy_saves(tmp_path, array):
+    import io
+
+    from nncards.server.services.request_arrays import write_npy
+
+    saved = io.BytesIO()
+    np.save(saved, array if array.flags.c_contiguous else array.copy(order="C"), allow_pickle=False)
+    write_npy(tmp_path / "a.npy", array)
+    assert (tmp_path / "a.npy").read_bytes() == saved.getvalue()
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert loaded.dtype == array.dtype and np.array_equal(loaded, array)
+
+
+def test_a_request_array_that_does_not_fit_on_the_disk_raises_oserror(tmp_path):
+    """Its data goes through a mapping of the file: a page the disk has no room for must not be
+    written through the mapping (SIGBUS would end the server). Run in a child: a signal ends it, not pytest."""
+    import subprocess
+    import sys
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        code = ("import numpy as np, pathlib, sys\n"
+                "from nncards.server.services.request_arrays import write_npy\n"
+                "try:\n"
+                "    write_npy(pathlib.Path(sys.argv[1]) / 'a.npy', np.ones(2**19))\n"  # 4 MiB
+                "except OSError as exc:\n"
+                "    print('OSError', exc.errno)\n")
+        done = subprocess.run([sys.executable, "-c", code, str(small)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.startswith("OSError"), (done.returncode, done.stdout, done.stderr)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

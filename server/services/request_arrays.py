@@ -11,12 +11,32 @@ the files (`StoredRequest.loaded`).
 
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nncards.contract.run import Run
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """`np.save(path, array)`, its data copied into the file through a shared mapping.
+
+    On this machine's ext4 disk, write() put a run's 24 MiB into the page cache in ~5 ms or in
+    40-55 ms (when the kernel must find new pages; 48 MiB: 40-115 ms), the mapping in a steady
+    ~19 ms (48 MiB: ~50 ms), which the worker's build of the model ahead (~40 ms) then hides. The
+    file's blocks are reserved first: a full disk raises OSError here, not SIGBUS at a page fault."""
+    array = array if array.flags.c_contiguous else array.copy(order="C")
+    with open(path, "w+b") as file:
+        np.lib.format.write_array_header_1_0(file, np.lib.format.header_data_from_array_1_0(array))
+        start, size = file.tell(), file.tell() + array.nbytes
+        if not array.nbytes:
+            return
+        os.posix_fallocate(file.fileno(), 0, size)
+        with mmap.mmap(file.fileno(), size) as mapped:
+            mapped[start:] = array.reshape(-1).view(np.uint8)  # as bytes: any dtype, bfloat16 too
 
 
 def _slots(run: Run) -> list[tuple[dict, str]]:
@@ -40,7 +60,7 @@ class StoredRequest:
         for number, (group, key) in enumerate(_slots(run)):
             if isinstance(group[key], np.ndarray):
                 path = folder / f"{number}.npy"
-                np.save(path, group[key], allow_pickle=False)
+                write_npy(path, group[key])
                 group[key] = []
                 files.append(str(path))
             else:

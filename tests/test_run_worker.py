@@ -1,5 +1,5 @@
-"""A run worker builds the model of the run it is about to take while the server stores the request
-(PrepareRun), and the run uses that model only when it is what the run would have built itself."""
+"""A run worker builds the model of the run it is about to take while the server stores the request's
+arrays (PrepareRun), and the run uses that model only when it is what the run would have built itself."""
 
 import multiprocessing
 import os
@@ -87,8 +87,7 @@ def in_process_history(request: dict) -> dict:
 
 
 def test_a_run_takes_the_model_built_ahead_and_ends_as_if_it_had_built_it(worker):
-    answer = worker.ask(PrepareRun(1, Run.model_validate(fit_request(7)).graph.model_dump(), 7))
-    assert answer["valid"] and answer["shapes"]["dense"]["output"] == [None, 3]
+    worker.connection.send(PrepareRun(Run.model_validate(fit_request(7)).graph.model_dump(), 7))
     result = worker.run("ahead", fit_request(7))
     assert result.status == "succeeded", result.error  # it did not build: building fails in this worker
     assert result.steps[0].history == in_process_history(fit_request(7))
@@ -96,18 +95,19 @@ def test_a_run_takes_the_model_built_ahead_and_ends_as_if_it_had_built_it(worker
 
 def test_a_model_built_ahead_is_dropped_unless_the_next_message_is_its_run(worker):
     graph = Run.model_validate(fit_request(7)).graph.model_dump()
-    worker.ask(PrepareRun(2, graph, 7))
+    worker.connection.send(PrepareRun(graph, 7))
     result = worker.run("other seed", fit_request(8))
     assert result.status == "failed" and BUILT_AGAIN in result.error.message
 
-    worker.ask(PrepareRun(3, graph, 7))
-    assert worker.ask(ValidateGraph(4, dense_graph(units=5)))["valid"]  # draws on the random state
+    worker.connection.send(PrepareRun(graph, 7))
+    assert worker.ask(ValidateGraph(1, dense_graph(units=5)))["valid"]  # may draw on the random state
     result = worker.run("after a validation", fit_request(7))
     assert result.status == "failed" and BUILT_AGAIN in result.error.message
 
 
-def test_an_invalid_graph_is_answered_and_not_built(worker):
-    graph = dense_graph()
-    graph["edges"] = graph["edges"][:1]  # the Output has no input
-    answer = worker.ask(PrepareRun(5, graph, 0))
-    assert not answer["valid"] and answer["errors"]
+def test_a_graph_that_does_not_build_is_left_to_its_run(worker):
+    request = fit_request(7)
+    request["graph"]["edges"] = request["graph"]["edges"][:1]  # the Output has no input
+    worker.connection.send(PrepareRun(Run.model_validate(request).graph.model_dump(), 7))
+    result = worker.run("invalid", request)
+    assert result.status == "failed" and BUILT_AGAIN in result.error.message  # nothing was built ahead

@@ -141,7 +141,6 @@ RUN_LINKS = {name: {"operationId": name, "parameters": {"run_id": "$response.bod
 async def create_run(run: Run, runs: RunServiceDep, validation: ValidationDep, settings: SettingsDep,
                      response: Response, wait: Wait = None, array_format: ArrayFormat = "lists") -> Any:
     """Queue a run: the graph is validated first (422 `graph_invalid` when it cannot be built)."""
-    runs.build_ahead(run)
     await asyncio.to_thread(decode_arrays, run)
     # While the validation workers are not running, the idle run worker that will take the run validates it.
     _check_limits(run, await validation.validate(run.graph, elsewhere=runs.executor.validate), settings)

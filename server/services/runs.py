@@ -205,17 +205,13 @@ class RunService:
         for it meanwhile."""
         self.executor.prepare()
 
-    def build_ahead(self, run: Run) -> None:
-        """A run request has been parsed: the executor may start on its model while the request is
-        checked and its arrays stored (`submit`)."""
-        self.executor.build_ahead(run)
-
     async def submit(self, run: Run) -> str:
         """Queue a checked request, its arrays (decoded) set aside as files in the run's folder."""
         if len(self._pending) >= self.max_queued:
             raise Unavailable(ErrorCode.QUEUE_FULL, f"{len(self._pending)} runs are already waiting, the most "
                               "this server queues; try again later.", QUEUE_RETRY_AFTER_SECONDS)
         run_id = uuid.uuid4().hex
+        self.executor.build_ahead(run)  # the model is built while the arrays are stored
         try:
             # The arrays go to the run's folder (retention and DELETE remove it whole), the rest to the database.
             request = await asyncio.to_thread(StoredRequest.set_aside, run, self.store.folder(run_id) / "request")

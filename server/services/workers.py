@@ -16,10 +16,9 @@ warm-up), and stop after
 `idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
 gives back; the next run pays only the import again. An idle worker also validates a run's graph
 when the validation workers are not running (`validate`): a cold run then imports TensorFlow once,
-in the process that runs it, not in two processes at once on the same cores. As soon as a run request
-is parsed, the idle worker that will take it checks its graph (the validation, when one is asked of
-it) and builds its model (`build_ahead`) while the server checks and stores the request: the model
-is built once, and not after the arrays are stored. They run at a lower
+in the process that runs it, not in two processes at once on the same cores. Once a run request is
+accepted, the idle worker that will take it builds its model (`build_ahead`) while the server
+stores the request's arrays: the model is not built after they are stored. They run at a lower
 priority (niceness) than the server, set before TensorFlow starts its threads (Linux nices a
 thread, and a thread inherits its creator's niceness): training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
@@ -111,8 +110,7 @@ class Executor(abc.ABC):
         """A run is coming (it is being validated): get ready for it; by default nothing to do."""
 
     def build_ahead(self, request: Run) -> None:
-        """A run request has been parsed, not yet checked nor stored: start on its model meanwhile;
-        by default nothing to do."""
+        """A checked run request is being stored: start on its model meanwhile; by default nothing to do."""
 
     def can_validate(self) -> bool:
         """Whether `validate` would find a process to validate a graph in now; by default never."""
@@ -150,11 +148,9 @@ class ValidateGraph:
 
 @dataclass(frozen=True)
 class PrepareRun:
-    """Asks the idle worker that the next run goes to for a graph's validation (answered like
-    `ValidateGraph`, as soon as the graph is checked) and then for the model of that graph and seed,
+    """Asks the idle worker that the next run goes to for the model of a (validated) graph and seed,
     which it keeps for the run if the run is its next message."""
 
-    ticket: int
     graph: dict
     seed: int
 
@@ -204,18 +200,16 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
         built_ahead, ahead = ahead, None
         if isinstance(message, (ValidateGraph, PrepareRun)):
             validator = validator or Validator(limits, memo_bytes=memo_bytes)
+        if isinstance(message, PrepareRun):
+            ahead = _build_ahead(validator, message, limits)
+            continue
+        if isinstance(message, ValidateGraph):
             try:
-                analysis, problems, result = validator.checked(message.graph)
+                result = validator.validate(message.graph)
             except Exception:  # the server validates it again in its validation workers, which report it
                 log.exception("validating a graph in %s failed", multiprocessing.current_process().name)
-                problems, result = None, None
+                result = None
             connection.send(GraphValidated(message.ticket, result))
-            if isinstance(message, PrepareRun) and result is not None and not problems:
-                try:
-                    ahead = BuiltAhead(message.graph, message.seed,
-                                       build_checked(analysis, problems, limits, message.seed))
-                except Exception:  # the run builds its model itself, and reports what fails
-                    log.exception("building a model ahead in %s failed", multiprocessing.current_process().name)
             continue
         run_id, request = message  # a StoredRequest: its arrays are mapped from their files
         connection.send(RunStarted(run_id=run_id))
@@ -224,6 +218,18 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
                              built=built_ahead.built if built_ahead and built_ahead.serves(request.run) else None)
         result, _ = write_arrays(execute(request.loaded(), options), results_dir / run_id, max_result_elements)
         connection.send(RunFinished(run_id=run_id, result=result))
+
+
+def _build_ahead(validator: Validator, message: PrepareRun, limits: Limits) -> BuiltAhead | None:
+    """The model a PrepareRun asks for; None when it does not build (the run then reports why). The
+    graph was validated: its check comes from the validator's memo when this worker validated it."""
+    try:
+        analysis, problems, _ = validator.checked(message.graph)
+        if not problems:
+            return BuiltAhead(message.graph, message.seed, build_checked(analysis, problems, limits, message.seed))
+    except Exception:
+        log.exception("building a model ahead in %s failed", multiprocessing.current_process().name)
+    return None
 
 
 class Worker:
@@ -244,7 +250,6 @@ class Worker:
         self.retired = False
         self.idle_timer: asyncio.TimerHandle | None = None  # stops the worker once idle too long
         self.validations: dict[int, asyncio.Future] = {}  # asked of this worker, not answered yet, by ticket
-        self.ahead: tuple[dict, asyncio.Future] | None = None  # the graph of its PrepareRun, and the answer
         # Messages go out one after another, in the order they were sent, each whole, off the event
         # loop: a worker still importing TensorFlow reads nothing yet, and a full pipe waits for it.
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-sender")
@@ -317,7 +322,6 @@ class LocalExecutor(Executor):
         self._start_idle_clock(worker)
 
     def _start_idle_clock(self, worker: Worker) -> None:
-        self._stop_idle_clock(worker)
         if self.idle_seconds:
             worker.idle_timer = self.loop.call_later(self.idle_seconds, self._stop_idle, worker)
 
@@ -349,52 +353,32 @@ class LocalExecutor(Executor):
 
     async def validate(self, graph: dict) -> dict | None:
         """The validation by an idle worker (one still importing TensorFlow answers once it is ready);
-        None when no worker is idle, or when it stops or fails before it answers. The graph of the
-        run being built ahead (`build_ahead`) is validated already: its answer is awaited."""
+        None when no worker is idle, or when it stops or fails before it answers."""
         if not self._idle:
             return None
         worker = self._idle[0]  # the one the next run goes to
-        if worker.ahead is not None and worker.ahead[0] == graph:
-            return await asyncio.shield(worker.ahead[1])
-        worker.ahead = None  # the worker drops a model built ahead at its next message
-        ticket, answer = self._ask(worker)
+        ticket = next(self._tickets)
+        answer = worker.validations[ticket] = self.loop.create_future()
+        self._stop_idle_clock(worker)  # not stopped for idleness while it validates
         try:
             await worker.send(ValidateGraph(ticket, graph))
             return await answer
         except OSError:
             return None  # the worker died
-
-    def build_ahead(self, request: Run) -> None:
-        # The worker checks the graph (the answer a `validate` of it awaits), then builds the model,
-        # while the server checks the request and stores its arrays. A distributed run builds its
-        # model in a process of its own.
-        if not self._idle or request.distribution is not None:
-            return
-        worker = self._idle[0]
-        ticket, answer = self._ask(worker)
-        graph = request.graph.model_dump()
-        worker.ahead = (graph, answer)
-        worker.send(PrepareRun(ticket, graph, request.seed)).add_done_callback(_ignore_failure)
-
-    def _ask(self, worker: Worker) -> tuple[int, asyncio.Future]:
-        """A ticket for a question to an idle worker, and the future of its answer (None if the worker
-        stops first); the worker is not stopped for idleness until it has answered."""
-        ticket = next(self._tickets)
-        answer = worker.validations[ticket] = self.loop.create_future()
-        self._stop_idle_clock(worker)
-
-        def answered(_) -> None:
+        finally:
             worker.validations.pop(ticket, None)
             if worker in self._idle and not worker.validations and not worker.retired:
                 self._start_idle_clock(worker)
-        answer.add_done_callback(answered)
-        return ticket, answer
+
+    def build_ahead(self, request: Run) -> None:
+        # A distributed run builds its model in a process of its own.
+        if self._idle and request.distribution is None:
+            self._idle[0].send(PrepareRun(request.graph.model_dump(), request.seed)).add_done_callback(_ignore_failure)
 
     async def submit(self, run_id: str, request: StoredRequest) -> None:
         worker = self._idle.pop(0)
         self._stop_idle_clock(worker)
         worker.run_id = run_id
-        worker.ahead = None
         worker.cancel.clear()
         try:
             await worker.send((run_id, request))

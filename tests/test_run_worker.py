@@ -111,3 +111,24 @@ def test_a_graph_that_does_not_build_is_left_to_its_run(worker):
     worker.connection.send(PrepareRun(Run.model_validate(request).graph.model_dump(), 7))
     result = worker.run("invalid", request)
     assert result.status == "failed" and BUILT_AGAIN in result.error.message  # nothing was built ahead
+
+
+def test_sends_to_a_worker_that_stops_fail_with_oserror(tmp_path):
+    """What the dispatcher and validations handle: a send still waiting when its worker is stopped
+    fails with OSError, never CancelledError (which would end the dispatcher)."""
+    import asyncio
+
+    from nncards.server.services.workers import LocalExecutor
+
+    async def scenario():
+        executor = LocalExecutor(lambda message: None, lambda run_id, reason: None, size=1, threads=1, niceness=0,
+                                 limits=DEFAULT_LIMITS, results_dir=tmp_path, max_result_elements=10**6)
+        executor.start()
+        worker = executor._spawn()  # still starting: it reads nothing, so a large send waits on the pipe
+        sends = [worker.send(b"x" * 2**24), worker.send(("run", None))]
+        await asyncio.sleep(0.2)
+        executor.close()
+        return await asyncio.gather(*sends, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(outcome, OSError) for outcome in outcomes), outcomes

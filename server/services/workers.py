@@ -276,8 +276,11 @@ class Worker:
         self.retired = True
         self.process.kill()
         self.process.join(5)
-        self._sender.shutdown(wait=False, cancel_futures=True)  # a send under way fails with the process
-        self.connection.close()
+        # The pipe is closed after the sends still queued, which fail with OSError (no reader) as
+        # their callers expect: closed under a send, it failed otherwise, and a cancelled send would
+        # raise CancelledError into the dispatcher.
+        self._sender.submit(self.connection.close)
+        self._sender.shutdown(wait=False)
 
 
 class LocalExecutor(Executor):

@@ -16,6 +16,7 @@ out of the hash because they do not change the result.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -66,6 +67,10 @@ def start_tensorflow(threads: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     warm_up_keras()
+    # What the import and the warm-up leave (~335k objects, hardly any garbage) lives as long as the
+    # process: frozen, Python's full collections no longer walk it (173 ms of CPU a collection; a
+    # run worker made one every ~7 runs, 260 ms inside a run).
+    gc.freeze()
 
 
 # The validation worker process's own validator (and so its memo), made as the process starts.

@@ -148,3 +148,42 @@ def test_full_collections_in_a_worker_skip_what_tensorflow_brought():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     frozen, seconds = done.stdout.split()
     assert int(frozen) > 100_000 and float(seconds) < 0.05, done.stdout  # unfrozen: ~0.17 s of CPU
+
+
+def test_a_worker_holds_no_model_once_its_run_has_finished(tmp_path, monkeypatch):
+    """An idle worker may wait for minutes: the model it built ahead goes with the run that used it.
+    worker_main runs on a thread of this process here, to see its objects."""
+    import gc
+    import threading
+    import weakref
+
+    from nncards.server.services import workers
+
+    built = []
+
+    def recorded(*arguments):
+        model = build_checked(*arguments)
+        built.append(weakref.ref(model))
+        return model
+
+    build_checked = workers.build_checked
+    monkeypatch.setattr(workers, "build_checked", recorded)
+    monkeypatch.setattr(workers, "die_with_parent", lambda pid: None)
+    monkeypatch.setattr("nncards.server.services.validation.start_tensorflow", lambda threads: None)
+    connection, child = multiprocessing.Pipe()
+    thread = threading.Thread(target=workers.worker_main, args=(
+        child, multiprocessing.Event(), os.getpid(), 1, 0, DEFAULT_LIMITS, tmp_path / "results", 10**6, None))
+    thread.start()
+    try:
+        connection.send(PrepareRun(Run.model_validate(fit_request(7)).graph.model_dump(), 7))
+        run = Run.model_validate(fit_request(7))
+        decode_arrays(run)
+        connection.send(("run", StoredRequest.set_aside(run, tmp_path / "request")))
+        while not isinstance(message := connection.recv(), RunFinished):
+            pass
+        assert message.result.status == "succeeded", message.result.error
+        gc.collect()
+        assert len(built) == 1 and built[0]() is None
+    finally:
+        connection.close()
+        thread.join(30)

@@ -218,6 +218,7 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
                              built=built_ahead.built if built_ahead and built_ahead.serves(request.run) else None)
         result, _ = write_arrays(execute(request.loaded(), options), results_dir / run_id, max_result_elements)
         connection.send(RunFinished(run_id=run_id, result=result))
+        del options, built_ahead  # the finished run's model: an idle worker holds none
 
 
 def _build_ahead(validator: Validator, message: PrepareRun, limits: Limits) -> BuiltAhead | None:

@@ -526,13 +526,9 @@ class Validator:
 
     def validate(self, graph: dict | Graph) -> dict:
         """The result of `POST /api/v1/graphs/validate` for a graph."""
-        return self.checked(graph)[2]
-
-    def checked(self, graph: dict | Graph) -> tuple[Analysis, list[Problem], dict]:
-        """The graph's `check` (its analysis and problems, for a build that follows) and its validation."""
         graph = graph if isinstance(graph, Graph) else Graph.model_validate(graph)
-        analysis, problems, shapes = check(graph, self.limits, self.memo)
-        return analysis, problems, ValidationResult(valid=not problems, errors=problems, shapes=shapes).as_json()
+        _, problems, shapes = check(graph, self.limits, self.memo)
+        return ValidationResult(valid=not problems, errors=problems, shapes=shapes).as_json()
 
 
 def validate(graph: dict | Graph, limits: Limits = DEFAULT_LIMITS) -> dict:

@@ -41,11 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from nncards.contract.errors import NncardsError
 from nncards.contract.events import RunEvent
+from nncards.contract.graph import Graph
 from nncards.contract.limits import Limits
 from nncards.contract.run import Run
 from nncards.build.model import BuiltModel, build_checked
-from nncards.build.validation import Validator
+from nncards.build.validation import Validator, analyze
 from nncards.execute.entry import check_runs_here
 from nncards.execute.lifeline import die_with_parent
 from nncards.execute.messages import RunFinished, RunProgress, RunStarted, WorkerMessage
@@ -198,12 +200,11 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
         # between (a validation) may draw random numbers between the seeding of the model and the
         # run, which would then differ from the same run building its model itself.
         built_ahead, ahead = ahead, None
-        if isinstance(message, (ValidateGraph, PrepareRun)):
-            validator = validator or Validator(limits, memo_bytes=memo_bytes)
         if isinstance(message, PrepareRun):
-            ahead = _build_ahead(validator, message, limits)
+            ahead = _build_ahead(message, limits)
             continue
         if isinstance(message, ValidateGraph):
+            validator = validator or Validator(limits, memo_bytes=memo_bytes)
             try:
                 result = validator.validate(message.graph)
             except Exception:  # the server validates it again in its validation workers, which report it
@@ -221,16 +222,18 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
         del options, built_ahead  # the finished run's model: an idle worker holds none
 
 
-def _build_ahead(validator: Validator, message: PrepareRun, limits: Limits) -> BuiltAhead | None:
+def _build_ahead(message: PrepareRun, limits: Limits) -> BuiltAhead | None:
     """The model a PrepareRun asks for; None when it does not build (the run then reports why). The
-    graph was validated: its check comes from the validator's memo when this worker validated it."""
+    server validated the graph: its structure is analyzed again, its shapes are not checked again."""
     try:
-        analysis, problems, _ = validator.checked(message.graph)
-        if not problems:
-            return BuiltAhead(message.graph, message.seed, build_checked(analysis, problems, limits, message.seed))
+        analysis = analyze(Graph.model_validate(message.graph), limits)
+        built = build_checked(analysis, analysis.problems, limits, message.seed)
+    except NncardsError:
+        return None  # not valid after all: its run reports it
     except Exception:
         log.exception("building a model ahead in %s failed", multiprocessing.current_process().name)
-    return None
+        return None
+    return BuiltAhead(message.graph, message.seed, built)
 
 
 class Worker:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +26,7 @@ from nncards.interchange.export import to_keras
 from nncards.interchange.keras_import import import_model
 from nncards.server.services.results import with_arrays
 from nncards.server.services.validation import SPAWN, start_tensorflow
+from nncards.server.services.worker_stops import submit, why_stopped
 
 
 def _start_worker(server_pid: int) -> None:
@@ -76,27 +76,6 @@ class WorkerCrashed(Exception):
         self.cause = cause
 
 
-async def _exit_code(broken: ProcessPoolExecutor) -> int | None:
-    """The exit code of the worker of a broken pool, once the pool's own thread has reaped it
-    (shutting the pool down waits for that thread; the pool names its processes in `_processes` only)."""
-    workers = list((broken._processes or {}).values())
-    await asyncio.to_thread(broken.shutdown, wait=True, cancel_futures=True)
-    return next((worker.exitcode for worker in workers if worker.exitcode), None)
-
-
-def _stopped(exit_code: int | None) -> Exception:
-    """What the exit code of a worker that stopped at the work says: memory (SIGKILL, the signal
-    of the out-of-memory killer; or unknown) or a crash."""
-    if exit_code is None or exit_code == -signal.SIGKILL:
-        return _out_of_memory("the process at it was killed (SIGKILL, the out-of-memory killer's signal)")
-    if exit_code > 0:
-        return WorkerCrashed(f"exit code {exit_code}")
-    try:
-        return WorkerCrashed(signal.Signals(-exit_code).name)
-    except ValueError:  # a signal Python has no name for
-        return WorkerCrashed(f"signal {-exit_code}")
-
-
 class InterchangeService:
     def __init__(self, idle_seconds: float = 0):
         """`idle_seconds`: how long the worker may wait for work before it stops (0: forever)."""
@@ -122,19 +101,16 @@ class InterchangeService:
         """`function(*arguments)` in the worker; `WorkerCrashed` when it crashed the worker."""
         self._busy += 1
         try:
-            pool = self._executor()
-            try:
-                future = pool.submit(function, *arguments)
-            except BrokenProcessPool:  # the worker stopped while idle (its memory taken back, say): start another
-                self._discard(pool)
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = self._executor()
-                future = pool.submit(function, *arguments)
+            pool, future = submit(self._executor, self._discard, function, *arguments)
             try:
                 outcome, value = await asyncio.wrap_future(future)
             except BrokenProcessPool:
                 self._discard(pool)
-                raise _stopped(await _exit_code(pool)) from None
+                stop = await why_stopped(pool)
+                if stop.out_of_memory:
+                    raise _out_of_memory("the process at it was killed (SIGKILL, the out-of-memory "
+                                         "killer's signal)") from None
+                raise WorkerCrashed(stop.cause) from None
         finally:
             self._busy -= 1
             if self._idle_timer:

@@ -3,6 +3,7 @@
 import pytest
 
 import nncards
+from nncards.registry import registry
 from graphs import bn_graph, edge, node
 
 
@@ -210,3 +211,16 @@ def test_array_of_floats_for_an_integer_input_is_refused():
     result = nncards.run({"graph": graph, "steps": [{"kind": "predict", "inputs": {"x": [[1.5, 2.0]]}}]})
     assert result["error"]["code"] == "array_invalid"
     assert result["error"]["errors"][0]["node"] == "x"
+
+
+def test_running_out_of_memory_is_no_problem_of_a_node(monkeypatch):
+    """A MemoryError building a node is the process's want, not the node's fault: it reaches the
+    caller (the server's validation answers `too_large`, uncached) instead of becoming the
+    node's `shape_mismatch`."""
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(registry().get("layer_BatchNormalization"), "build", out_of_memory)
+    with pytest.raises(MemoryError):
+        nncards.validate(bn_graph([6]))

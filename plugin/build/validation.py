@@ -470,6 +470,8 @@ def _build_node(card: type[Card], node: str, params: Params, sockets: dict,
         outputs = card.build(node, params, sockets)
     except NncardsError as exc:  # the card found the problems itself
         return None, exc.problems
+    except MemoryError:  # the process's want, not the node's fault: its caller answers it (too_large)
+        raise
     except Exception as exc:  # Keras refusing the node is a problem of that node
         return None, [_build_problem(node, card, input_shapes, exc)]
     return outputs, [Problem(code="too_large", node=node, received=list(weight.shape),

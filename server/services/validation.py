@@ -8,7 +8,14 @@ arrives, before its body is read), or at the warm-up. A run's graph, though, is 
 run worker that will run it when these workers are not running (`validate`'s `elsewhere`): a cold
 run then imports TensorFlow once, not in two processes at once on the same cores.
 They stop after `idle_seconds` without a validation, giving TensorFlow's memory back, and the
-next validation starts them again. The server process itself never imports TensorFlow. A worker that dies is replaced and the validation tried once more.
+next validation starts them again. The server process itself never imports TensorFlow.
+A worker that dies at a validation is replaced and the validation tried once more (a pool's work
+is lost with any of its workers: another graph may have been the cause). A graph that stops it
+every time is answered by how the worker ended (`worker_stops`): killed by SIGKILL, the
+out-of-memory killer's signal, or out of memory inside it, the graph needs more memory than the
+server has (`too_large`); crashed (a segmentation fault, an abort in native code), the graph cannot
+be built (`param_invalid`, as when Keras refuses a node, and `graph_invalid` for a run). A worker
+that died while idle is replaced without counting against the next validation.
 Results are cached in the server under a hash of the graph's content; node positions are left
 out of the hash because they do not change the result.
 """
@@ -33,6 +40,7 @@ from nncards.contract.limits import Limits
 from nncards.contract.errors import ErrorCode, Problem
 from nncards.build.validation import Validator, validate
 from nncards.execute.lifeline import die_with_parent
+from nncards.server.services.worker_stops import WorkerStop, submit, why_stopped
 
 SPAWN = multiprocessing.get_context("spawn")
 ATTEMPTS = 2  # a validation whose worker died is tried once more, on a fresh worker
@@ -84,14 +92,29 @@ def start_validation_worker(server_pid: int, limits: Limits, memo_bytes: int) ->
     _IN_WORKER["validator"] = Validator(limits, memo_bytes=memo_bytes)
 
 
+def _invalid(problem: Problem) -> ValidationResult:
+    return ValidationResult(valid=False, errors=[problem], shapes={})
+
+
+def _out_of_memory(how: str) -> ValidationResult:
+    return _invalid(Problem(code=ErrorCode.TOO_LARGE, message=f"validating this graph {how}: it needs more "
+                            "memory than the server has"))
+
+
 def validate_in_worker(graph: dict) -> dict:
     return _IN_WORKER["validator"].validate(graph)
 
 
-def _worker_lost(reason: BrokenProcessPool) -> ValidationResult:
-    problem = Problem(code=ErrorCode.TOO_LARGE, message=f"validating this graph stopped the validation process "
-                      f"{ATTEMPTS} times (it may need more memory than the server has): {reason}")
-    return ValidationResult(valid=False, errors=[problem], shapes={})
+def _worker_lost(stop: WorkerStop) -> ValidationResult:
+    """The answer for a graph whose validation stopped its worker every time, the last time so."""
+    if stop.out_of_memory:
+        return _out_of_memory(f"stopped the validation process {ATTEMPTS} times, killed by SIGKILL "
+                              "(the out-of-memory killer's signal)")
+    # Not too_large: the graph crashed TensorFlow or Keras' native code building it, which no limit
+    # of the server's would change; as for a node Keras refuses, the graph cannot be built.
+    return _invalid(Problem(code=ErrorCode.PARAM_INVALID, message=f"validating this graph crashed the validation "
+                            f"process {ATTEMPTS} times ({stop.cause}): a layer's native code fails on what the "
+                            "graph gives it, so the graph cannot be built"))
 
 
 class ValidationService:
@@ -136,9 +159,9 @@ class ValidationService:
         return self._pool
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Forgets a broken pool (`why_stopped` shuts it down): the next validation starts another."""
         if self._pool is broken:  # concurrent validations see the same broken pool; replace it once
             log.error("a validation worker stopped unexpectedly; starting a new one")
-            broken.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
     def warm_up(self) -> None:
@@ -176,16 +199,17 @@ class ValidationService:
 
     async def _validate_uncached(self, key: str, content: dict) -> ValidationResult:
         for _ in range(ATTEMPTS):
-            pool = self._executor()
+            pool, future = submit(self._executor, self._replace, validate_in_worker, content)
             try:
-                result = ValidationResult.model_validate(
-                    await asyncio.wrap_future(pool.submit(validate_in_worker, content)))
+                result = ValidationResult.model_validate(await asyncio.wrap_future(future))
                 break
-            except BrokenProcessPool as exc:
+            except MemoryError:  # raised in the worker: not cached, as memory may be free later
+                return _out_of_memory("ran out of memory in the validation process")
+            except BrokenProcessPool:
                 self._replace(pool)
-                lost = exc
+                stop = await why_stopped(pool)
         else:
-            return _worker_lost(lost)  # not cached: a later request tries again
+            return _worker_lost(stop)  # not cached: a later request tries again
         return self._remember(key, result)
 
     def _remember(self, key: str, result: ValidationResult) -> ValidationResult:

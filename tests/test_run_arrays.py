@@ -93,6 +93,48 @@ def test_numpy_arrays_are_taken_as_they_are():
     assert "ndarray" not in str(Run.model_json_schema())
 
 
+
+def test_cast_copies_only_to_change_the_type():
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert arrays.cast(x, "float32") is x
+    for changed in (arrays.cast(x, "float64"), arrays.cast(x.astype(">f4"), "float32")):
+        assert changed.dtype.isnative and not np.shares_memory(changed, x) and changed.tolist() == x.tolist()
+    with pytest.raises(arrays.ArrayError, match="cannot be cast"):
+        arrays.cast(x, "int32")
+
+
+def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
+    """A server's run worker gets the request's arrays mapped read-only from their files (the
+    server's `StoredRequest`); the steps use them as they are, and none writes to them."""
+    from graphs import bn_graph
+
+    from nncards.execute.entry import execute
+    from nncards.server.services.request_arrays import StoredRequest
+
+    x = np.random.default_rng(1).normal(size=(16, 2)).astype(np.float32)
+    data = {"x": x}
+    request = Run.model_validate({
+        "graph": bn_graph([2]), "seed": 1, "weights": {"bn": {"gamma": np.array([2.0, 3.0], np.float32)}},
+        "steps": [{"kind": "call", "inputs": data, "training": True},
+                  {"kind": "fit", "inputs": data, "targets": {"y": x * 2}, "epochs": 2, "batch_size": 4,
+                   "shuffle": True, "inspect_every": 1},
+                  {"kind": "evaluate", "inputs": data, "targets": {"y": x * 2}},
+                  {"kind": "predict", "inputs": data, "batch_size": 4},
+                  {"kind": "inspect", "inputs": data, "training": True}]})
+    own = execute(request.model_copy(deep=True)).as_json()
+    stored = StoredRequest.set_aside(request, tmp_path)
+    files = {path: open(path, "rb").read() for path in stored.files}
+    loaded = stored.loaded()
+    mapped = loaded.steps[0].inputs["x"]
+    assert not mapped.flags.writeable and arrays.cast(mapped, "float32") is mapped
+
+    result = execute(loaded).as_json()
+    assert result["status"] == "succeeded", result["error"]
+    assert [step["kind"] for step in result["steps"]] == ["call", "fit", "evaluate", "predict", "inspect"]
+    assert result["steps"][1]["history"] == own["steps"][1]["history"]  # as with arrays of its own
+    assert arrays.decode(result["steps"][3]["outputs"]["y"]).tolist() == arrays.decode(own["steps"][3]["outputs"]["y"]).tolist()
+    assert {path: open(path, "rb").read() for path in stored.files} == files
+
 def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
     """Lists, base64 blocks (a long one decoded straight from the body) and JSON's NaN token (read by
     the fallback parser) arrive as .npy files in the run's folder; the run record holds the request

@@ -167,6 +167,66 @@ def test_idle_connections_are_closed(guarded):
     assert guarded.client.get("/health").status_code == 200
 
 
+
+def raw_exchange(port: int, *pieces: bytes, pause: float = 0.0) -> bytes:
+    """What the server answers on one connection to `pieces`, sent in turn `pause` seconds apart,
+    read until it closes the connection (the guarded server's idle timeout is 1 s). Sending stops
+    when the server has closed the connection; a reset ends the answer."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(10)
+        try:
+            for piece in pieces:
+                connection.sendall(piece)
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+def test_request_heads_are_limited(guarded):
+    """A head still incomplete past 16 KiB is refused (httptools alone would buffer a header of
+    any length); a long head that arrives whole is answered."""
+    endless = raw_exchange(guarded.port, HEALTH + b"X-Endless: ", *[b"a" * 4096] * 8, pause=0.05)
+    assert endless.startswith(b"HTTP/1.1 400 ")
+    answer = raw_exchange(guarded.port, HEALTH + b"X-Long: " + b"a" * 12_000 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in answer
+    chunked = (f"POST /api/v1/graphs/validate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {guarded.token}\r\n"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n").encode()
+    trailers = raw_exchange(guarded.port, chunked, *[b"X-Trailer: " + b"a" * 4096 + b"\r\n"] * 8, pause=0.05)
+    assert trailers.startswith(b"HTTP/1.1 400 ")
+    assert guarded.client.get("/health").status_code == 200
+
+
+def test_expect_continue_pipelining_and_keep_alive(guarded):
+    graph = json.dumps(bn_graph([2])).encode()
+    head = (f"POST /api/v1/graphs/validate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {guarded.token}\r\n"
+            f"Content-Type: application/json\r\nExpect: 100-continue\r\n").encode()
+    with socket.create_connection(("127.0.0.1", guarded.port)) as connection:
+        connection.settimeout(30)
+        connection.sendall(head + b"Content-Length: %d\r\n\r\n" % len(graph))
+        assert connection.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # asked for once the route reads the body
+        connection.sendall(graph)
+        answer = b""
+        while b'"valid":true' not in answer:
+            answer += connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        connection.sendall(HEALTH + b"\r\n")  # the same connection serves the next request
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+    # A body declared too large is refused before the client is asked to send it.
+    refused = raw_exchange(guarded.port, head + b"Content-Length: 999999999999\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in refused and b'"too_large"' in refused
+    pipelined = raw_exchange(guarded.port, (HEALTH + b"\r\n") * 3)
+    assert pipelined.count(b"HTTP/1.1 200 ") == 3 and pipelined.count(b'"status":"ok"') == 3
+
 # -- 4, 5, 7, 8: bounded queue, memory and disk ---------------------------------------------------
 
 

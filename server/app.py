@@ -171,6 +171,15 @@ class ServerProtocol(HttpToolsProtocol):
       refused with 400 and the connection closed: httptools buffers a header of any length, so a
       client could fill the server's memory with one endless header line.
 
+    And one h11 never gave: a request head (or chunked trailers, or a chunk's size line) must be
+    complete within the keep-alive timeout of when it began. uvicorn cancels its idle timer on
+    every read, so a client sending one header byte every few seconds held its connection forever,
+    and a thousand such clients filled --max-connections (slowloris). Past the deadline the client
+    gets 408 and the connection is closed, as Apache's mod_reqtimeout and RFC 9110 (15.5.9) do;
+    nginx's client_header_timeout records 408 but closes without a word. We answer because an
+    honest slow client then learns why, and the answer costs one write. The body is not under
+    this deadline: a large upload may take as long as it needs.
+
     The head is measured per read, as h11 measured its buffer: what is still incomplete after a
     read counts, so a head arriving in one read is never refused and a refused one held at most
     the limit and two reads (asyncio reads at most 256 KiB at a time).
@@ -180,12 +189,26 @@ class ServerProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.in_head = self.head_began = False
         self.head_bytes = 0
+        self.head_deadline: asyncio.TimerHandle | None = None
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self.head_began = False
         super().data_received(data)
-        if not self.in_head or self.head_began or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        # Armed by a read that leaves the connection waiting for a head: one begun and incomplete
+        # (a head arriving whole costs no timer), or none begun while nothing is being answered
+        # (llhttp skips blank lines before a request without beginning one, so "\r\n" every few
+        # seconds would otherwise hold the connection too).
+        waiting = self.in_head or self.cycle is None or self.cycle.response_complete
+        if waiting and self.head_deadline is None:
+            self.head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+        if not self.in_head or self.head_began:
             return
         self.head_bytes += len(data)
         if self.head_bytes > HEAD_LIMIT_BYTES:
@@ -198,6 +221,28 @@ class ServerProtocol(HttpToolsProtocol):
 
     def _head_ends(self) -> None:
         self.in_head = False
+        self._cancel_head_deadline()
+
+    def _cancel_head_deadline(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self.head_deadline = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:  # closed or upgraded
+            return
+        self.logger.warning("Request head not complete within %g s.", self.timeout_keep_alive)
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if answering and not self.cycle.more_body:
+            # A pipelined head behind a request still being answered: that answer finishes, then
+            # the connection closes (as at shutdown) instead of cutting the answer short.
+            self.cycle.keep_alive = False
+        elif answering and self.cycle.response_started:
+            self.transport.close()  # a 408 now would land inside the answer already begun
+        else:
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         self._head_begins()

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
                                        "(or a run worker validating a run's graph) may spend remembering node builds for the "
                                        "next validation.")
     idle_connection_seconds: float = Field(5.0, gt=0, description="An open connection that sends no request "
-                                           "for this long is closed.")
+                                           "for this long, or takes longer to send a request's head, is closed.")
     max_connections: int = Field(1000, ge=1, description="Most connections and requests at once; past it "
                                  "requests get 503.")
 

@@ -9,6 +9,7 @@ no process is left behind.
 import json
 import os
 import re
+import select
 import signal
 import socket
 import sqlite3
@@ -204,6 +205,39 @@ def test_request_heads_are_limited(guarded):
     trailers = raw_exchange(guarded.port, chunked, *[b"X-Trailer: " + b"a" * 4096 + b"\r\n"] * 8, pause=0.05)
     assert trailers.startswith(b"HTTP/1.1 400 ")
     assert guarded.client.get("/health").status_code == 200
+
+
+def test_request_heads_have_a_deadline(guarded):
+    """A head trickling in a byte every 0.3 s (each read used to restart uvicorn's idle timer, so it
+    held its connection forever) is answered 408 and closed about the idle time (1 s) after it
+    began; other connections are answered meanwhile, and a body arriving slowly after a complete
+    head is not under the deadline."""
+    with socket.create_connection(("127.0.0.1", guarded.port)) as slow:
+        slow.sendall(HEALTH)
+        began = time.monotonic()
+        assert guarded.client.get("/health").status_code == 200
+        answer = b""
+        while time.monotonic() - began < 8:
+            try:
+                slow.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([slow], [], [], 0.3)[0]:  # answered or closed
+                chunk = slow.recv(65536)
+                answer += chunk
+                if not chunk:
+                    break
+        took = time.monotonic() - began
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert took < 3, took
+    blank_lines = raw_exchange(guarded.port, *[b"\r\n"] * 8, pause=0.3)  # llhttp skips them, beginning no head
+    assert blank_lines.startswith(b"HTTP/1.1 408 ")
+    graph = json.dumps(bn_graph([2])).encode()
+    head = (f"POST /api/v1/graphs/validate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {guarded.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(graph)}\r\n\r\n").encode()
+    pieces = [graph[start:start + len(graph) // 4 + 1] for start in range(0, len(graph), len(graph) // 4 + 1)]
+    uploaded = raw_exchange(guarded.port, head, *pieces, pause=0.6)  # the body takes 2.4 s
+    assert uploaded.startswith(b"HTTP/1.1 200 ") and b'"valid":true' in uploaded
 
 
 def test_expect_continue_pipelining_and_keep_alive(guarded):

@@ -371,7 +371,11 @@ class RunService:
             if events:
                 continue  # more may have come while the subscriber read these
             if (await self.get(run_id)).finished and run_id not in self._ended:
-                return  # resumed after the last event
+                # Every event is written now, but the last ones may have been written while the
+                # store was asked whether the run had finished: read once more before ending.
+                for event in await asyncio.to_thread(self.store.events, run_id, after):
+                    yield event
+                return
             await self._news_of(run_id, 30.0)
 
     def health(self) -> Health:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import socket
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import _logs, metrics, trace
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 import uvicorn
@@ -112,12 +115,34 @@ def prepare_for_run(app: FastAPI) -> None:
             app.state.validation.prepare()
 
 
+# The classes of OpenTelemetry's global providers before anything configures them: they record nothing.
+UNSET_PROVIDERS = {"ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider", "NoOpMeterProvider",
+                   "ProxyLoggerProvider", "NoOpLoggerProvider"}
+
+
+def native_telemetry() -> TelemetryConfig:
+    """FastAPI's OpenTelemetry spans, metrics and logs, on only when something will record them.
+
+    FastAPI asks OpenTelemetry's global providers on every request whether one is configured
+    (environment reads included: a quarter of a catalogue answer's time, and what kept it behind a
+    bare Starlette app). nncards asks once, when it makes the application: a provider configured
+    by then (by `opentelemetry-instrument`, or by code that imports nncards), or FastAPI's own
+    configuration from the environment (`FASTAPI_OTEL_AUTO_CONFIGURE=true`), keeps FastAPI's
+    telemetry as it comes; otherwise it is off."""
+    if os.getenv("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return {}
+    providers = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    if any(type(provider).__name__ not in UNSET_PROVIDERS for provider in providers):
+        return {}
+    return {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(settings: Settings | None = None, store: RunStore | None = None) -> FastAPI:
     """The application; `store`, when given, is the run store opened (and its data directory
     claimed) beforehand, else the lifespan opens one."""
     settings = settings or Settings()
     app = FastAPI(
-        title="nncards", version=nncards.__version__, lifespan=lifespan,
+        title="nncards", version=nncards.__version__, lifespan=lifespan, telemetry=native_telemetry(),
         responses=errors.ANY_ERROR, docs_url=None, redoc_url=None,
         generate_unique_id_function=lambda route: route.name,  # operationIds: the route functions' names
         description="Card catalogue, graph validation and graph execution for visual node editors.",

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nncards.contract.errors import ErrorCode, Problem
@@ -81,13 +80,12 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def refusal(self, scope: Scope):
-        headers = Headers(scope=scope)
-        host = headers.get("host", "")
+        host, origin, authorization = first_headers(scope, b"host", b"origin", b"authorization")
+        host = host or ""
         if not self.any_host and host_name(host).lower() not in self.hosts:
             return error_response(ErrorCode.FORBIDDEN, f"This server does not answer for the host name "
                                   f"{host_name(host)!r}; start it with --allowed-hosts to add it.")
         method = scope["method"]
-        origin = headers.get("origin")
         if method not in SAFE_METHODS and origin is not None and origin not in self.origins \
                 and not self._same_origin(origin, host, scope):
             return error_response(ErrorCode.FORBIDDEN, f"Requests that change state are not taken from pages "
@@ -96,7 +94,7 @@ class Guard:
         # OPTIONS reveals nothing, and a CORS preflight never carries the token.
         if self.token is not None and path.startswith(self.api_prefix + "/") and method != "OPTIONS" \
                 and (method, path) not in OPEN_ROUTES:
-            if not self._has_token(headers, scope):
+            if not self._has_token(authorization or "", scope):
                 return error_response(ErrorCode.UNAUTHORIZED, "This server needs its token: send "
                                       "Authorization: Bearer TOKEN.", headers={"WWW-Authenticate": "Bearer"})
         return None
@@ -106,8 +104,8 @@ class Guard:
         parts = urlsplit(origin)
         return parts.scheme == scope.get("scheme", "http") and parts.netloc.lower() == host.lower()
 
-    def _has_token(self, headers: Headers, scope: Scope) -> bool:
-        scheme, _, given = headers.get("authorization", "").partition(" ")
+    def _has_token(self, authorization: str, scope: Scope) -> bool:
+        scheme, _, given = authorization.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
             return True
         # An EventSource cannot send headers: a GET may carry the token in its query, as Jupyter's do.
@@ -115,6 +113,19 @@ class Guard:
             query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
             return any(hmac.compare_digest(value.encode(), self.token) for value in query.get("token", []))
         return False
+
+
+def first_headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The first value of each named header (lower-case names), as Starlette's `Headers.get` gives
+    it, in one pass over the raw headers: Guard sees every request, and building a `Headers` and
+    looking names up in it cost a catalogue answer a tenth of its time."""
+    values: list[str | None] = [None] * len(names)
+    for name, value in scope["headers"]:
+        if name in names:
+            index = names.index(name)
+            if values[index] is None:
+                values[index] = value.decode("latin-1")
+    return values
 
 
 class Ahead:

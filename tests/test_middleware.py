@@ -76,3 +76,42 @@ def test_the_limits_answer_as_before():
     for declared in (True, False):
         _, sent = send_through([b"[" + b" " * 50, b" " * 50 + b"]"], max_bytes=100, declared=declared)
         assert sent[0]["status"] == 413 and b"too_large" in sent[1]["body"]
+
+
+def test_guard_reads_the_first_of_each_header_as_starlette_does():
+    scope = {"headers": [(b"host", b"localhost:8000"), (b"origin", b"http://a.example"), (b"host", b"evil.example"),
+                         (b"x-other", b"1"), (b"authorization", b"Bearer \xe9")]}
+    assert middleware.first_headers(scope, b"host", b"origin", b"authorization", b"cookie") == \
+        ["localhost:8000", "http://a.example", "Bearer \xe9", None]
+
+
+TELEMETRY_PROBE = """
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from nncards.server.app import create_app
+
+unwatched = create_app()  # made before any provider: FastAPI's telemetry is off for it
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+watched = create_app()
+for app, path in ((unwatched, "/api/v1/types"), (watched, "/api/v1/cards")):
+    assert TestClient(app, base_url="http://localhost").get(path).status_code == 200
+print(sorted(span.attributes.get("url.path") for span in spans.get_finished_spans()))
+"""
+
+
+def test_fastapi_telemetry_records_requests_only_when_a_provider_was_configured_first():
+    """FastAPI would ask OpenTelemetry's providers on every request (a quarter of a catalogue
+    answer); nncards asks once, when the application is made (in a process of its own: a global
+    provider cannot be unset)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['/api/v1/cards']"

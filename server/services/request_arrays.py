@@ -27,7 +27,10 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     On this machine's ext4 disk, write() put a run's 24 MiB into the page cache in ~5 ms or in
     40-55 ms (when the kernel must find new pages; 48 MiB: 40-115 ms), the mapping in a steady
     ~19 ms (48 MiB: ~50 ms), which the worker's build of the model ahead (~40 ms) then hides. The
-    file's blocks are reserved first: a full disk raises OSError here, not SIGBUS at a page fault."""
+    file's blocks are reserved first: a full disk raises OSError here, not SIGBUS at a page fault.
+    The bytes are copied by NumPy, which lets go of the GIL while it copies: a slice assignment to
+    the mapping held it the whole copy (19-55 ms), and with it the event loop and the thread that
+    hands the worker the model to build ahead, which then began that much later."""
     array = array if array.flags.c_contiguous else array.copy(order="C")
     with open(path, "w+b") as file:
         np.lib.format.write_array_header_1_0(file, np.lib.format.header_data_from_array_1_0(array))
@@ -36,7 +39,11 @@ def write_npy(path: Path, array: np.ndarray) -> None:
             return
         os.posix_fallocate(file.fileno(), 0, size)
         with mmap.mmap(file.fileno(), size) as mapped:
-            mapped[start:] = array.reshape(-1).view(np.uint8)  # as bytes: any dtype, bfloat16 too
+            target = np.frombuffer(mapped, np.uint8, array.nbytes, start)
+            try:
+                np.copyto(target, array.reshape(-1).view(np.uint8))  # as bytes: any dtype, bfloat16 too
+            finally:
+                del target  # the mapping closes only once no array views it
 
 
 def _slots(run: Run) -> list[tuple[dict, str]]:

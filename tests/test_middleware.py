@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from nncards.contract import run_json
@@ -14,11 +15,13 @@ from nncards.server import middleware
 from nncards.server.middleware import RECEIVED_BODY, BodyLimit
 
 
-def send_through(pieces: list[bytes], max_bytes: int = 2**30, max_depth: int = 64, declared: bool = True):
-    """What the app behind BodyLimit got (the body replayed, and the scope's ReceivedBody), and the answer sent."""
+def send_through(pieces: list[bytes], max_bytes: int = 2**30, max_depth: int = 64, declared: bool | int = True):
+    """What the app behind BodyLimit got (the body replayed, and the scope's ReceivedBody), and the answer
+    sent; `declared`: a Content-Length of the pieces' length (True), none (False), or this one."""
     messages = [{"type": "http.request", "body": piece, "more_body": n < len(pieces) - 1}
                 for n, piece in enumerate(pieces)]
-    headers = [(b"content-length", str(sum(map(len, pieces))).encode())] if declared else []
+    length = sum(map(len, pieces)) if declared is True else declared
+    headers = [(b"content-length", str(length).encode())] if declared is not False else []
     scope = {"type": "http", "method": "POST", "path": "/api/v1/runs", "headers": headers}
     got, sent = {}, []
 
@@ -47,6 +50,23 @@ def test_the_route_gets_the_body_and_its_skeleton(declared):
     escaped = body.replace(b'"a[1"', b'"a\\"[1"')
     got, _ = send_through([escaped[:30], escaped[30:]], declared=declared)
     assert got["received"].body == escaped and got["received"].structure is None
+
+
+def test_a_large_body_read_into_its_declared_buffer_is_the_body_whatever_the_pieces():
+    """Over LARGE_BODY_BYTES, the body is copied into a buffer of its declared length: any cutting into
+    pieces gives the body and its skeleton; a length declared wrongly (only a test's receive can send
+    other than it declares) gives what was sent."""
+    generator = np.random.default_rng(11)
+    x = generator.normal(size=(middleware.LARGE_BODY_BYTES // 150, 8)).tolist()
+    body = json.dumps({"steps": [{"kind": "predict", "inputs": {"x": x, "b": {"base64": "QUJD" * 5000}}}]}).encode()
+    assert len(body) > middleware.LARGE_BODY_BYTES
+    for _ in range(4):
+        cuts = sorted(generator.integers(0, len(body) + 1, size=generator.integers(1, 300)))
+        pieces = [body[start:end] for start, end in zip([0, *cuts], [*cuts, len(body)])]
+        for declared in (True, len(body) + 12345, middleware.LARGE_BODY_BYTES + 1):
+            got, sent = send_through(pieces, declared=declared)
+            assert not sent and got["message"]["body"] == body and got["received"].body == body
+            assert got["received"].structure == run_json.skeleton(body)
 
 
 def test_a_large_body_is_measured_off_the_event_loop(monkeypatch):

@@ -1,6 +1,7 @@
 """A run worker builds the model of the run it is about to take while the server stores the request's
 arrays (PrepareRun), and the run uses that model only when it is what the run would have built itself."""
 
+import contextlib
 import multiprocessing
 import os
 
@@ -150,10 +151,10 @@ def test_full_collections_in_a_worker_skip_what_tensorflow_brought():
     assert int(frozen) > 100_000 and float(seconds) < 0.05, done.stdout  # unfrozen: ~0.17 s of CPU
 
 
-def test_a_worker_holds_no_model_once_its_run_has_finished(tmp_path, monkeypatch):
-    """An idle worker may wait for minutes: the model it built ahead goes with the run that used it.
-    worker_main runs on a thread of this process here, to see its objects."""
-    import gc
+@contextlib.contextmanager
+def worker_on_a_thread(tmp_path, monkeypatch):
+    """worker_main on a thread of this process, to see its objects: its connection, and weak
+    references to the Keras models it builds ahead."""
     import threading
     import weakref
 
@@ -163,7 +164,7 @@ def test_a_worker_holds_no_model_once_its_run_has_finished(tmp_path, monkeypatch
 
     def recorded(*arguments):
         model = build_checked(*arguments)
-        built.append(weakref.ref(model))
+        built.append(weakref.ref(model.model))
         return model
 
     build_checked = workers.build_checked
@@ -175,15 +176,85 @@ def test_a_worker_holds_no_model_once_its_run_has_finished(tmp_path, monkeypatch
         child, multiprocessing.Event(), os.getpid(), 1, 0, DEFAULT_LIMITS, tmp_path / "results", 10**6, None))
     thread.start()
     try:
-        connection.send(PrepareRun(Run.model_validate(fit_request(7)).graph.model_dump(), 7))
-        run = Run.model_validate(fit_request(7))
-        decode_arrays(run)
-        connection.send(("run", StoredRequest.set_aside(run, tmp_path / "request")))
-        while not isinstance(message := connection.recv(), RunFinished):
-            pass
-        assert message.result.status == "succeeded", message.result.error
-        gc.collect()
-        assert len(built) == 1 and built[0]() is None
+        yield connection, built
     finally:
         connection.close()
         thread.join(30)
+
+
+def run_built_ahead(connection, tmp_path) -> None:
+    """A fit whose model the worker builds ahead, until the worker is done with it (it answers the
+    next message, a validation, once it is)."""
+    connection.send(PrepareRun(Run.model_validate(fit_request(7)).graph.model_dump(), 7))
+    run = Run.model_validate(fit_request(7))
+    decode_arrays(run)
+    connection.send(("run", StoredRequest.set_aside(run, tmp_path / "request")))
+    while not isinstance(message := connection.recv(), RunFinished):
+        pass
+    assert message.result.status == "succeeded", message.result.error
+    connection.send(ValidateGraph(1, dense_graph()))
+    assert connection.recv().ticket == 1
+
+
+def test_a_worker_holds_no_model_once_its_run_has_finished(tmp_path, monkeypatch):
+    """An idle worker may wait for minutes: the model it built ahead goes with the run that used it."""
+    import gc
+
+    with worker_on_a_thread(tmp_path, monkeypatch) as (connection, built):
+        run_built_ahead(connection, tmp_path)
+        gc.collect()
+        assert len(built) == 1 and built[0]() is None
+
+
+def test_a_worker_collects_a_finished_runs_garbage_before_its_next_message(tmp_path, monkeypatch):
+    """What a run leaves in reference cycles (its model among it) is collected once it has finished,
+    not by a collection inside a later run. Automatic collection is off here: only the worker's own
+    collections can free the model."""
+    import gc
+
+    from nncards.server.services.workers import IdleCollector
+
+    monkeypatch.setattr(IdleCollector, "SHARE", 0.0)  # a full collection after every run
+    with worker_on_a_thread(tmp_path, monkeypatch) as (connection, built):
+        gc.collect()
+        gc.disable()
+        try:
+            run_built_ahead(connection, tmp_path)
+            assert len(built) == 1 and built[0]() is None
+        finally:
+            gc.enable()
+
+
+def test_a_worker_collects_everything_once_its_old_objects_have_grown_by_a_quarter():
+    """IdleCollector makes a full collection when the objects that outlived the young collections
+    since its last have grown by more than a quarter, and only then (Python's own rule)."""
+    import gc
+    import weakref
+
+    from nncards.server.services.workers import IdleCollector
+
+    class Cycle:
+        def __init__(self):
+            self.itself = self
+
+    def old_garbage(count: int) -> weakref.ref:
+        """`count` cycles that outlive a young collection, then become garbage; a reference to one."""
+        cycles = [Cycle() for _ in range(count)]
+        gc.collect(1)  # the list and its cycles go to the old generation
+        one = weakref.ref(cycles[0])
+        del cycles
+        return one
+
+    gc.collect()
+    gc.disable()
+    try:
+        collector = IdleCollector()
+        few = old_garbage(max(10, collector.survivors // 10))
+        collector.after_run()
+        assert few() is not None  # not due: left to a later full collection
+        many = old_garbage(collector.survivors // 4 + 1000)
+        collector.after_run()
+        assert few() is None and many() is None
+        assert collector.survivors == len(gc.get_objects(generation=2))
+    finally:
+        gc.enable()

@@ -308,12 +308,12 @@ def test_long_arrays_elsewhere_are_read_as_before(small_pieces):
 
 
 def test_an_array_longer_than_a_piece_reads_alike(monkeypatch):
-    """At the real piece size: an array of some 10 MiB of text comes in pieces, as the whole reads."""
+    """At the real piece size: an array of some 3 MiB of text comes in pieces, as the whole reads."""
     pieces = []
     real = run_json._numbers_in_pieces
     monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds: (pieces.append(len(bounds)), real(body, bounds))[1])
-    x = np.random.default_rng(4).normal(size=(2500, 100, 2))
+    x = np.random.default_rng(4).normal(size=(800, 100, 2))
     body = step_body(json.dumps(x.tolist()))
-    assert len(body) > run_json.PIECE_BYTES
+    assert len(body) > 3 * run_json.PIECE_BYTES
     parsed = run_json.parse(body)["steps"][0]["inputs"]["x"]
-    assert pieces == [2] and parsed.dtype == np.float64 and np.array_equal(parsed, x)
+    assert len(pieces) == 1 and pieces[0] >= 3 and parsed.dtype == np.float64 and np.array_equal(parsed, x)

@@ -214,3 +214,31 @@ def test_a_request_array_that_does_not_fit_on_the_disk_raises_oserror(tmp_path):
         assert done.returncode == 0 and done.stdout.startswith("OSError"), (done.returncode, done.stdout, done.stderr)
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+@pytest.mark.parametrize("as_base64", [False, True], ids=["lists", "base64"])
+def test_a_stored_result_streams_as_its_json(tmp_path, as_base64):
+    """A RUN RESULT kept as a skeleton and .npy files (small arrays read whole, large ones mapped,
+    empty, 0-d and bfloat16 ones) streams as the JSON of the result with its arrays in place."""
+    import json
+
+    import ml_dtypes
+
+    from nncards.server.services.results import MAPPED_ELEMENTS, PIECE_BYTES, result_json, write_arrays
+
+    from nncards.contract.run import RunResult
+
+    generator = np.random.default_rng(0)
+    kept = {"small": generator.random((3, 4), dtype=np.float32), "large": generator.random(MAPPED_ELEMENTS + 7),
+            "empty": np.zeros((0, 2), np.int32), "scalar": np.array(2.5), "half": np.arange(6, dtype=ml_dtypes.bfloat16)}
+    layers = {name: {"class": "Dense", "config": {"name": name, "units": [1, 2, {"deep": "é"}], "use_bias": True},
+                     "weights": {"kernel": arrays.encode(value, as_base64=True)}} for name, value in kept.items()}
+    result = RunResult.model_validate({"run_id": "r", "status": "succeeded", "layers": layers,
+                                       "steps": [{"kind": "fit", "history": {"loss": [0.5, 0.25]}}]})
+    skeleton, _ = write_arrays(result, tmp_path, 10**7)
+    pieces = list(result_json(skeleton.as_json(), tmp_path, as_base64))
+    assert all(len(piece) < 2 * PIECE_BYTES for piece in pieces)
+    expected = result.as_json()
+    for name, value in kept.items():
+        expected["layers"][name]["weights"]["kernel"] = arrays.encode(value, as_base64)
+    assert json.loads(b"".join(pieces)) == expected

@@ -26,6 +26,7 @@ from nncards.contract.run import RunResult, RunStatus
 REFERENCE_KEYS = {"dtype", "shape", "file"}
 INLINE_KEYS = {"dtype", "shape", "base64"}
 PIECE_BYTES = 256 * 2**10  # one piece of a streamed answer
+MAPPED_ELEMENTS = 2**16  # a stored array of more elements is mapped, not read whole
 # bfloat16 has no .npy type of its own: its bits are stored as uint16 and read back as bfloat16.
 STORED_AS = {"bfloat16": "<u2"}
 
@@ -81,7 +82,10 @@ def write_arrays(result: RunResult, folder: Path, max_elements: int) -> tuple[Ru
 def _load(folder: Path, block: dict) -> np.ndarray:
     if block.keys() == INLINE_KEYS:  # kept inline by an earlier version of the server
         return arrays.decode(block)
-    array = np.load(folder / block["file"], mmap_mode="r" if _elements(block) else None, allow_pickle=False)
+    # A large array is mapped, read piece by piece as it is streamed; a small one is read whole
+    # (a mapping costs more than reading a layer's few KiB).
+    mapped = _elements(block) > MAPPED_ELEMENTS
+    array = np.load(folder / block["file"], mmap_mode="r" if mapped else None, allow_pickle=False)
     if block["dtype"] == "bfloat16":
         import ml_dtypes
 
@@ -131,8 +135,18 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _pieces(value: Any, folder: Path, as_base64: bool) -> Iterator[bytes]:
+def _holds_arrays(value: Any) -> bool:
     if isinstance(value, dict):
+        return value.keys() in (REFERENCE_KEYS, INLINE_KEYS) or any(_holds_arrays(item) for item in value.values())
+    return isinstance(value, list) and any(_holds_arrays(item) for item in value)
+
+
+def _pieces(value: Any, folder: Path, as_base64: bool) -> Iterator[bytes]:
+    if not _holds_arrays(value):
+        # One call for a part without arrays (a layer's config, a fit's history): the same text as
+        # key by key, made several times faster (a small CNN's answer took 3.5 ms, mostly here).
+        yield _json(value)
+    elif isinstance(value, dict):
         if value.keys() in (REFERENCE_KEYS, INLINE_KEYS):
             yield from _array_pieces(_load(folder, value), as_base64, value["dtype"])
             return
@@ -148,8 +162,6 @@ def _pieces(value: Any, folder: Path, as_base64: bool) -> Iterator[bytes]:
                 yield b","
             yield from _pieces(item, folder, as_base64)
         yield b"]"
-    else:
-        yield _json(value)
 
 
 def result_json(result: dict, folder: Path, as_base64: bool) -> Iterator[bytes]:

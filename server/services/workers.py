@@ -187,8 +187,9 @@ class IdleCollector:
     outlived the young collections since the last full one pass a quarter of those that outlived
     it: inside a run, every 7-12 warm runs here, ~100 ms of one. The worker applies the same rule
     as it finishes a run, before it waits for its next message, so that Python's own rarely falls
-    inside a run. A full collection after every run would walk each time all that outlived the
-    runs before (TensorFlow keeps some 2,700 objects of every fit's traced step): ever longer."""
+    inside a run. A full collection after every run would walk each time all that lives on in the
+    worker (a validator's memo of built nodes, what TensorFlow keeps of graphs it traced), however
+    little the run added to it."""
 
     SHARE = 0.25  # Python's: how much the old generation grows before a full collection is due
 

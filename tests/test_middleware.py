@@ -135,3 +135,25 @@ def test_fastapi_telemetry_records_requests_only_when_a_provider_was_configured_
     done = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['/api/v1/cards']"
+
+
+def test_nesting_depth_is_the_deepest_running_count_of_brackets_outside_strings(monkeypatch):
+    """Against a plain count over the text with its strings emptied: random texts of brackets,
+    braces, strings, escapes, numbers and separators, measured in chunks of 7 bytes and whole."""
+    def counted(text: bytes) -> int:
+        deepest = depth = 0
+        for byte in run_json.STRING.sub(b'""', text):
+            depth += (byte in b"[{") - (byte in b"]}")
+            deepest = max(deepest, depth)
+        return deepest
+
+    generator = np.random.default_rng(13)
+    alphabet = np.frombuffer(b'[[[]]{{}}",:, 0123456789eE.-\\ab\n', np.uint8)
+    texts = [generator.choice(alphabet, generator.integers(0, 80)).tobytes() for _ in range(3000)]
+    texts += [json.dumps({"x": generator.normal(size=(20, 3, 2)).tolist(), "s": "[{"}).encode()]
+    for chunk_bytes in (7, middleware.DEPTH_CHUNK_BYTES):
+        monkeypatch.setattr(middleware, "DEPTH_CHUNK_BYTES", chunk_bytes)
+        for text in texts:
+            assert middleware.nesting_depth(text) == counted(text), text
+            if b"\\" not in text:
+                assert middleware.nesting_depth(text, run_json.skeleton(text)) == counted(text), text

@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 import nncards
 from nncards.server import errors
-from nncards.server.middleware import Ahead, BodyLimit, Guard
+from nncards.server.middleware import LARGE_BODY_BYTES, Ahead, BodyLimit, Guard
 from nncards.server.routers import catalog, graphs, health, runs
 from nncards.server.services.catalogue import CatalogueDocuments
 from nncards.server.services.interchange import InterchangeService
@@ -182,6 +182,10 @@ def add_docs_page(app: FastAPI) -> None:
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
+# A large body is read 1 MiB at a time instead of asyncio's 256 KiB: each read costs the event loop
+# a round of parsing, flow control and waking the app (a 126 MiB body: 15-20 ms less CPU). Small
+# requests keep the small reads: a read allocates its whole size before it shrinks to what came.
+LARGE_BODY_READ_BYTES = 2**20
 HEAD_LIMIT_BYTES = 16 * 1024  # h11's limit (uvicorn's default), which the server answered with before
 
 
@@ -276,6 +280,9 @@ class ServerProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_ends()
         super().on_headers_complete()
+        declared = dict(self.headers).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > LARGE_BODY_BYTES:
+            self._read_bytes(LARGE_BODY_READ_BYTES)
 
     def on_chunk_header(self) -> None:  # a chunk's size line, or the last chunk's trailers
         self._head_begins()
@@ -295,7 +302,14 @@ class ServerProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._head_ends()
+        self._read_bytes(None)
         super().on_message_complete()
+
+    def _read_bytes(self, size: int | None) -> None:
+        """Read up to `size` bytes at a time (None: asyncio's 256 KiB), where the transport lets us
+        (asyncio's does; uvloop's reads as it likes)."""
+        if hasattr(type(self.transport), "max_size"):
+            self.transport.max_size = size or type(self.transport).max_size
 
 
 def serve(settings: Settings) -> None:

@@ -186,8 +186,10 @@ def _measured(body: bytearray, reader: SkeletonReader) -> tuple[bytes | None, in
 
 _new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
 _new_bytearray.restype, _new_bytearray.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_ssize_t]
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_madvise = None
+if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux: transparent huge pages
+    _madvise = ctypes.CDLL(None, use_errno=True).madvise
+    _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 SMALL_PAGE_BYTES = mmap.PAGESIZE
 
 
@@ -200,12 +202,12 @@ def body_buffer(size: int) -> bytearray:
     is left uninitialized (every byte is written before it is read): `bytearray(size)` would fault
     in and zero every small page first."""
     buffer = _new_bytearray(None, size)
-    if size and hasattr(mmap, "MADV_HUGEPAGE"):
+    if size and _madvise is not None:
         start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))  # the export ends with the statement
         first = -(-start // SMALL_PAGE_BYTES) * SMALL_PAGE_BYTES  # madvise takes whole pages inside the buffer
         end = (start + size) // SMALL_PAGE_BYTES * SMALL_PAGE_BYTES
         if end > first:
-            _libc.madvise(first, end - first, mmap.MADV_HUGEPAGE)  # a refusal leaves small pages: only slower
+            _madvise(first, end - first, mmap.MADV_HUGEPAGE)  # a refusal leaves small pages: only slower
     return buffer
 
 

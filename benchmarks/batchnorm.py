@@ -4,9 +4,12 @@ A training step is the forward pass in training mode (batch statistics, moving-a
 and the backward pass to the input, gamma and beta, given the output's gradient. It is timed for
 four layouts (2-D, 3-D and NHWC inputs normalized on the last axis, NCHW on axis 1) in float32
 and under the `mixed_float16` policy (16-bit input and gradient, float32 variables), as the
-median of interleaved repeats after a warm-up. Everything runs in this process except Keras on
-JAX, which runs in a child process started with `KERAS_BACKEND=jax` (a process has one Keras
-backend) right before this one measures:
+median of repeats after a warm-up. Steps run as a training loop runs them, back to back: each
+repeat runs every step in turn for a short block (one untimed call, then BLOCK timed ones), so
+that load hits them alike while none pays for the caches and threads another left behind.
+Everything runs in this process except Keras on JAX, which runs in a child process started with
+`KERAS_BACKEND=jax` (a process has one Keras backend): in each repeat this process asks it for
+its block after its own, and the child times it and answers.
 
 - card: the layer the batch normalization card builds for that input, in a `tf.function`, and
   in a `tf.function(jit_compile=True)` as a run's `"jit_compile": true` steps compile it;
@@ -33,6 +36,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -55,34 +59,54 @@ def arrays(layout: str, policy: str):
     return rng.normal(1.0, 2.0, size=shape).astype(dtype), rng.normal(size=shape).astype(dtype)
 
 
-def medians(steps: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds of each step, the steps interleaved so that load hits them alike."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+BLOCK = 5
+
+
+def timed(step):
+    """The step as a block: a function of n running it n + 1 times and returning the seconds of
+    the last n calls."""
+    def block(n):
+        step()
+        seconds = []
+        for _ in range(n):
             start = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
+        return seconds
+
+    return block
+
+
+def medians(blocks: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each step, given as a block (see `timed`), the blocks taking turns."""
+    for block in blocks.values():
+        block(warmup)
+    times = {name: [] for name in blocks}
+    for _ in range(repeats):
+        for name, block in blocks.items():
+            times[name] += block(BLOCK)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 # -- JAX, in a child process ----------------------------------------------------------------
 
 
-def jax_child(layouts: list[str], policies: list[str], repeats: int) -> None:
-    """Prints one JSON line: {"layout/policy": seconds}."""
+def jax_child() -> None:
+    """Serves its parent on stdin/stdout, a JSON line each way: `{"layout", "policy"}` builds and
+    compiles that step (answer: true), `{"run": n}` runs it as a block of n (answer: the seconds
+    of each timed call)."""
     import jax
     import keras
 
-    results = {}
-    for layout in layouts:
-        for policy in policies:
-            shape, axis = LAYOUTS[layout]
-            x, dy = (jax.numpy.asarray(a) for a in arrays(layout, policy))
-            layer = keras.layers.BatchNormalization(axis=axis, dtype=policy)
+    run = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "run" in request:
+            answer = run(request["run"])
+        else:
+            shape, axis = LAYOUTS[request["layout"]]
+            x, dy = (jax.numpy.asarray(a) for a in arrays(request["layout"], request["policy"]))
+            layer = keras.layers.BatchNormalization(axis=axis, dtype=request["policy"])
             layer.build(shape)
             trainable = [v.value for v in layer.trainable_variables]
             moving = [v.value for v in layer.non_trainable_variables]
@@ -95,21 +119,48 @@ def jax_child(layouts: list[str], policies: list[str], repeats: int) -> None:
                 _, backward, new_moving = jax.vjp(forward, trainable, x, has_aux=True)
                 return backward(dy), new_moving
 
-            def run(step=step, trainable=trainable, moving=moving, x=x, dy=dy):
-                jax.block_until_ready(step(trainable, moving, x, dy))
+            run = timed(lambda step=step, trainable=trainable, moving=moving, x=x, dy=dy:
+                        jax.block_until_ready(step(trainable, moving, x, dy)))
+            run(1)
+            answer = True
+        print(json.dumps(answer), flush=True)
 
-            results[f"{layout}/{policy}"] = medians({"jax": run}, repeats)["jax"]
-    print(json.dumps(results))
 
+class JaxBaseline:
+    """Keras on JAX in a child process; `step(layout, policy)` is the child's step as a block
+    (see `timed`), or None when JAX is not installed."""
 
-def jax_medians(layouts: list[str], policies: list[str], repeats: int) -> dict[str, float]:
-    command = [sys.executable, __file__, "--jax-child", "--repeats", str(repeats),
-               "--layouts", *layouts, "--policies", *policies]
-    done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"JAX baseline unavailable: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return {}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    def __init__(self):
+        self.errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: the child never waits on it
+        self.child = subprocess.Popen([sys.executable, __file__, "--jax-child"], text=True,
+                                      env={**os.environ, "KERAS_BACKEND": "jax"},
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
+
+    def _ask(self, request):
+        self.child.stdin.write(json.dumps(request) + "\n")
+        self.child.stdin.flush()
+        answer = self.child.stdout.readline()
+        if not answer:
+            self.child.wait()
+            self.errors.seek(0)
+            raise EOFError(self.errors.read().strip().splitlines()[-1:])
+        return json.loads(answer)
+
+    def step(self, layout: str, policy: str):
+        if self.child.poll() is not None:
+            return None
+        try:
+            self._ask({"layout": layout, "policy": policy})
+        except EOFError as error:
+            print(f"JAX baseline unavailable: {error}", file=sys.stderr)
+            return None
+        return lambda n: self._ask({"run": n})
+
+    def close(self):
+        if self.child.poll() is None:
+            self.child.stdin.close()
+            self.child.wait()
+        self.errors.close()
 
 
 # -- TensorFlow, in this process ------------------------------------------------------------
@@ -141,10 +192,12 @@ def training_step(layer, variables, x, dy, jit_compile=False):
             y = layer(x, training=True)
         return tape.gradient(y, [x, *variables], output_gradients=dy)
 
-    return lambda: float(step()[1][0])  # reading a value waits for the step to finish
+    # Reading a value waits for the step to finish: gamma's gradient as a NumPy array (indexing an
+    # output instead would add an eager op, some 0.3 ms here, that no training step runs).
+    return lambda: step()[1].numpy()
 
 
-def tensorflow_medians(layout: str, policy: str, repeats: int) -> tuple[dict[str, float], str]:
+def tensorflow_medians(layout: str, policy: str, repeats: int, jax: JaxBaseline) -> tuple[dict[str, float], str]:
     import keras
     import tensorflow as tf
     import tf_keras
@@ -167,8 +220,14 @@ def tensorflow_medians(layout: str, policy: str, repeats: int) -> tuple[dict[str
         "tf_keras": training_step(keras2, [keras2.gamma, keras2.beta], x, dy),
         "XLA": training_step(stock, stock_variables(stock), x, dy, jit_compile=True),
     }
+    steps = {name: timed(step) for name, step in steps.items()}
+    jax_step = jax.step(layout, policy)
+    if jax_step is not None:
+        steps["JAX"] = jax_step
     kernel = getattr(card, "kernel", "composite")
-    return medians(steps, repeats), f"{kernel}"
+    times = medians(steps, repeats)
+    times.setdefault("JAX", None)
+    return times, f"{kernel}"
 
 
 def main() -> None:
@@ -179,18 +238,20 @@ def main() -> None:
     parser.add_argument("--jax-child", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.jax_child:
-        jax_child(arguments.layouts, arguments.policies, arguments.repeats)
+        jax_child()
         return
 
-    jax = jax_medians(arguments.layouts, arguments.policies, arguments.repeats)
+    jax = JaxBaseline()
     rows = []
-    for layout in arguments.layouts:
-        for policy in arguments.policies:
-            times, kernel = tensorflow_medians(layout, policy, arguments.repeats)
-            times["JAX"] = jax.get(f"{layout}/{policy}")
-            rows.append((layout, policy, kernel, times))
+    try:
+        for layout in arguments.layouts:
+            for policy in arguments.policies:
+                times, kernel = tensorflow_medians(layout, policy, arguments.repeats, jax)
+                rows.append((layout, policy, kernel, times))
+    finally:
+        jax.close()
 
-    print(f"median ms of {arguments.repeats} interleaved training steps after warm-up")
+    print(f"median ms of a training step, {arguments.repeats} repeats of {BLOCK} after warm-up")
     print(f"{'layout':7} {'policy':14} {'card kernel':12} {'card':>8} {'card XLA':>9}"
           + "".join(f"{b:>10}" for b in BASELINES))
     for layout, policy, kernel, times in rows:

@@ -13,7 +13,9 @@ import math
 
 import keras
 import tensorflow as tf
+from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
+from nncards.layers import batch_norm_op
 from nncards.layers.bn_rules import (ADJUSTMENT_KEYS, FUSED_DATA_FORMATS, TRAINABLE_SEMANTICS, Kernel, Options,
                                      axes_of, axes_out_of_range, normalized_axes)
 
@@ -156,6 +158,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self._adjustment_seed = keras.random.SeedGenerator() if adjustment is not None else None
         self._kernel = Kernel.COMPOSITE
         self._mask_seen = False
+        self._compiled_training_seen = False
 
     def _options(self, masked: bool = False) -> Options:
         return Options(fused=self.fused, renorm=self.renorm, synchronized=self.synchronized,
@@ -170,8 +173,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     @property
     def kernel(self) -> Kernel:
-        """How the training step runs (known once built; a mask sends it to the composite ops)."""
-        return Kernel.COMPOSITE if self._mask_seen else self._kernel
+        """How the training step runs (known once built; a mask sends it to the composite ops, and
+        a step XLA compiles from nncards' op, which XLA cannot compile, to the fused kernel)."""
+        if self._mask_seen:
+            return Kernel.COMPOSITE
+        if self._kernel is Kernel.CUSTOM_OP and self._compiled_training_seen:
+            return Kernel.FUSED_VIEW
+        return self._kernel
 
     @property
     def fused_kernel(self) -> bool:
@@ -193,7 +201,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self._raise_conflicts(options, rank, normalized_axes(axis, rank))
         if self.axes is None:
             super().build(input_shape)
-            self._kernel = options.kernel(rank, self.axis % rank)
+            self._kernel = self._available(options.kernel(rank, self.axis % rank))
             return
         features = normalized_axes(self.axes, rank)
         reduced = [i for i in range(rank) if i not in features]
@@ -203,7 +211,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         view_shape = (*(input_shape[i] for i in reduced), self._view_features)
         super().build(view_shape)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={i: input_shape[i] for i in features})
-        self._kernel = options.kernel(len(view_shape), len(view_shape) - 1)
+        self._kernel = self._available(options.kernel(len(view_shape), len(view_shape) - 1))
+
+    @staticmethod
+    def _available(kernel: Kernel) -> Kernel:
+        """The kernel, or the fused kernel on a view where nncards' op cannot be built."""
+        return Kernel.FUSED_VIEW if kernel is Kernel.CUSTOM_OP and batch_norm_op.ops() is None else kernel
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axes or self.axis, "fused": self.fused,
@@ -229,7 +242,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _call_on(self, inputs, training, mask):
         """The call on an input whose features lie along `self.axis`."""
         training = bool(training) and (self.trainable or self.trainable_semantics == "v1")
-        if self.fused_kernel:
+        if self.kernel is Kernel.CUSTOM_OP and training:
+            if not GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+                return self._custom_op_call(inputs)
+            self._compiled_training_seen = True
+        if self.kernel in (Kernel.FUSED, Kernel.FUSED_VIEW, Kernel.CUSTOM_OP):  # inference on the fused kernel
             return self._fused_call(inputs, training)
         if not training:
             return super().call(inputs, training=False, mask=mask)
@@ -276,6 +293,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
             self._update_moving(mean, unbiased * tf.math.divide_no_nan(count - 1.0, count))
         outputs = outputs if view is inputs else tf.reshape(outputs, tf.shape(inputs))
         return tf.cast(outputs, self.compute_dtype)
+
+    def _custom_op_call(self, inputs):
+        gamma, beta = self._affine("float32")
+        outputs, mean, variance = batch_norm_op.ops().nncards_batch_norm_training(
+            tf.cast(inputs, self.compute_dtype), gamma, beta, epsilon=self.epsilon)
+        self._update_moving(mean, variance)
+        return outputs
 
     def _xla_call(self, inputs):
         inputs = tf.cast(inputs, self.compute_dtype)

@@ -14,6 +14,7 @@ from enum import StrEnum
 # (rank, non-negative channel axis) → the data format TensorFlow's fused kernel understands.
 FUSED_DATA_FORMATS = {(4, 3): "NHWC", (4, 1): "NCHW", (5, 4): "NDHWC", (5, 1): "NCDHW"}
 FUSED_COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+CUSTOM_OP_COMPUTE_DTYPES = ("float32", "float16")
 ADJUSTMENT_KEYS = ("scale", "bias")
 KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on one axis, 1 or the last, in a float32 or 16-bit "
                 "type, without renorm, synchronized, virtual_batch_size, adjustment or a mask")
@@ -21,11 +22,13 @@ KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on one axis, 1 or the la
 
 class Kernel(StrEnum):
     """How a layer's training step runs; all give the composite ops' numbers (within float32
-    rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): TensorFlow's fused kernel
-    is fastest wherever the channels are the last axis, XLA wherever they are not."""
+    rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): nncards' own op on 2-D
+    and 3-D channels-last inputs, TensorFlow's fused kernel on 4-D and 5-D ones, XLA wherever the
+    channels are not the last axis."""
 
     FUSED = "fused"  # TensorFlow's fused kernel on the input's own 4-D/5-D layout
     FUSED_VIEW = "fused_view"  # the fused kernel on an (M, 1, 1, C) view of a channels-last input
+    CUSTOM_OP = "custom_op"  # nncards' C++ op (layers/batch_norm_op.cc) where it builds, else FUSED_VIEW
     XLA = "xla"  # XLA-compiled statistics, normalization and hand-written backward pass
     COMPOSITE = "composite"  # Keras 3's composite ops, and nncards' paths for Keras 2's options
 
@@ -95,7 +98,9 @@ class Options:
             return Kernel.FUSED
         if self.fused:  # a layout the kernel cannot serve: one of `conflicts`
             return Kernel.COMPOSITE
-        return Kernel.FUSED_VIEW if axis == rank - 1 else Kernel.XLA
+        if axis != rank - 1:
+            return Kernel.XLA
+        return Kernel.CUSTOM_OP if compute_dtype(self.dtype) in CUSTOM_OP_COMPUTE_DTYPES else Kernel.FUSED_VIEW
 
     def conflicts(self, rank: int | None = None, axes: tuple[int, ...] | None = None) -> list[Conflict]:
         """Every combination that cannot run; `rank` and the `normalized_axes` when the input is

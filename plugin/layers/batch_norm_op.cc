@@ -1,0 +1,521 @@
+// Batch normalization's training step as two TensorFlow ops, for a channels-last input seen as
+// an (M, C) matrix (every position of every sample is a row, the channels are the last axis).
+//
+// NncardsBatchNormTraining: (x, gamma, beta) -> (y, mean, variance), the statistics in float32
+// with Keras 3's two-pass variance (the mean, then the mean of the squared deviations from it) and
+// the output in Keras 3's order of operations: k = gamma * rsqrt(variance + epsilon),
+// y = x * k + (beta - mean * k).
+// NncardsBatchNormTrainingGrad: (dy, x, gamma, mean, variance) -> (dx, dgamma, dbeta), the
+// gradient of batch normalization written out: with xhat = (x - mean) * rsqrt(variance + epsilon),
+// dbeta = sum(dy), dgamma = sum(dy * xhat) and
+// dx = gamma * rsqrt(variance + epsilon) * (dy - (mean(dy) + xhat * mean(dy * xhat))).
+//
+// x and dy are float32 or float16 (converted to float32 row by row); everything is computed in
+// float32. The rows are cut into chunks of about 64 kB that TensorFlow's CPU worker threads take
+// in turn; each chunk sums its rows into a vector of its own, and the chunks' vectors are added
+// in chunk order, so the results do not depend on the number of threads. The inner loops run
+// over the channels, contiguous in memory, and vectorize.
+//
+// nncards builds this file with the compiler of the machine that loads it (see
+// batch_norm_op.py); it is built without floating-point contraction, so that every product and
+// sum is rounded as TensorFlow's own ops round it.
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace nncards {
+namespace {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
+
+// --- float16 rows as float32 rows --------------------------------------------------------
+
+void HalfToFloat(const Eigen::half* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#endif
+  for (; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+// Rounds to the nearest float16, ties to even, as TensorFlow's cast does.
+void FloatToHalf(const float* in, Eigen::half* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; i < n; ++i) out[i] = static_cast<Eigen::half>(in[i]);
+}
+
+constexpr int kRowsAtOnce = 4;  // rows a reduction adds together before adding them to its sums
+
+// Rows of T read as float32: float32 rows are read in place, float16 rows converted into
+// buffers of the reader's own (one per row read at once, `slot`).
+template <typename T>
+class RowReader {
+ public:
+  explicit RowReader(int64_t channels)
+      : channels_(channels), buffer_(std::is_same<T, float>::value ? 0 : kRowsAtOnce * channels) {}
+  const float* operator()(const T* row, int slot = 0) {
+    if constexpr (std::is_same<T, float>::value) {
+      return row;
+    } else {
+      float* converted = buffer_.data() + slot * channels_;
+      HalfToFloat(row, converted, channels_);
+      return converted;
+    }
+  }
+
+ private:
+  int64_t channels_;
+  std::vector<float> buffer_;
+};
+
+// A row of T written from float32: float32 rows are computed in place, float16 rows in a buffer
+// then rounded into place by `Finish`.
+template <typename T>
+class RowWriter {
+ public:
+  explicit RowWriter(int64_t channels) : buffer_(std::is_same<T, float>::value ? 0 : channels) {}
+  float* Start(T* row) {
+    if constexpr (std::is_same<T, float>::value) {
+      return row;
+    } else {
+      return buffer_.data();
+    }
+  }
+  void Finish(T* row, int64_t channels) {
+    if constexpr (!std::is_same<T, float>::value) FloatToHalf(buffer_.data(), row, channels);
+  }
+
+ private:
+  std::vector<float> buffer_;
+};
+
+// --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------
+
+constexpr int64_t kChunkBytes = 64 * 1024;  // rows per chunk: about this many bytes of input
+constexpr int64_t kGroupRows = 64;          // rows summed apart before their sum joins the total
+
+int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Chunks of about kChunkBytes of rows (every channel), for the threads. Each pass over the
+// matrix runs every chunk once; the sums a chunk makes are its own and they are added in chunk
+// order, so the results do not depend on which thread ran which chunk, or on how many did.
+//
+// The thread that runs the op takes chunks itself and asks TensorFlow's CPU worker threads to
+// help: each thread takes the next chunk nobody has taken until none is left. A helper that
+// starts late (its core busy) finds fewer chunks or none, so the op never waits for a thread to
+// start, only for the chunks already taken to end; on an idle machine the pass is shared.
+class Chunks {
+ public:
+  // `element_bytes`: the bytes of one (row, channel) over every input a pass reads.
+  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t element_bytes)
+      : workers_(context->device()->tensorflow_cpu_worker_threads()->workers),
+        rows_(rows),
+        channels_(channels) {
+    height_ = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, channels * element_bytes));
+    count_ = CeilDivide(rows, height_);
+  }
+
+  int64_t count() const { return count_; }
+
+  // Calls body(chunk, first row, end row) for every chunk, on this thread and the helpers.
+  template <typename Body>
+  void ForEach(const Body& body) const {
+    const std::function<void(int64_t)> run = [&](int64_t chunk) {
+      body(chunk, chunk * height_, std::min(rows_, (chunk + 1) * height_));
+    };
+    // Shared with the helpers, which may start after this pass (or this op) is over: they touch
+    // `run` only after taking a chunk, and the pass waits for every chunk taken.
+    auto pass = std::make_shared<Pass>(count_, &run);
+    const int64_t helpers = std::min<int64_t>(workers_->NumThreads() - 1, count_ - 1);
+    for (int64_t h = 0; h < helpers; ++h) workers_->Schedule([pass] { pass->Work(); });
+    pass->Work();
+    while (pass->done.load(std::memory_order_acquire) < count_) std::this_thread::yield();
+  }
+
+  // The chunks' sums (count x channels, row-major) added in chunk order into `total`.
+  void Total(const std::vector<float>& partial, float* total) const {
+    std::fill(total, total + channels_, 0.0f);
+    for (int64_t chunk = 0; chunk < count_; ++chunk) {
+      const float* __restrict part = partial.data() + chunk * channels_;
+      for (int64_t c = 0; c < channels_; ++c) total[c] += part[c];
+    }
+  }
+
+ private:
+  struct Pass {
+    Pass(int64_t count, const std::function<void(int64_t)>* run) : count(count), run(run) {}
+    void Work() {
+      for (int64_t chunk; (chunk = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
+        (*run)(chunk);
+        done.fetch_add(1, std::memory_order_release);
+      }
+    }
+    const int64_t count;
+    const std::function<void(int64_t)>* const run;
+    std::atomic<int64_t> next{0}, done{0};
+  };
+
+  tensorflow::thread::ThreadPool* workers_;
+  int64_t rows_, channels_, height_, count_;
+};
+
+// Adds rows [first, end) into `kSums` vectors of `channels` sums. add_rows(n, r, group) adds the n
+// rows from r (n a std::integral_constant: kRowsAtOnce, or 1 for the last few) into `group`
+// (kSums vectors of `channels`): adding several rows together before adding them to the sums
+// saves loads and stores of the sums. Every kGroupRows rows the group joins the sums, so that
+// a long sum's rounding errors stay those of short ones.
+template <int kSums, typename AddRows>
+void SumRows(int64_t first, int64_t end, int64_t channels, float* const (&sums)[kSums], const AddRows& add_rows) {
+  std::vector<float> group(kSums * channels);
+  for (int64_t group_first = first; group_first < end; group_first += kGroupRows) {
+    std::fill(group.begin(), group.end(), 0.0f);
+    const int64_t group_end = std::min(end, group_first + kGroupRows);
+    int64_t r = group_first;
+    for (; r + kRowsAtOnce <= group_end; r += kRowsAtOnce)
+      add_rows(std::integral_constant<int, kRowsAtOnce>(), r, group.data());
+    for (; r < group_end; ++r) add_rows(std::integral_constant<int, 1>(), r, group.data());
+    for (int s = 0; s < kSums; ++s) {
+      float* __restrict sum = sums[s];
+      const float* __restrict part = group.data() + s * channels;
+      for (int64_t c = 0; c < channels; ++c) sum[c] += part[c];
+    }
+  }
+}
+
+float InverseDeviation(float variance, float epsilon) { return 1.0f / std::sqrt(variance + epsilon); }
+
+// --- forward ---------------------------------------------------------------------------
+
+template <typename T>
+class BatchNormTraining : public OpKernel {
+ public:
+  explicit BatchNormTraining(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const Tensor& gamma = context->input(1);
+    const Tensor& beta = context->input(2);
+    OP_REQUIRES(context, x.dims() >= 1, absl::InvalidArgumentError("x must have at least one axis"));
+    const int64_t channels = x.dim_size(x.dims() - 1);
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    OP_REQUIRES(context, gamma.NumElements() == channels && beta.NumElements() == channels,
+                absl::InvalidArgumentError("gamma and beta must have one value per channel"));
+    Tensor *y, *mean_out, *variance_out;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({channels}), &mean_out));
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({channels}), &variance_out));
+
+    Pass pass{x.flat<T>().data(), y->flat<T>().data(), channels, static_cast<float>(rows), epsilon_,
+              gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
+              variance_out->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels)};
+    Chunks chunks(context, rows, channels, sizeof(T));
+    std::vector<float> partial(chunks.count() * channels);
+    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
+      pass.Sums(first, end, partial.data() + chunk * channels);
+    });
+    chunks.Total(partial, pass.mean);
+    pass.Means(pass.mean);
+    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
+      pass.SquaredDeviations(first, end, partial.data() + chunk * channels);
+    });
+    chunks.Total(partial, pass.variance);
+    pass.Means(pass.variance);
+    pass.Affine();
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      pass.Output(first, end);
+    });
+  }
+
+ private:
+  // The passes over the rows [first, end) of a chunk.
+  struct Pass {
+    const T* in;
+    T* out;
+    int64_t channels;
+    float count, epsilon;
+    const float *gamma, *beta;
+    float *mean, *variance;
+    std::vector<float> scale, offset;  // y = x * scale + offset
+
+    void Sums(int64_t first, int64_t end, float* sum) const {
+      std::fill(sum, sum + channels, 0.0f);
+      RowReader<T> read(channels);
+      float* const sums[1] = {sum};
+      SumRows<1>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
+        constexpr int n = decltype(rows)::value;
+        const float* row[n];
+        for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels, k);
+        for (int64_t c = 0; c < channels; ++c) {
+          float sum = row[0][c];
+          for (int k = 1; k < n; ++k) sum += row[k][c];
+          group[c] += sum;
+        }
+      });
+    }
+    void SquaredDeviations(int64_t first, int64_t end, float* sum) const {
+      std::fill(sum, sum + channels, 0.0f);
+      RowReader<T> read(channels);
+      const float* __restrict m = mean;
+      float* const sums[1] = {sum};
+      SumRows<1>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
+        constexpr int n = decltype(rows)::value;
+        const float* row[n];
+        for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels, k);
+        for (int64_t c = 0; c < channels; ++c) {
+          float sum = 0.0f;
+          for (int k = 0; k < n; ++k) {
+            const float deviation = row[k][c] - m[c];
+            sum += deviation * deviation;
+          }
+          group[c] += sum;
+        }
+      });
+    }
+    void Means(float* sums) const {
+      for (int64_t c = 0; c < channels; ++c) sums[c] /= count;
+    }
+    void Affine() {
+      for (int64_t c = 0; c < channels; ++c) {
+        scale[c] = gamma[c] * InverseDeviation(variance[c], epsilon);
+        offset[c] = beta[c] - mean[c] * scale[c];
+      }
+    }
+    void Output(int64_t first, int64_t end) const {
+      RowReader<T> read(channels);
+      RowWriter<T> write(channels);
+      const float* __restrict k = scale.data();
+      const float* __restrict o = offset.data();
+      for (int64_t r = first; r < end; ++r) {
+        const float* __restrict row = read(in + r * channels);
+        float* __restrict result = write.Start(out + r * channels);
+        for (int64_t c = 0; c < channels; ++c) result[c] = row[c] * k[c] + o[c];
+        write.Finish(out + r * channels, channels);
+      }
+    }
+  };
+
+  float epsilon_;
+};
+
+// --- backward --------------------------------------------------------------------------
+
+template <typename T>
+class BatchNormTrainingGrad : public OpKernel {
+ public:
+  explicit BatchNormTrainingGrad(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& dy = context->input(0);
+    const Tensor& x = context->input(1);
+    const Tensor& gamma = context->input(2);
+    const Tensor& mean = context->input(3);
+    const Tensor& variance = context->input(4);
+    OP_REQUIRES(context, x.dims() >= 1 && dy.shape() == x.shape(),
+                absl::InvalidArgumentError("dy and x must have the same shape, of at least one axis"));
+    const int64_t channels = x.dim_size(x.dims() - 1);
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    OP_REQUIRES(context,
+                gamma.NumElements() == channels && mean.NumElements() == channels &&
+                    variance.NumElements() == channels,
+                absl::InvalidArgumentError("gamma, mean and variance must have one value per channel"));
+    Tensor *dx, *dgamma, *dbeta;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &dx));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({channels}), &dgamma));
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({channels}), &dbeta));
+
+    Pass pass{dy.flat<T>().data(), x.flat<T>().data(), dx->flat<T>().data(), channels, static_cast<float>(rows),
+              gamma.flat<float>().data(), mean.flat<float>().data(), dgamma->flat<float>().data(),
+              dbeta->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels),
+              std::vector<float>(channels), std::vector<float>(channels)};
+    const float* v = variance.flat<float>().data();
+    for (int64_t c = 0; c < channels; ++c) pass.inverse[c] = InverseDeviation(v[c], epsilon_);
+
+    Chunks chunks(context, rows, channels, 2 * sizeof(T));
+    std::vector<float> partial_dy(chunks.count() * channels), partial_dy_normalized(chunks.count() * channels);
+    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
+      pass.Sums(first, end, partial_dy.data() + chunk * channels,
+                partial_dy_normalized.data() + chunk * channels);
+    });
+    chunks.Total(partial_dy, pass.dbeta);
+    chunks.Total(partial_dy_normalized, pass.dgamma);
+    pass.Means();
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      pass.Gradient(first, end);
+    });
+  }
+
+ private:
+  // The passes over the rows [first, end) of a chunk.
+  struct Pass {
+    const T *gradient, *in;
+    T* out;
+    int64_t channels;
+    float count;
+    const float *gamma, *mean;
+    float *dgamma, *dbeta;
+    std::vector<float> inverse, scale, mean_dy, mean_dy_normalized;
+
+    // sum(dy) and sum(dy * xhat)
+    void Sums(int64_t first, int64_t end, float* sum_dy, float* sum_dy_normalized) const {
+      std::fill(sum_dy, sum_dy + channels, 0.0f);
+      std::fill(sum_dy_normalized, sum_dy_normalized + channels, 0.0f);
+      RowReader<T> read_dy(channels), read_x(channels);
+      const float* __restrict m = mean;
+      const float* __restrict inv = inverse.data();
+      float* const sums[2] = {sum_dy, sum_dy_normalized};
+      SumRows<2>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
+        constexpr int n = decltype(rows)::value;
+        const float *dy_row[n], *x_row[n];
+        for (int k = 0; k < n; ++k) {
+          dy_row[k] = read_dy(gradient + (r + k) * channels, k);
+          x_row[k] = read_x(in + (r + k) * channels, k);
+        }
+        float* __restrict group_dy_normalized = group + channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          float sum_dy = 0.0f, sum_dy_normalized = 0.0f;
+          for (int k = 0; k < n; ++k) {
+            const float normalized = (x_row[k][c] - m[c]) * inv[c];
+            sum_dy += dy_row[k][c];
+            sum_dy_normalized += dy_row[k][c] * normalized;
+          }
+          group[c] += sum_dy;
+          group_dy_normalized[c] += sum_dy_normalized;
+        }
+      });
+    }
+    void Means() {
+      for (int64_t c = 0; c < channels; ++c) {
+        mean_dy[c] = dbeta[c] / count;
+        mean_dy_normalized[c] = dgamma[c] / count;
+        scale[c] = gamma[c] * inverse[c];
+      }
+    }
+    void Gradient(int64_t first, int64_t end) const {
+      RowReader<T> read_dy(channels), read_x(channels);
+      RowWriter<T> write(channels);
+      const float* __restrict m = mean;
+      const float* __restrict inv = inverse.data();
+      const float* __restrict k = scale.data();
+      const float* __restrict mdy = mean_dy.data();
+      const float* __restrict mdyn = mean_dy_normalized.data();
+      for (int64_t r = first; r < end; ++r) {
+        const float* __restrict dy_row = read_dy(gradient + r * channels);
+        const float* __restrict x_row = read_x(in + r * channels);
+        float* __restrict result = write.Start(out + r * channels);
+        for (int64_t c = 0; c < channels; ++c) {
+          const float normalized = (x_row[c] - m[c]) * inv[c];
+          result[c] = k[c] * (dy_row[c] - (mdy[c] + normalized * mdyn[c]));
+        }
+        write.Finish(out + r * channels, channels);
+      }
+    }
+  };
+
+  float epsilon_;
+};
+
+// --- registration ----------------------------------------------------------------------
+
+absl::Status PerChannel(InferenceContext* context, int input, DimensionHandle* channels) {
+  ShapeHandle vector;
+  TF_RETURN_IF_ERROR(context->WithRank(context->input(input), 1, &vector));
+  return context->Merge(*channels, context->Dim(vector, 0), channels);
+}
+
+}  // namespace
+
+REGISTER_OP("NncardsBatchNormTraining")
+    .Input("x: T")
+    .Input("gamma: float")
+    .Input("beta: float")
+    .Output("y: T")
+    .Output("mean: float")
+    .Output("variance: float")
+    .Attr("T: {half, float}")
+    .Attr("epsilon: float")
+    .SetShapeFn([](InferenceContext* context) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(0), 1, &x));
+      DimensionHandle channels = context->Dim(x, -1);
+      TF_RETURN_IF_ERROR(PerChannel(context, 1, &channels));
+      TF_RETURN_IF_ERROR(PerChannel(context, 2, &channels));
+      context->set_output(0, x);
+      context->set_output(1, context->Vector(channels));
+      context->set_output(2, context->Vector(channels));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("NncardsBatchNormTrainingGrad")
+    .Input("dy: T")
+    .Input("x: T")
+    .Input("gamma: float")
+    .Input("mean: float")
+    .Input("variance: float")
+    .Output("dx: T")
+    .Output("dgamma: float")
+    .Output("dbeta: float")
+    .Attr("T: {half, float}")
+    .Attr("epsilon: float")
+    .SetShapeFn([](InferenceContext* context) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(1), 1, &x));
+      TF_RETURN_IF_ERROR(context->Merge(context->input(0), x, &x));
+      DimensionHandle channels = context->Dim(x, -1);
+      for (int input = 2; input < 5; ++input) TF_RETURN_IF_ERROR(PerChannel(context, input, &channels));
+      context->set_output(0, x);
+      context->set_output(1, context->Vector(channels));
+      context->set_output(2, context->Vector(channels));
+      return absl::OkStatus();
+    });
+
+#define NNCARDS_REGISTER(T)                                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                               \
+      Name("NncardsBatchNormTraining").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
+      BatchNormTraining<T>);                                                                             \
+  REGISTER_KERNEL_BUILDER(                                                                               \
+      Name("NncardsBatchNormTrainingGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
+      BatchNormTrainingGrad<T>);
+
+NNCARDS_REGISTER(float)
+NNCARDS_REGISTER(Eigen::half)
+
+}  // namespace nncards

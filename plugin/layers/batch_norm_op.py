@@ -1,0 +1,95 @@
+"""nncards' batch normalization training op (`batch_norm_op.cc`), built on first use and loaded
+with `tf.load_op_library`.
+
+The C++ source ships with the package and is compiled by the machine's C++ compiler (`$CXX`, else
+`g++`) against the headers of the TensorFlow that runs it, once per machine: the library is
+kept in the user's cache folder (`$XDG_CACHE_HOME/nncards/ops`, else `~/.cache/nncards/ops`)
+under a name that changes with the source, TensorFlow's build, the compiler flags and the CPU
+(the code is compiled for the CPU that builds it). Only this source is ever compiled. Where
+there is no compiler, or the build or the load fails, `ops()` is None and batch normalization
+keeps TensorFlow's kernels: correctness never depends on this op.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+SOURCE = Path(__file__).with_name("batch_norm_op.cc")
+# -march=native: the library runs where it was built (the CPU's features are in its name);
+# -ffp-contract=off: no fused multiply-adds, so every product and sum rounds as TensorFlow's ops do.
+FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off", "-w")
+BUILD_SECONDS = 600
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nncards" / "ops"
+
+
+def _cpu_features() -> str:
+    """The CPU's model and feature flags (Linux), else what Python knows of the processor."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return "".join(dict.fromkeys(line for line in cpuinfo  # one line per core: each told once
+                                         if line.startswith(("model name", "flags", "Features"))))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def library_path() -> Path:
+    """Where this source's library, built for this TensorFlow, these flags and this CPU, lives."""
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), tf.version.VERSION.encode(), tf.version.GIT_VERSION.encode(),
+                 " ".join((*tf.sysconfig.get_compile_flags(), *FLAGS, *tf.sysconfig.get_link_flags())).encode(),
+                 _cpu_features().encode()):
+        key.update(hashlib.sha256(part).digest())
+    return cache_dir() / f"batch_norm_op-{key.hexdigest()[:20]}.so"
+
+
+def build(target: Path, compiler: str) -> None:
+    """Compile the source into `target`; several processes may build at once: each writes a
+    file of its own and renames it into place, so a reader never sees half a library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
+    os.close(descriptor)
+    try:
+        subprocess.run([compiler, *tf.sysconfig.get_compile_flags(), *FLAGS, str(SOURCE), "-o", partial,
+                        *tf.sysconfig.get_link_flags()],
+                       check=True, capture_output=True, timeout=BUILD_SECONDS, stdin=subprocess.DEVNULL)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+@functools.cache
+def ops():
+    """The loaded op module (`nncards_batch_norm_training`, its gradient registered), or None
+    when it cannot be built or loaded here (logged once, at debug level)."""
+    target = library_path()
+    try:
+        if not target.exists():
+            build(target, os.environ.get("CXX") or "g++")
+        return tf.load_op_library(str(target))
+    except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
+        details = getattr(error, "stderr", None) or b""
+        log.debug("nncards' batch normalization op is unavailable, TensorFlow's kernels serve: %s %s",
+                  error, details.decode(errors="replace")[-2000:])
+        return None
+
+
+@tf.RegisterGradient("NncardsBatchNormTraining")
+def _batch_norm_gradient(op, dy, dmean, dvariance):  # the statistics only feed the moving averages
+    x, gamma, _ = op.inputs
+    _, mean, variance = op.outputs
+    return ops().nncards_batch_norm_training_grad(dy, x, gamma, mean, variance, epsilon=op.get_attr("epsilon"))

@@ -27,7 +27,7 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
     ({"virtual_batch_size": 4}, X4, "composite"),
     ({"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}, "renorm": True}, X4, "composite"),
     ({"dtype": "bfloat16"}, X4, "fused"),
-    ({}, X2, "fused_view"),
+    ({}, X2, "custom_op"),
     ({"renorm": True}, X2, "composite"),
 ], ids=["default-4d", "fused-nchw", "nchw-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
         "renorm-2d"])

@@ -23,11 +23,14 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <string>
 #include <thread>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__F16C__) || defined(__AVX512F__)
@@ -219,28 +222,65 @@ void SumRows(int64_t first, int64_t end, int64_t channels, float* const (&sums)[
 
 float InverseDeviation(float variance, float epsilon) { return 1.0f / std::sqrt(variance + epsilon); }
 
-// --- forward ---------------------------------------------------------------------------
-
-template <typename T>
-class BatchNormTraining : public OpKernel {
+// What the two ops share: the epsilon attribute, and the start of a call: the inputs checked (x
+// with an axis, its channels last; the inputs shaped as x; those of one value a channel), then the
+// (rows, channels) view sized and the outputs allocated, one shaped as x and two of one value a channel.
+class BatchNormKernel : public OpKernel {
  public:
-  explicit BatchNormTraining(OpKernelConstruction* context) : OpKernel(context) {
+  struct Input {
+    int index;
+    const char* name;
+  };
+
+  BatchNormKernel(OpKernelConstruction* context, Input x, std::vector<Input> shaped_as_x,
+                  std::vector<Input> per_channel)
+      : OpKernel(context), x_(x), shaped_as_x_(std::move(shaped_as_x)), per_channel_(std::move(per_channel)) {
     OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
   }
 
-  void Compute(OpKernelContext* context) override {
-    const Tensor& x = context->input(0);
-    const Tensor& gamma = context->input(1);
-    const Tensor& beta = context->input(2);
+  void Compute(OpKernelContext* context) final {
+    const Tensor& x = context->input(x_.index);
     OP_REQUIRES(context, x.dims() >= 1, absl::InvalidArgumentError("x must have at least one axis"));
+    for (const Input& input : shaped_as_x_)
+      OP_REQUIRES(context, context->input(input.index).shape() == x.shape(),
+                  absl::InvalidArgumentError(std::string(input.name) + " and x must have the same shape"));
     const int64_t channels = x.dim_size(x.dims() - 1);
     const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
-    OP_REQUIRES(context, gamma.NumElements() == channels && beta.NumElements() == channels,
-                absl::InvalidArgumentError("gamma and beta must have one value per channel"));
-    Tensor *y, *mean_out, *variance_out;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({channels}), &mean_out));
-    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({channels}), &variance_out));
+    for (const Input& input : per_channel_) {
+      const int64_t values = context->input(input.index).NumElements();
+      OP_REQUIRES(context, values == channels,
+                  absl::InvalidArgumentError(std::string(input.name) + " must have one value per channel: " +
+                                             std::to_string(values) + " for " + std::to_string(channels)));
+    }
+    Tensor* outputs[3];
+    for (int output = 0; output < 3; ++output)
+      OP_REQUIRES_OK(context, context->allocate_output(output, output == 0 ? x.shape() : TensorShape({channels}),
+                                                       &outputs[output]));
+    Run(context, rows, channels, outputs);
+  }
+
+ protected:
+  virtual void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) = 0;
+
+  float epsilon_;
+
+ private:
+  const Input x_;
+  const std::vector<Input> shaped_as_x_, per_channel_;
+};
+
+// --- forward ---------------------------------------------------------------------------
+
+template <typename T>
+class BatchNormTraining : public BatchNormKernel {
+ public:
+  explicit BatchNormTraining(OpKernelConstruction* context)
+      : BatchNormKernel(context, {0, "x"}, {}, {{1, "gamma"}, {2, "beta"}}) {}
+
+ private:
+  void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) override {
+    const Tensor &x = context->input(0), &gamma = context->input(1), &beta = context->input(2);
+    Tensor *y = outputs[0], *mean_out = outputs[1], *variance_out = outputs[2];
 
     Pass pass{x.flat<T>().data(), y->flat<T>().data(), channels, static_cast<float>(rows), epsilon_,
               gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
@@ -263,7 +303,6 @@ class BatchNormTraining : public OpKernel {
     });
   }
 
- private:
   // The passes over the rows [first, end) of a chunk.
   struct Pass {
     const T* in;
@@ -274,25 +313,11 @@ class BatchNormTraining : public OpKernel {
     float *mean, *variance;
     std::vector<float> scale, offset;  // y = x * scale + offset
 
-    void Sums(int64_t first, int64_t end, float* sum) const {
+    // sum(term(x, c)) over the rows [first, end) for every channel c, into `sum`
+    template <typename Term>
+    void SumTerms(int64_t first, int64_t end, float* sum, const Term& term) const {
       std::fill(sum, sum + channels, 0.0f);
       RowReader<T> read(channels);
-      float* const sums[1] = {sum};
-      SumRows<1>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
-        constexpr int n = decltype(rows)::value;
-        const float* row[n];
-        for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels, k);
-        for (int64_t c = 0; c < channels; ++c) {
-          float sum = row[0][c];
-          for (int k = 1; k < n; ++k) sum += row[k][c];
-          group[c] += sum;
-        }
-      });
-    }
-    void SquaredDeviations(int64_t first, int64_t end, float* sum) const {
-      std::fill(sum, sum + channels, 0.0f);
-      RowReader<T> read(channels);
-      const float* __restrict m = mean;
       float* const sums[1] = {sum};
       SumRows<1>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
         constexpr int n = decltype(rows)::value;
@@ -300,12 +325,19 @@ class BatchNormTraining : public OpKernel {
         for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels, k);
         for (int64_t c = 0; c < channels; ++c) {
           float sum = 0.0f;
-          for (int k = 0; k < n; ++k) {
-            const float deviation = row[k][c] - m[c];
-            sum += deviation * deviation;
-          }
+          for (int k = 0; k < n; ++k) sum += term(row[k][c], c);
           group[c] += sum;
         }
+      });
+    }
+    void Sums(int64_t first, int64_t end, float* sum) const {
+      SumTerms(first, end, sum, [](float value, int64_t) { return value; });
+    }
+    void SquaredDeviations(int64_t first, int64_t end, float* sum) const {
+      const float* __restrict m = mean;
+      SumTerms(first, end, sum, [m](float value, int64_t c) {
+        const float deviation = value - m[c];
+        return deviation * deviation;
       });
     }
     void Means(float* sums) const {
@@ -330,37 +362,21 @@ class BatchNormTraining : public OpKernel {
       }
     }
   };
-
-  float epsilon_;
 };
 
 // --- backward --------------------------------------------------------------------------
 
 template <typename T>
-class BatchNormTrainingGrad : public OpKernel {
+class BatchNormTrainingGrad : public BatchNormKernel {
  public:
-  explicit BatchNormTrainingGrad(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
-  }
+  explicit BatchNormTrainingGrad(OpKernelConstruction* context)
+      : BatchNormKernel(context, {1, "x"}, {{0, "dy"}}, {{2, "gamma"}, {3, "mean"}, {4, "variance"}}) {}
 
-  void Compute(OpKernelContext* context) override {
-    const Tensor& dy = context->input(0);
-    const Tensor& x = context->input(1);
-    const Tensor& gamma = context->input(2);
-    const Tensor& mean = context->input(3);
-    const Tensor& variance = context->input(4);
-    OP_REQUIRES(context, x.dims() >= 1 && dy.shape() == x.shape(),
-                absl::InvalidArgumentError("dy and x must have the same shape, of at least one axis"));
-    const int64_t channels = x.dim_size(x.dims() - 1);
-    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
-    OP_REQUIRES(context,
-                gamma.NumElements() == channels && mean.NumElements() == channels &&
-                    variance.NumElements() == channels,
-                absl::InvalidArgumentError("gamma, mean and variance must have one value per channel"));
-    Tensor *dx, *dgamma, *dbeta;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &dx));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({channels}), &dgamma));
-    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({channels}), &dbeta));
+ private:
+  void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) override {
+    const Tensor &dy = context->input(0), &x = context->input(1), &gamma = context->input(2);
+    const Tensor &mean = context->input(3), &variance = context->input(4);
+    Tensor *dx = outputs[0], *dgamma = outputs[1], *dbeta = outputs[2];
 
     Pass pass{dy.flat<T>().data(), x.flat<T>().data(), dx->flat<T>().data(), channels, static_cast<float>(rows),
               gamma.flat<float>().data(), mean.flat<float>().data(), dgamma->flat<float>().data(),
@@ -383,7 +399,6 @@ class BatchNormTrainingGrad : public OpKernel {
     });
   }
 
- private:
   // The passes over the rows [first, end) of a chunk.
   struct Pass {
     const T *gradient, *in;
@@ -449,16 +464,27 @@ class BatchNormTrainingGrad : public OpKernel {
       }
     }
   };
-
-  float epsilon_;
 };
 
 // --- registration ----------------------------------------------------------------------
 
-absl::Status PerChannel(InferenceContext* context, int input, DimensionHandle* channels) {
-  ShapeHandle vector;
-  TF_RETURN_IF_ERROR(context->WithRank(context->input(input), 1, &vector));
-  return context->Merge(*channels, context->Dim(vector, 0), channels);
+// Either op's shapes, as BatchNormKernel checks them: x with an axis, the inputs `shaped_as_x` of
+// its shape and those `per_channel` of one value a channel; the outputs x's shape, then two per channel.
+absl::Status BatchNormShapes(InferenceContext* context, int x_index, std::initializer_list<int> shaped_as_x,
+                             std::initializer_list<int> per_channel) {
+  ShapeHandle x;
+  TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(x_index), 1, &x));
+  for (int input : shaped_as_x) TF_RETURN_IF_ERROR(context->Merge(context->input(input), x, &x));
+  DimensionHandle channels = context->Dim(x, -1);
+  for (int input : per_channel) {
+    ShapeHandle vector;
+    TF_RETURN_IF_ERROR(context->WithRank(context->input(input), 1, &vector));
+    TF_RETURN_IF_ERROR(context->Merge(channels, context->Dim(vector, 0), &channels));
+  }
+  context->set_output(0, x);
+  context->set_output(1, context->Vector(channels));
+  context->set_output(2, context->Vector(channels));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -472,17 +498,7 @@ REGISTER_OP("NncardsBatchNormTraining")
     .Output("variance: float")
     .Attr("T: {half, float}")
     .Attr("epsilon: float")
-    .SetShapeFn([](InferenceContext* context) {
-      ShapeHandle x;
-      TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(0), 1, &x));
-      DimensionHandle channels = context->Dim(x, -1);
-      TF_RETURN_IF_ERROR(PerChannel(context, 1, &channels));
-      TF_RETURN_IF_ERROR(PerChannel(context, 2, &channels));
-      context->set_output(0, x);
-      context->set_output(1, context->Vector(channels));
-      context->set_output(2, context->Vector(channels));
-      return absl::OkStatus();
-    });
+    .SetShapeFn([](InferenceContext* context) { return BatchNormShapes(context, 0, {}, {1, 2}); });
 
 REGISTER_OP("NncardsBatchNormTrainingGrad")
     .Input("dy: T")
@@ -495,17 +511,7 @@ REGISTER_OP("NncardsBatchNormTrainingGrad")
     .Output("dbeta: float")
     .Attr("T: {half, float}")
     .Attr("epsilon: float")
-    .SetShapeFn([](InferenceContext* context) {
-      ShapeHandle x;
-      TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(1), 1, &x));
-      TF_RETURN_IF_ERROR(context->Merge(context->input(0), x, &x));
-      DimensionHandle channels = context->Dim(x, -1);
-      for (int input = 2; input < 5; ++input) TF_RETURN_IF_ERROR(PerChannel(context, input, &channels));
-      context->set_output(0, x);
-      context->set_output(1, context->Vector(channels));
-      context->set_output(2, context->Vector(channels));
-      return absl::OkStatus();
-    });
+    .SetShapeFn([](InferenceContext* context) { return BatchNormShapes(context, 1, {0}, {2, 3, 4}); });
 
 #define NNCARDS_REGISTER(T)                                                                              \
   REGISTER_KERNEL_BUILDER(                                                                               \

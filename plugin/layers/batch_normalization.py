@@ -173,13 +173,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     @property
     def kernel(self) -> Kernel:
-        """How the training step runs (known once built; a mask sends it to the composite ops, and
-        a step XLA compiles from nncards' op, which XLA cannot compile, to the fused kernel)."""
-        if self._mask_seen:
-            return Kernel.COMPOSITE
-        if self._kernel is Kernel.CUSTOM_OP and self._compiled_training_seen:
+        """How the training step runs (known once built). A mask sends it to the composite ops;
+        nncards' op gives way to the fused kernel on a view where it cannot be built, and in a step
+        XLA compiles (XLA cannot compile it). Asking builds or loads the op if nothing did yet."""
+        planned = self._planned_kernel
+        if planned is Kernel.CUSTOM_OP and (self._compiled_training_seen or batch_norm_op.ops() is None):
             return Kernel.FUSED_VIEW
-        return self._kernel
+        return planned
+
+    @property
+    def _planned_kernel(self) -> Kernel:
+        """The kernel the rules chose, before nncards' op is asked for: an inference call (a
+        validation's symbolic build among them) never builds the op."""
+        return Kernel.COMPOSITE if self._mask_seen else self._kernel
 
     @property
     def fused_kernel(self) -> bool:
@@ -201,7 +207,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self._raise_conflicts(options, rank, normalized_axes(axis, rank))
         if self.axes is None:
             super().build(input_shape)
-            self._kernel = self._available(options.kernel(rank, self.axis % rank))
+            self._kernel = options.kernel(rank, self.axis % rank)
             return
         features = normalized_axes(self.axes, rank)
         reduced = [i for i in range(rank) if i not in features]
@@ -211,12 +217,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         view_shape = (*(input_shape[i] for i in reduced), self._view_features)
         super().build(view_shape)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={i: input_shape[i] for i in features})
-        self._kernel = self._available(options.kernel(len(view_shape), len(view_shape) - 1))
-
-    @staticmethod
-    def _available(kernel: Kernel) -> Kernel:
-        """The kernel, or the fused kernel on a view where nncards' op cannot be built."""
-        return Kernel.FUSED_VIEW if kernel is Kernel.CUSTOM_OP and batch_norm_op.ops() is None else kernel
+        self._kernel = options.kernel(len(view_shape), len(view_shape) - 1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axes or self.axis, "fused": self.fused,
@@ -242,11 +243,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _call_on(self, inputs, training, mask):
         """The call on an input whose features lie along `self.axis`."""
         training = bool(training) and (self.trainable or self.trainable_semantics == "v1")
-        if self.kernel is Kernel.CUSTOM_OP and training:
+        if training and self.kernel is Kernel.CUSTOM_OP:
             if not GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
                 return self._custom_op_call(inputs)
             self._compiled_training_seen = True
-        if self.kernel in (Kernel.FUSED, Kernel.FUSED_VIEW, Kernel.CUSTOM_OP):  # inference on the fused kernel
+        # Inference on the fused kernel (nncards' op has no inference form), and training where the op cannot serve
+        if self._planned_kernel in (Kernel.FUSED, Kernel.FUSED_VIEW, Kernel.CUSTOM_OP):
             return self._fused_call(inputs, training)
         if not training:
             return super().call(inputs, training=False, mask=mask)
@@ -275,7 +277,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         # the output rounded to 16 bits once either way).
         inputs = tf.cast(tf.cast(inputs, self.compute_dtype), "float32")
         rank = len(inputs.shape)
-        if self.kernel is Kernel.FUSED:
+        if self._planned_kernel is Kernel.FUSED:
             view, data_format = inputs, FUSED_DATA_FORMATS[(rank, self.axis % rank)]
         else:  # every position of every sample is one more row of an NHWC batch: the same statistics
             view, data_format = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]]), "NHWC"

@@ -1,0 +1,176 @@
+"""nncards' C++ batch normalization op (layers/batch_norm_op.cc) for 2-D and 3-D channels-last inputs.
+
+It must give the composite ops' numbers (stock Keras 3) forward, backward and in the moving
+statistics, on shapes whose rows fill several of its chunks and end in a partial one, with odd
+channel counts; the same bits on one thread as on several; and where it cannot be built (no
+compiler, a cache folder that cannot be made) the layer runs on the fused kernel on a view and
+reports that route. Builds happen in child processes with a cache folder of their own: the op is
+loaded once per process, and a build must not lean on a library left in the user's cache.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from nncards.layers import batch_norm_op
+from nncards.layers.batch_normalization import BatchNormalization
+from nncards.layers.bn_rules import Kernel
+
+RNG = np.random.default_rng(17)
+TOLERANCE = {"float32": {"rtol": 2e-5, "atol": 2e-5}, "mixed_float16": {"rtol": 1e-2, "atol": 1e-2}}
+
+
+def data(*shape, mean=2.0, std=3.0):
+    return RNG.normal(mean, std, size=shape).astype("float32")
+
+
+STEP_NAMES = ("output", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance")
+
+
+def training_step(layer, x, loss_weights):
+    """STEP_NAMES' arrays of one training step."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.cast(layer(x, training=True), "float32")
+        loss = tf.reduce_sum(y * y * loss_weights)
+    gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+    return [y, *gradients, layer.moving_mean.numpy(), layer.moving_variance.numpy()]
+
+
+# Rows per chunk: 64 kB of input, so 5,461 rows of 3 float32 channels (10,922 in float16) and
+# 2,340 rows of 7; the shapes below end in a partial chunk and a partial group of 64 and of 4 rows.
+@pytest.mark.parametrize("shape", [(1001, 7), (12001, 3), (64, 1024), (37, 5, 33), (3, 2003, 9), (2, 3, 1)],
+                         ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel"])
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
+def test_the_op_gives_the_composite_ops_numbers(shape, dtype):
+    x = tf.constant(data(*shape))
+    loss_weights = tf.constant(data(*shape, mean=0.0, std=1.0))  # every element weighs differently
+    ours = BatchNormalization(momentum=0.5, dtype=dtype)
+    results = []
+    for layer in (ours, keras.layers.BatchNormalization(momentum=0.5, dtype=dtype)):
+        layer.build(shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]).astype("float32"))
+        layer.beta.assign(np.linspace(-1.0, 1.0, shape[-1]).astype("float32"))
+        results.append(training_step(layer, x, loss_weights))
+    assert ours.kernel is Kernel.CUSTOM_OP
+    for name, mine, reference in zip(STEP_NAMES, *results):
+        scale = max(1.0, float(np.max(np.abs(reference))))  # sums over thousands of rows: relative to their size
+        np.testing.assert_allclose(np.asarray(mine, "float32") / scale, np.asarray(reference, "float32") / scale,
+                                   **TOLERANCE[dtype], err_msg=name)
+
+
+def test_layers_on_2d_and_3d_inputs_take_the_op_and_say_so():
+    for shape in ((16, 6), (4, 5, 6)):
+        layer = BatchNormalization()
+        layer(data(*shape), training=True)
+        assert layer.kernel is Kernel.CUSTOM_OP and not layer.fused_kernel
+    masked = BatchNormalization()  # a mask: the composite ops
+    masked(data(4, 5, 6), training=True, mask=np.ones((4, 5), bool))
+    assert masked.kernel is Kernel.COMPOSITE
+
+
+def test_a_step_xla_compiles_runs_on_the_fused_kernel_and_says_so():
+    layer = BatchNormalization(momentum=0.5)
+    plain = keras.layers.BatchNormalization(momentum=0.5)
+    x = data(64, 12)
+    outputs = [tf.function(lambda v, bn=bn: bn(v, training=True), jit_compile=True)(x) for bn in (layer, plain)]
+    assert layer.kernel is Kernel.FUSED_VIEW
+    np.testing.assert_allclose(outputs[0], outputs[1], **TOLERANCE["float32"])
+    np.testing.assert_allclose(layer.moving_variance.numpy(), plain.moving_variance.numpy(), **TOLERANCE["float32"])
+
+
+def test_inputs_of_the_wrong_size_are_refused_by_name():
+    ops = batch_norm_op.ops()
+    x, per_channel = tf.constant(data(8, 3)), tf.ones((3,))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beta must have one value per channel: 4 for 3"):
+        ops.nncards_batch_norm_training(x, per_channel, tf.ones((4,)), epsilon=1e-3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dy and x must have the same shape"):
+        ops.nncards_batch_norm_training_grad(tf.constant(data(7, 3)), x, per_channel, per_channel, per_channel,
+                                             epsilon=1e-3)
+
+
+# -- in child processes: thread counts, builds, fallbacks ----------------------------------------------
+
+CHILD_SHAPES = ((40001, 3), (9, 1501, 5))  # 8 and 2 chunks of rows, the last ones partial
+
+
+def step_arrays(make_layer):
+    """The arrays of a training step on each of CHILD_SHAPES (same data every time), and the last layer."""
+    arrays = {}
+    for shape in CHILD_SHAPES:
+        rng = np.random.default_rng(5)
+        x = tf.constant(rng.normal(2.0, 3.0, shape).astype("float32"))
+        layer = make_layer()
+        values = training_step(layer, x, tf.constant(rng.normal(size=shape).astype("float32")))
+        arrays.update({f"{len(shape)}d-{name}": np.asarray(value) for name, value in zip(STEP_NAMES, values)})
+    return arrays, layer
+
+
+def child(threads: str, prepare: str, out: str) -> None:
+    """A child process's step on nncards' layer: its arrays saved to `out`, its kernel printed."""
+    if int(threads):
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    if prepare == "prepare":  # as a server's run worker does when it starts
+        batch_norm_op.prepare_in_background().join()
+    arrays, layer = step_arrays(lambda: BatchNormalization(momentum=0.5))
+    np.savez(out, **arrays)
+    print(layer.kernel.value)
+
+
+def run_child(tmp_path, name, threads=0, prepare=False, **environment):
+    """`child` in a fresh process with these environment variables: its kernel and arrays."""
+    out = tmp_path / f"{name}.npz"
+    done = subprocess.run([sys.executable, __file__, str(threads), "prepare" if prepare else "-", str(out)],
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **environment},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()[-1], dict(np.load(out))
+
+
+def test_a_first_use_builds_into_the_cache_and_later_processes_load_it(tmp_path):
+    cache = tmp_path / "cache"
+    kernel, built = run_child(tmp_path, "built", prepare=True, XDG_CACHE_HOME=str(cache))
+    assert kernel == "custom_op"
+    files = {p.name for p in (cache / "nncards" / "ops").iterdir()}
+    [library] = [name for name in files if name.endswith(".so")]  # and no partial build beside it
+    assert library.startswith("batch_norm_op-") and files == {library, library.removesuffix(".so") + ".lock"}
+    # No compiler now: the op can only come from the cache.
+    kernel, loaded = run_child(tmp_path, "loaded", XDG_CACHE_HOME=str(cache), CXX=str(tmp_path / "no-compiler"))
+    assert kernel == "custom_op"
+    for name in built:
+        np.testing.assert_array_equal(loaded[name], built[name], err_msg=name)
+
+
+def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
+    (kernel_one, one), (kernel_four, four) = (run_child(tmp_path, f"threads-{n}", threads=n) for n in (1, 4))
+    assert kernel_one == kernel_four == "custom_op"
+    for name in one:
+        np.testing.assert_array_equal(four[name], one[name], err_msg=name)
+
+
+@pytest.mark.parametrize("broken", ["no-compiler", "cache-folder-is-a-file"])
+def test_without_the_op_the_layer_runs_on_the_fused_view_and_reports_it(tmp_path, broken):
+    cache = tmp_path / "cache"
+    if broken == "no-compiler":
+        environment = {"XDG_CACHE_HOME": str(cache), "CXX": str(tmp_path / "no-compiler")}
+    else:
+        cache.write_text("a file where the cache folder should be")
+        environment = {"XDG_CACHE_HOME": str(cache)}
+    kernel, fallback = run_child(tmp_path, broken, **environment)
+    assert kernel == "fused_view"
+    assert not list(cache.glob("**/*.so"))  # nothing built, half-built or left behind
+    reference, _ = step_arrays(lambda: keras.layers.BatchNormalization(momentum=0.5))
+    for name in reference:
+        scale = max(1.0, float(np.max(np.abs(reference[name]))))
+        np.testing.assert_allclose(fallback[name] / scale, reference[name] / scale, **TOLERANCE["float32"],
+                                   err_msg=name)
+
+
+if __name__ == "__main__":
+    child(*sys.argv[1:])

@@ -4,6 +4,7 @@ arrays (PrepareRun), and the run uses that model only when it is what the run wo
 import contextlib
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +113,65 @@ def test_a_graph_that_does_not_build_is_left_to_its_run(worker):
     worker.connection.send(PrepareRun(Run.model_validate(request).graph.model_dump(), 7))
     result = worker.run("invalid", request)
     assert result.status == "failed" and BUILT_AGAIN in result.error.message  # nothing was built ahead
+
+
+@contextlib.contextmanager
+def worker_with_a_fresh_cache(tmp_path, monkeypatch):
+    """A spawned worker whose op cache is empty, so that it must compile nncards' op; killed at the end."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    context = multiprocessing.get_context("spawn")
+    connection, child = context.Pipe()
+    cancel = context.Event()
+    process = context.Process(target=worker_main, daemon=True, args=(
+        child, cancel, os.getpid(), 1, 0, DEFAULT_LIMITS, tmp_path / "results", 10**6, None))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.join(10)
+
+
+def wait_for(files, process, seconds: float = 600) -> list:
+    """The files of the glob `files` once there are any (the process still alive meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while not (found := list(files())) and time.monotonic() < deadline:
+        assert process.is_alive()
+        time.sleep(0.2)
+    return found
+
+
+def test_a_worker_builds_the_batch_normalization_op_before_its_first_run(tmp_path, monkeypatch):
+    """The first use on a machine compiles nncards' op (~10 s): a starting worker does it, idle."""
+    with worker_with_a_fresh_cache(tmp_path, monkeypatch) as process:
+        [library] = wait_for(lambda: (tmp_path / "cache").glob("nncards/ops/batch_norm_op-*.so"), process)
+    assert [p.name for p in library.parent.glob("*.so")] == [library.name]  # no partial build left
+
+
+def compiling(path) -> list[int]:
+    """The processes whose command line names this path."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if str(path).encode() in cmdline.read():
+                    found.append(int(entry.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_worker_killed_while_it_compiles_leaves_no_compiler_behind(tmp_path, monkeypatch):
+    with worker_with_a_fresh_cache(tmp_path, monkeypatch) as process:
+        [partial] = wait_for(lambda: (tmp_path / "cache").glob("nncards/ops/.batch_norm_op-*.so"), process)
+        deadline = time.monotonic() + 60
+        while not compiling(partial) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert compiling(partial)
+    deadline = time.monotonic() + 10
+    while compiling(partial) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert compiling(partial) == []
 
 
 def test_sends_to_a_worker_that_stops_fail_with_oserror(tmp_path):

@@ -11,11 +11,12 @@ written as `.npy` files in `results_dir/<run_id>/` (see `results.py`): results n
 
 Local workers are spawned (never forked: TensorFlow's threads do not survive a fork), cap
 TensorFlow's thread pools so that several workers share the cores, and import TensorFlow as
-soon as they start. They start as a run request arrives, before its body is read (or at the
-warm-up), and stop after
-`idle_seconds` without a run: each holds some 600 MiB of TensorFlow, which an idle server
-gives back; the next run pays only the import again. An idle worker also validates a run's graph
-when the validation workers are not running (`validate`): a cold run then imports TensorFlow once,
+soon as they start, then build or load nncards' batch normalization op on a thread of their own
+(the first use on a machine compiles it). They start as a run request arrives, before its body
+is read (or at the warm-up), and stop after `idle_seconds` without a run: each holds some 600 MiB
+of TensorFlow, which an idle server gives back; the next run pays only the import again. An idle
+worker also validates a run's graph when the validation workers are not running (`validate`): a
+cold run then imports TensorFlow once,
 in the process that runs it, not in two processes at once on the same cores. Once a run request is
 accepted, the idle worker that will take it builds its model (`build_ahead`) while the server
 stores the request's arrays: the model is not built after they are stored. They run at a lower
@@ -213,6 +214,9 @@ def worker_main(connection, cancel, server_pid: int, threads: int, niceness: int
 
     start_tensorflow(threads)
     from nncards.execute.entry import execute
+    from nncards.layers.batch_norm_op import prepare_in_background
+
+    prepare_in_background()  # the first use on a machine compiles nncards' op (~10 s): while idle, not in a run
 
     validator: Validator | None = None  # made on the first validation: most workers never validate
     ahead: BuiltAhead | None = None

@@ -224,7 +224,15 @@ class BatchNormalization(LayerCard):
         "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports for the node "
         "`fused_kernel` (whether TensorFlow's fused kernel ran) and `kernel`, the route its training "
         "step took: `fused` (the kernel on the input's layout), `fused_view` (on a reshaped view), "
-        "`xla` or `composite` (Keras 3's ops)."
+        "`custom_op` (nncards' own C++ kernels, for 2-D and 3-D inputs normalized on their last axis "
+        "in float32 or float16), `xla` or `composite` (Keras 3's ops). Every route gives the "
+        "composite ops' numbers within float32 rounding.\n\n"
+        "nncards' own kernels are compiled on the machine that uses them, once: the first use on a "
+        "machine takes some 10 seconds more (a server's run workers compile them as they start, "
+        "ahead of the first run), later ones load them from the user's cache folder "
+        "(`~/.cache/nncards/ops`, or `$XDG_CACHE_HOME/nncards/ops`). Without a C++ compiler (`$CXX`, "
+        "else `g++`), or where the build fails, the layer takes `fused_view` instead, and a step "
+        "compiled with `jit_compile` does too (XLA cannot compile them)."
     )
     Params = BatchNormalizationParams
     sockets = (

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import hmac
 import logging
 import mmap
@@ -66,6 +67,9 @@ class Guard:
         self.origins = set(cors_origins)
         self.token = token.encode() if token else None
         self.api_prefix = api_prefix
+        # Clients send the same few Host values again and again: each is judged once.
+        self.answers_for = functools.lru_cache(maxsize=256)(
+            lambda host: self.any_host or host_name(host).lower() in self.hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +88,7 @@ class Guard:
     def refusal(self, scope: Scope):
         host, origin, authorization = first_headers(scope, b"host", b"origin", b"authorization")
         host = host or ""
-        if not self.any_host and host_name(host).lower() not in self.hosts:
+        if not self.answers_for(host):
             return error_response(ErrorCode.FORBIDDEN, f"This server does not answer for the host name "
                                   f"{host_name(host)!r}; start it with --allowed-hosts to add it.")
         method = scope["method"]

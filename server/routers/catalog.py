@@ -34,16 +34,18 @@ ANSWERS = {304: {"description": "Unchanged since the ETag given in If-None-Match
 class DocumentRoute(APIRoute):
     """A route whose endpoint returns a `Document`, answered in the encoding the request accepts.
 
-    The endpoint is called with the catalogue documents (through the `get_catalogue`
-    dependency's override, when a test sets one) and the path's parameters.
+    The endpoint is called with the catalogue documents (those `get_catalogue` gives, or its
+    override's when a test sets one) and the path's parameters.
     """
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in self.methods:
             return await super().handle(scope, receive, send)  # 405, as any route answers it
-        provider = scope["app"].dependency_overrides.get(get_catalogue, get_catalogue)
+        override = scope["app"].dependency_overrides.get(get_catalogue)
+        # `get_catalogue` itself, without the Request it would need built.
+        documents = scope["app"].state.catalogue if override is None else await override(Request(scope))
         try:
-            document: Document = await self.endpoint(documents=await provider(Request(scope)), **scope["path_params"])
+            document: Document = await self.endpoint(documents=documents, **scope["path_params"])
         except NncardsError as exc:  # answered here: the lane runs outside the application's error handlers
             return await error_response(exc.code, exc.message, exc.problems)(scope, receive, send)
         accept_encoding = if_none_match = None

@@ -280,6 +280,8 @@ class ServerProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_ends()
         super().on_headers_complete()
+        if self.scope["method"] in ("GET", "HEAD"):  # the catalogue's requests, with no body to read
+            return
         declared = dict(self.headers).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > LARGE_BODY_BYTES:
             self._read_bytes(LARGE_BODY_READ_BYTES)

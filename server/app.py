@@ -105,14 +105,17 @@ async def lifespan(app: FastAPI):
         store.close()
 
 
-def prepare_for_run(app: FastAPI) -> None:
+def prepare_for_run(app: FastAPI) -> runs.EarlyBuild | None:
     """A run request is arriving: the worker that runs it starts now, if it must, and so do the
     validation workers unless that run worker can validate the graph itself (see `create_run`):
-    starting both would import TensorFlow twice at once on the same cores."""
-    if hasattr(app.state, "runs"):  # the services are up (a test may serve the catalogue alone)
-        app.state.runs.prepare()
-        if not app.state.runs.executor.can_validate():
-            app.state.validation.prepare()
+    starting both would import TensorFlow twice at once on the same cores. Its body, once arrived,
+    goes to an `EarlyBuild`."""
+    if not hasattr(app.state, "runs"):  # the services are not up (a test may serve the catalogue alone)
+        return None
+    app.state.runs.prepare()
+    if not app.state.runs.executor.can_validate():
+        app.state.validation.prepare()
+    return runs.EarlyBuild(app.state.runs, app.state.validation)
 
 
 # The classes of OpenTelemetry's global providers before anything configures them: they record nothing.

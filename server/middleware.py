@@ -9,7 +9,9 @@ server's pages out of other sites' frames and stop browsers from guessing conten
 
 `Ahead` calls a function as soon as a request for one route comes past `Guard`, before its body
 is read: a run request's workers start importing TensorFlow while tens of MiB of body arrive
-and are parsed, not after.
+and are parsed, not after. What the function returns, when not None, is the request's
+`BodyWatcher`, told by `BodyLimit` of the whole body once it has passed the limits, before it is
+parsed.
 
 `BodyLimit` reads a request body up to the size limit (refusing at once a declared
 Content-Length over it: 413 `too_large`; Starlette's own limiter answers in plain text) and
@@ -29,6 +31,7 @@ import logging
 import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -134,13 +137,24 @@ def first_headers(scope: Scope, *names: bytes) -> list[str | None]:
     return values
 
 
+BODY_WATCHER = "nncards.body_watcher"  # the scope's key for the request's BodyWatcher
+
+
+class BodyWatcher(Protocol):
+    def arrived(self, body: bytearray) -> None:
+        """The whole body has arrived and is within the size and depth limits; it is parsed next
+        (called on the event loop; nothing writes to `body` after)."""
+
+
 class Ahead:
-    def __init__(self, app: ASGIApp, method: str, path: str, call: Callable[[], None]):
+    def __init__(self, app: ASGIApp, method: str, path: str, call: Callable[[], BodyWatcher | None]):
         self.app, self.method, self.path, self.call = app, method, path, call
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == self.method and scope["path"] == self.path:
-            self.call()
+            watcher = self.call()
+            if watcher is not None:
+                scope[BODY_WATCHER] = watcher
         await self.app(scope, receive, send)
 
 
@@ -266,6 +280,9 @@ class BodyLimit:
                               expected=f"at most {self.max_depth} levels")
             return await error_response(ErrorCode.REQUEST_INVALID, message, [problem])(scope, receive, send)
         scope[RECEIVED_BODY] = ReceivedBody(body, structure)
+        watcher: BodyWatcher | None = scope.get(BODY_WATCHER)
+        if watcher is not None:
+            watcher.arrived(body)
         replayed = False
 
         async def replay() -> Message:

@@ -317,3 +317,19 @@ def test_an_array_longer_than_a_piece_reads_alike(monkeypatch):
     assert len(body) > 3 * run_json.PIECE_BYTES
     parsed = run_json.parse(body)["steps"][0]["inputs"]["x"]
     assert len(pieces) == 1 and pieces[0] >= 3 and parsed.dtype == np.float64 and np.array_equal(parsed, x)
+
+
+def test_leading_members_are_those_before_the_arrays_read_whole_as_the_old_way_reads_them():
+    before = frozenset({"steps", "weights"})
+    graph = {"nodes": [{"id": "x", "card": "input", "params": {"shape": [2], "name": "é \" \\ [{"}}], "edges": []}
+    body = (b' {\n "graph" :' + json.dumps(graph, ensure_ascii=False).encode() + b' , "seed":71,"steps": [[1, 2]],'
+            b' "distribution": null}')
+    assert run_json.leading_members(body, before) == {"graph": graph, "seed": 71}
+    for cut in range(len(body)):  # a body cut anywhere: the members it holds whole, as they are
+        members = run_json.leading_members(body[:cut], before)
+        assert members in ({}, {"graph": graph}, {"graph": graph, "seed": 71}), cut
+    assert run_json.leading_members(b'{"steps": [], "graph": {}}', before) == {}
+    assert run_json.leading_members(b'{"graph": {}, "graph": {"nodes": []}}', before) == {}  # the old way keeps the last
+    assert run_json.leading_members(b'[{"graph": {}}]', before) == {}
+    assert run_json.leading_members(b'{"seed": 1, "graph": {}}', before) == {"seed": 1, "graph": {}}
+    assert run_json.leading_members(b'{"graph": ' + b"[" * 100_000, before) == {}  # too deep for Python: not read

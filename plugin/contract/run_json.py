@@ -29,6 +29,7 @@ by simdjson; a guess at the rows that is wrong makes one of them invalid, and th
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
@@ -113,6 +114,48 @@ class SkeletonReader:
         if self.pieces is None or self.in_string:
             return skeleton(text)
         return b"".join(self.pieces)
+
+
+LEADING_BYTES = 2**20  # how far into a body `leading_members` reads
+_DECODER = json.JSONDecoder()
+
+
+def leading_members(body: bytes, before: frozenset[str]) -> dict[str, Any]:
+    """The members a JSON object text opens with, up to its first key in `before` (or its end), as
+    the standard library reads them: those whole within the first LEADING_BYTES only, without the
+    rest of the text (a run request's graph and seed, read before the arrays that follow them are
+    parsed). Empty when the text does not open an object, or gives a key twice before that point
+    (the old way keeps the last value)."""
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(body[:LEADING_BYTES])  # a cut character dropped
+    members: dict[str, Any] = {}
+    try:
+        at = _skip_space(text, 0)
+        if text[at] != "{":
+            return {}
+        at += 1
+        while text[(at := _skip_space(text, at))] == '"':
+            key, at = _DECODER.raw_decode(text, at)
+            at = _skip_space(text, at)
+            if key in before or text[at] != ":":
+                break
+            if key in members:
+                return {}
+            value, at = _DECODER.raw_decode(text, _skip_space(text, at + 1))
+            if text[(at := _skip_space(text, at))] not in ",}":  # past the end: a number may be cut short
+                break
+            members[key] = value
+            if text[at] == "}":
+                break
+            at += 1
+    except (ValueError, IndexError, RecursionError):  # cut short, or not JSON: what was read whole stays
+        pass
+    return members
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\n\r":
+        at += 1
+    return at
 
 
 def _quote_positions(text: bytes) -> list[int]:

@@ -132,6 +132,7 @@ class ValidationService:
         self.idle_seconds = idle_seconds
         self._cache: OrderedDict[str, tuple[ValidationResult, int]] = OrderedDict()
         self._cache_bytes = 0
+        self._under_way: dict[str, asyncio.Future[ValidationResult]] = {}  # by key: asked again, awaited again
         self._pool: ProcessPoolExecutor | None = None
         self._busy = 0  # validations under way
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -179,12 +180,30 @@ class ValidationService:
     async def validate(self, graph: Graph,
                        elsewhere: Callable[[dict], Awaitable[dict | None]] | None = None) -> ValidationResult:
         """The graph's validation; `elsewhere`, when given, validates the graph's plain data in another
-        process when these workers are not running, or answers None (then they validate it)."""
+        process when these workers are not running, or answers None (then they validate it). A graph
+        being validated already (a run's, asked as its body arrived and again once it is parsed) is
+        not validated twice."""
         key = canonical_hash(graph)
-        cached = self._cache.get(key)
+        cached = self.cached(graph, key)
         if cached is not None:
-            self._cache.move_to_end(key)
-            return cached[0]
+            return cached
+        under_way = self._under_way.get(key)
+        if under_way is None:
+            under_way = self._under_way[key] = asyncio.ensure_future(self._validate_new(key, graph, elsewhere))
+            under_way.add_done_callback(lambda _: self._under_way.pop(key, None))
+        return await asyncio.shield(under_way)  # one asker's cancellation leaves the others their answer
+
+    def cached(self, graph: Graph, key: str | None = None) -> ValidationResult | None:
+        """The graph's validation when the cache holds it (`key`: its `canonical_hash`, if known), else None."""
+        key = key or canonical_hash(graph)
+        cached = self._cache.get(key)
+        if cached is None:
+            return None
+        self._cache.move_to_end(key)
+        return cached[0]
+
+    async def _validate_new(self, key: str, graph: Graph,
+                            elsewhere: Callable[[dict], Awaitable[dict | None]] | None) -> ValidationResult:
         content = graph.model_dump()  # plain data: cheaper to send to a worker than the model
         if self._pool is None and elsewhere is not None:
             answer = await elsewhere(content)

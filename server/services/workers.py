@@ -19,7 +19,8 @@ worker also validates a run's graph when the validation workers are not running 
 cold run then imports TensorFlow once,
 in the process that runs it, not in two processes at once on the same cores. Once a run request is
 accepted, the idle worker that will take it builds its model (`build_ahead`) while the server
-stores the request's arrays: the model is not built after they are stored. They run at a lower
+stores the request's arrays: the model is not built after they are stored; when the body opens with
+its graph, the build is asked for as soon as the body has arrived, while the body is parsed. They run at a lower
 priority (niceness) than the server, set before TensorFlow starts its threads (Linux nices a
 thread, and a thread inherits its creator's niceness): training takes
 the cores the server leaves idle, and a request or validation never queues behind it. A worker
@@ -114,7 +115,8 @@ class Executor(abc.ABC):
         """A run is coming (it is being validated): get ready for it; by default nothing to do."""
 
     def build_ahead(self, request: Run) -> None:
-        """A checked run request is being stored: start on its model meanwhile; by default nothing to do."""
+        """A run request with a valid graph is coming (its body has arrived, or it is checked and being
+        stored): start on its model meanwhile; by default nothing to do."""
 
     def can_validate(self) -> bool:
         """Whether `validate` would find a process to validate a graph in now; by default never."""
@@ -285,6 +287,7 @@ class Worker:
         self.retired = False
         self.idle_timer: asyncio.TimerHandle | None = None  # stops the worker once idle too long
         self.validations: dict[int, asyncio.Future] = {}  # asked of this worker, not answered yet, by ticket
+        self.prepared: PrepareRun | None = None  # the last message sent, when it asked for a model ahead
         # Messages go out one after another, in the order they were sent, each whole, off the event
         # loop: a worker still importing TensorFlow reads nothing yet, and a full pipe waits for it.
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-sender")
@@ -293,6 +296,7 @@ class Worker:
 
     def send(self, message) -> asyncio.Future:
         """Send a message after those sent before it; the future fails with OSError if the worker died."""
+        self.prepared = message if isinstance(message, PrepareRun) else None
         return self._pool.loop.run_in_executor(self._sender, self.connection.send, message)
 
     def _listen(self) -> None:
@@ -409,9 +413,12 @@ class LocalExecutor(Executor):
                 self._start_idle_clock(worker)
 
     def build_ahead(self, request: Run) -> None:
-        # A distributed run builds its model in a process of its own.
+        # A distributed run builds its model in a process of its own. A model the worker's last
+        # message asked for already (as the body arrived: see routers/runs.py) is not asked again.
         if self._idle and request.distribution is None:
-            self._idle[0].send(PrepareRun(request.graph.model_dump(), request.seed)).add_done_callback(_ignore_failure)
+            worker, prepare = self._idle[0], PrepareRun(request.graph.model_dump(), request.seed)
+            if worker.prepared != prepare:
+                worker.send(prepare).add_done_callback(_ignore_failure)
 
     async def submit(self, run_id: str, request: StoredRequest) -> None:
         worker = self._idle.pop(0)

@@ -8,12 +8,14 @@ CDN, is not served.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import socket
 from contextlib import asynccontextmanager
 from functools import partial
+from http import HTTPStatus
 from importlib.resources import files
 from pathlib import Path
 
@@ -31,8 +33,9 @@ from swagger_ui_bundle import swagger_ui_path
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 import nncards
+from nncards.contract.errors import ErrorCode, error_body
 from nncards.server import errors
-from nncards.server.middleware import LARGE_BODY_BYTES, Ahead, BodyLimit, Guard
+from nncards.server.middleware import LARGE_BODY_BYTES, SECURITY_HEADERS, Ahead, BodyLimit, Guard
 from nncards.server.routers import catalog, graphs, health, runs
 from nncards.server.services.catalogue import CatalogueDocuments
 from nncards.server.services.interchange import InterchangeService
@@ -245,7 +248,8 @@ class ServerProtocol(HttpToolsProtocol):
         self.head_bytes += len(data)
         if self.head_bytes > HEAD_LIMIT_BYTES:
             self.logger.warning("Request head longer than %d bytes.", HEAD_LIMIT_BYTES)
-            self.send_400_response("Invalid HTTP request received.")
+            self.send_400_response(f"The request head (or a chunked body's trailers) is longer than "
+                                   f"{HEAD_LIMIT_BYTES} bytes.")
 
     def _head_begins(self) -> None:
         self.in_head = self.head_began = True
@@ -273,8 +277,26 @@ class ServerProtocol(HttpToolsProtocol):
         elif answering and self.cycle.response_started:
             self.transport.close()  # a 408 now would land inside the answer already begun
         else:
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            self.transport.close()
+            self._answer_and_close(408, f"The request head was not complete within {self.timeout_keep_alive:g} s.")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request that is not HTTP (its text: "Invalid HTTP request
+        received."), given as the error envelope every other refusal uses."""
+        if msg == "Invalid HTTP request received.":
+            msg = "The request is not valid HTTP/1.1."
+        self._answer_and_close(400, msg)
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        """An answer from the protocol itself, before any application sees the request: the error
+        envelope (`bad_request`; the status says which refusal) with the headers Guard gives every
+        answer, then the connection closes."""
+        body = json.dumps({"error": error_body(ErrorCode.BAD_REQUEST, message)}).encode()
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode(),
+                *(name + b": " + value for name, value in self.server_state.default_headers),
+                b"content-type: application/json", b"content-length: %d" % len(body), b"connection: close",
+                *(name + b": " + value for name, value in SECURITY_HEADERS)]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         self._head_begins()

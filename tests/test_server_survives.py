@@ -193,11 +193,31 @@ def raw_exchange(port: int, *pieces: bytes, pause: float = 0.0) -> bytes:
 HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
+def protocol_refusal(answer: bytes, status: int) -> str:
+    """The message of an answer the HTTP protocol gave before any route saw the request: the error
+    envelope (`bad_request`), with the headers every answer carries, then the connection closed."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), answer
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff" and int(headers["content-length"]) == len(body)
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request", error
+    return error["message"]
+
+
+def test_requests_that_are_not_http_get_the_error_envelope(guarded):
+    for garbage in (b"FOO\x00 / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n",
+                    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):  # the last: a TLS hello
+        assert protocol_refusal(raw_exchange(guarded.port, garbage), 400) == "The request is not valid HTTP/1.1."
+
+
 def test_request_heads_are_limited(guarded):
     """A head still incomplete past 16 KiB is refused (httptools alone would buffer a header of
     any length); a long head that arrives whole is answered."""
     endless = raw_exchange(guarded.port, HEALTH + b"X-Endless: ", *[b"a" * 4096] * 8, pause=0.05)
-    assert endless.startswith(b"HTTP/1.1 400 ")
+    assert "longer than 16384 bytes" in protocol_refusal(endless, 400)
     answer = raw_exchange(guarded.port, HEALTH + b"X-Long: " + b"a" * 12_000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in answer
     chunked = (f"POST /api/v1/graphs/validate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {guarded.token}\r\n"
@@ -228,7 +248,7 @@ def test_request_heads_have_a_deadline(guarded):
                 if not chunk:
                     break
         took = time.monotonic() - began
-        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert protocol_refusal(answer, 408) == "The request head was not complete within 1 s."
         assert took < 3, took
     blank_lines = raw_exchange(guarded.port, *[b"\r\n"] * 8, pause=0.3)  # llhttp skips them, beginning no head
     assert blank_lines.startswith(b"HTTP/1.1 408 ")

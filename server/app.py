@@ -193,6 +193,7 @@ def add_docs_page(app: FastAPI) -> None:
 # requests keep the small reads: a read allocates its whole size before it shrinks to what came.
 LARGE_BODY_READ_BYTES = 2**20
 HEAD_LIMIT_BYTES = 16 * 1024  # h11's limit (uvicorn's default), which the server answered with before
+LINGER_SECONDS = 2.0  # how long a refused connection's later bytes are read and dropped before it closes
 
 
 class ServerProtocol(HttpToolsProtocol):
@@ -225,16 +226,21 @@ class ServerProtocol(HttpToolsProtocol):
         self.in_head = self.head_began = False
         self.head_bytes = 0
         self.head_deadline: asyncio.TimerHandle | None = None
+        self.lingering: asyncio.TimerHandle | None = None
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
+        if self.lingering is not None:
+            self.lingering.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering is not None:  # refused: dropped until the client closes or LINGER_SECONDS pass
+            return
         self.head_began = False
         super().data_received(data)
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.lingering is not None:
             return
         # Armed by a read that leaves the connection waiting for a head: one begun and incomplete
         # (a head arriving whole costs no timer), or none begun while nothing is being answered
@@ -289,14 +295,24 @@ class ServerProtocol(HttpToolsProtocol):
     def _answer_and_close(self, status: int, message: str) -> None:
         """An answer from the protocol itself, before any application sees the request: the error
         envelope (`bad_request`; the status says which refusal) with the headers Guard gives every
-        answer, then the connection closes."""
+        answer, then the connection closes (lingering, when no other answer is under way)."""
         body = json.dumps({"error": error_body(ErrorCode.BAD_REQUEST, message)}).encode()
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode(),
                 *(name + b": " + value for name, value in self.server_state.default_headers),
                 b"content-type: application/json", b"content-length: %d" % len(body), b"connection: close",
                 *(name + b": " + value for name, value in SECURITY_HEADERS)]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        self.transport.close()
+        self._cancel_head_deadline()
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if answering or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # A lingering close (RFC 9112, 9.6): closed with the client's later bytes unread (a trickled
+        # head keeps sending), the connection would be reset, and a reset may throw the answer away
+        # before the client reads it. Our side is shut, what comes is dropped, and the connection
+        # closes when the client closes its side or LINGER_SECONDS after the answer.
+        self.transport.write_eof()
+        self.lingering = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def on_message_begin(self) -> None:
         self._head_begins()

@@ -6,6 +6,7 @@ their own. Every run-ending test checks that the run ends, that the next run suc
 no process is left behind.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -258,6 +259,30 @@ def test_request_heads_have_a_deadline(guarded):
     pieces = [graph[start:start + len(graph) // 4 + 1] for start in range(0, len(graph), len(graph) // 4 + 1)]
     uploaded = raw_exchange(guarded.port, head, *pieces, pause=0.6)  # the body takes 2.4 s
     assert uploaded.startswith(b"HTTP/1.1 200 ") and b'"valid":true' in uploaded
+
+
+def test_a_refused_client_still_reads_its_answer_while_it_keeps_sending(guarded):
+    """The server shuts its side after a refusal and drops what still comes: closing with the
+    client's bytes unread resets the connection, and a reset can throw the answer away before the
+    client reads it. A head streaming on past 16 KiB, and one trickling on past its deadline, each
+    read their refusal."""
+    def keep_sending(piece: bytes, every: float) -> bytes:
+        with socket.create_connection(("127.0.0.1", guarded.port)) as eager:
+            eager.sendall(HEALTH + b"X-Endless: ")
+            answer, began = b"", time.monotonic()
+            while time.monotonic() - began < 5:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    eager.sendall(piece)
+                if select.select([eager], [], [], every)[0]:
+                    chunk = eager.recv(65536)  # a reset here is the defect
+                    answer += chunk
+                    if not chunk:
+                        break
+            return answer
+
+    for _ in range(3):
+        assert "longer than 16384 bytes" in protocol_refusal(keep_sending(b"a" * 8192, 0.001), 400)
+        assert protocol_refusal(keep_sending(b"a", 0.02), 408) == "The request head was not complete within 1 s."
 
 
 def test_expect_continue_pipelining_and_keep_alive(guarded):

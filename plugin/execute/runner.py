@@ -8,6 +8,7 @@ Each step kind has its handler in `STEP_HANDLERS`, keyed by the step's model typ
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -43,19 +44,29 @@ def weight_names(layer) -> dict[str, Any]:
     return {v.path.removeprefix(prefix): v for v in variables}
 
 
-def _sum_across_replicas_only_with_a_strategy(optimizer) -> None:
-    """Keras' TensorFlow optimizer sums each training step's gradients across the replicas even
-    without a distribution strategy, where there is one replica and the sum is the gradient itself.
-    That sum is a `tf.custom_gradient`, which registers its gradient in TensorFlow's global registry
-    under a name of its own at every trace, never to be removed: every fit's traced training step
-    (~2,700 Python objects, ~1.7 MiB) stayed in the process for good, and Python's full
-    collections walked it ever after. Under a strategy the sum is made as Keras makes it."""
-    import tensorflow as tf
+@contextmanager
+def forgetting_custom_gradients():
+    """Drop, once the run is over, the gradients `tf.custom_gradient` registered while it ran.
 
-    summed = getattr(optimizer, "_all_reduce_sum_gradients", None)
-    if summed is not None:  # Keras' TensorFlow optimizer
-        optimizer._all_reduce_sum_gradients = lambda grads_and_vars: (
-            summed(grads_and_vars) if tf.distribute.has_strategy() else list(grads_and_vars))
+    In a traced function `tf.custom_gradient` registers its gradient in TensorFlow's global
+    registry under a name of its own at every trace, and never removes it; the gradient's closure
+    holds tensors of the trace, so the whole traced step stays in the process for good (TensorFlow
+    issue 97697). Keras' TensorFlow optimizer sums every step's gradients across the replicas
+    that way, one replica included, and batch normalization's XLA route writes its backward pass
+    so: a long-lived worker kept every fit's training step (over 40 fits of benchmarks/runs.py's
+    CNN, +69 MiB and +107k Python objects). A `GradientTape` differentiates through what it
+    recorded, never through the registry, which only symbolic `tf.gradients` calls on that graph
+    would read: none come once the run is over."""
+    from tensorflow.python.framework import ops
+
+    registered = ops.gradient_registry._registry  # the registry has no removal of its own
+    before = set(registered)
+    try:
+        yield
+    finally:
+        for name in set(registered) - before:
+            if name.startswith("CustomGradient-"):
+                del registered[name]
 
 
 class RunModel:
@@ -134,9 +145,10 @@ class RunModel:
         arguments = {k: v for k, v in optimizer.items() if k != "name"}
         if isinstance(metrics, list) and len(self.output_ids) > 1:
             metrics = {output: metrics for output in self.output_ids}  # Keras wants one list per output
-        made = keras.optimizers.get({"class_name": optimizer["name"], "config": arguments})
-        _sum_across_replicas_only_with_a_strategy(made)
-        self.model.compile(optimizer=made, loss=loss, metrics=metrics or None)
+        self.model.compile(
+            optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),
+            loss=loss, metrics=metrics or None,
+        )
         self.compiled_with = key
         self.last_compile = (optimizer, loss, metrics)
 
@@ -281,6 +293,11 @@ STEP_HANDLERS: dict[type, StepHandler] = {
 
 def run_steps(request: Run, options: RunOptions) -> RunResult:
     """Build the model of a checked RUN and run its steps here; failures are reported, never raised."""
+    with forgetting_custom_gradients():
+        return _run_steps(request, options)
+
+
+def _run_steps(request: Run, options: RunOptions) -> RunResult:
     result = RunResult(run_id=options.run_id, status=RunStatus.RUNNING)
     session = None
     try:

@@ -246,7 +246,7 @@ class ServerProtocol(HttpToolsProtocol):
         # (a head arriving whole costs no timer), or none begun while nothing is being answered
         # (llhttp skips blank lines before a request without beginning one, so "\r\n" every few
         # seconds would otherwise hold the connection too).
-        waiting = self.in_head or self.cycle is None or self.cycle.response_complete
+        waiting = self.in_head or not self._answering
         if waiting and self.head_deadline is None:
             self.head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
         if not self.in_head or self.head_began:
@@ -275,7 +275,7 @@ class ServerProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self.transport.get_protocol() is not self:  # closed or upgraded
             return
         self.logger.warning("Request head not complete within %g s.", self.timeout_keep_alive)
-        answering = self.cycle is not None and not self.cycle.response_complete
+        answering = self._answering
         if answering and not self.cycle.more_body:
             # A pipelined head behind a request still being answered: that answer finishes, then
             # the connection closes (as at shutdown) instead of cutting the answer short.
@@ -284,6 +284,11 @@ class ServerProtocol(HttpToolsProtocol):
             self.transport.close()  # a 408 now would land inside the answer already begun
         else:
             self._answer_and_close(408, f"The request head was not complete within {self.timeout_keep_alive:g} s.")
+
+    @property
+    def _answering(self) -> bool:
+        """Whether an answer to a request of this connection is under way."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request that is not HTTP (its text: "Invalid HTTP request
@@ -303,8 +308,7 @@ class ServerProtocol(HttpToolsProtocol):
                 *(name + b": " + value for name, value in SECURITY_HEADERS)]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self._cancel_head_deadline()
-        answering = self.cycle is not None and not self.cycle.response_complete
-        if answering or not self.transport.can_write_eof():
+        if self._answering or not self.transport.can_write_eof():
             self.transport.close()
             return
         # A lingering close (RFC 9112, 9.6): closed with the client's later bytes unread (a trickled

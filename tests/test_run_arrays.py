@@ -1,5 +1,6 @@
-"""Arrays of a run: nested lists are read by NumPy in C (the element-wise walk only for the strings
-of non-finite numbers), and NumPy arrays are taken as they are from Python."""
+"""Arrays of a run: nested lists of floats are read by pyarrow, other nested lists by NumPy in C
+(the element-wise walk only for the strings of non-finite numbers), and NumPy arrays are taken as
+they are from Python."""
 
 import base64
 import math
@@ -25,6 +26,66 @@ def test_nested_lists_decode_with_their_kind():
 def test_malformed_lists_are_refused(value, message):
     with pytest.raises(arrays.ArrayError, match=message):
         arrays.decode(value)
+
+
+def numpy_answer(decode, value):
+    """What `decode` makes of a value: the array's dtype, shape and bytes, or the error it raises."""
+    try:
+        array = decode(value)
+    except (arrays.ArrayError, ValueError) as exc:
+        return type(exc), str(exc)
+    return array.dtype, array.shape, array.tobytes()
+
+
+def nested(generator, shape, leaf):
+    if not shape:
+        return leaf()
+    return [nested(generator, shape[1:], leaf) for _ in range(shape[0])]
+
+
+def odd_grids(generator):
+    """Nested lists opening with a float, most with one thing somewhere that NumPy may read otherwise."""
+    odd_leaves = [1, True, False, 2**53, 2**53 + 1, -2**63, 2**64, 2**70, 10**400, None, "1.5", "NaN", [], [1.0], {},
+                  np.float32(0.1), np.float64(0.2), np.int64(3), np.bool_(True), np.float16(0.1), 1 + 2j,
+                  math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
+    for _ in range(600):
+        shape = [int(size) for size in generator.integers(1, 5, generator.integers(1, 5))]
+        value = nested(generator, shape, lambda: float(generator.random(dtype=np.float32)))
+        depth = int(generator.integers(0, len(shape)))  # the holder's: 0 is the whole value
+        holder = value
+        for size in shape[:depth]:
+            holder = holder[int(generator.integers(0, size))]
+        at = int(generator.integers(0, len(holder)))
+        change = generator.integers(0, 4)
+        if change == 0 and depth == len(shape) - 1:
+            holder[at] = odd_leaves[generator.integers(0, len(odd_leaves))]
+        elif change == 1:  # one element more or fewer: ragged below the top
+            holder.append(holder[at]) if generator.integers(0, 2) else holder.pop()
+        elif change == 2:
+            holder[at] = [tuple(holder[at]) if isinstance(holder[at], list) else holder[at], None, 0.5][
+                generator.integers(0, 3)]
+        yield value
+
+
+def test_float_grids_decode_as_numpy_makes_them(monkeypatch):
+    """Nested lists of floats go through pyarrow: the array is NumPy's own, to the bit (float32
+    values, float64 values, specials), and whatever NumPy reads otherwise, or refuses (a ragged
+    list, a null, a string, a big integer, a tuple or a float where a list goes), is left to it."""
+    generator = np.random.default_rng(17)
+    grids = [nested(generator, shape, lambda: float(generator.random(dtype=np.float32)))
+             for shape in ([5], [3, 4], [2, 3, 4], [4, 3, 3, 2], [2, 1, 2, 1, 2])]
+    grids += [nested(generator, [3, 5], lambda: float(generator.standard_normal() * 10.0 ** generator.integers(-300, 300)))]
+    grids += [[[math.nan, -0.0, 5e-324], [math.inf, -math.inf, 1.7976931348623157e308]], [[0.5, 1, True, 2**53]]]
+    for grid in grids:
+        fast = arrays.float_grid(grid)
+        assert fast is not None and (fast.dtype, fast.shape, fast.tobytes()) == numpy_answer(np.array, grid)
+    # The one value read otherwise: a NumPy long double among the floats (no JSON text makes one).
+    assert arrays.decode([0.5, np.longdouble(0.1)]).tolist() == [0.5, 0.1]
+    answers = [(value, numpy_answer(arrays.decode, value)) for value in odd_grids(generator)]
+    monkeypatch.setattr(arrays, "float_grid", lambda value: None)  # NumPy alone, as before
+    for value, answer in answers:
+        assert answer == numpy_answer(arrays.decode, value), value
+    assert sum(isinstance(answer[0], type) for _, answer in answers) > 100  # refusals among them
 
 
 def stdlib_answer(text):

@@ -1,5 +1,5 @@
-"""The catalogue is served without TensorFlow, and a server on the local executor never imports Ray:
-checked inside a fresh server process."""
+"""The catalogue is served without TensorFlow, and a server on the local executor never imports Ray
+nor pyarrow (which only `nncards.run`'s nested lists need): checked inside a fresh server process."""
 
 import json
 import subprocess
@@ -19,7 +19,7 @@ while not server.started:
 base = f"http://127.0.0.1:{sys.argv[2]}/api/v1"
 statuses = [httpx.get(base + path).status_code
             for path in ("/cards", "/cards/layer_BatchNormalization", "/types")]
-loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras", "ray") if m in sys.modules)
+loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras", "ray", "pyarrow") if m in sys.modules)
 server.should_exit = True
 print(json.dumps({"statuses": statuses, "loaded": loaded}))
 """

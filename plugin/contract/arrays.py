@@ -83,6 +83,45 @@ def decode_block(dtype_name: str, shape: list[int], text: str | bytes | memoryvi
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
+GRID_DIMENSIONS = 32  # nested lists deeper than this are left to NumPy
+
+
+def float_grid(value: Any) -> np.ndarray | None:
+    """The float64 array `np.array(value)` makes of nested lists that open with a Python float,
+    converted by pyarrow; None when it cannot tell that NumPy would make that array.
+
+    NumPy converts nested lists element by element after walking them once for their shape and
+    type: 0.39 s for a (2048, 32, 32, 3) grid, against pyarrow's 0.16 s (each list's length is
+    checked on pyarrow's offsets, in NumPy, after). pyarrow, told to make float64, takes floats,
+    and integers and booleans as NumPy does beside a float; it refuses (and None follows) what NumPy
+    would not make a float64 array of: strings, integers past 2**53, other objects. A null (None)
+    becomes one of pyarrow's nulls, and gives None too. The one value read otherwise is a NumPy
+    long double among the floats (no JSON text makes one): pyarrow rounds it to float64, where
+    NumPy would make the whole array of long doubles."""
+    shape, element = [], value
+    while type(element) is list and element and len(shape) < GRID_DIMENSIONS:
+        shape.append(len(element))
+        element = element[0]
+    if type(element) is not float:
+        return None
+    import pyarrow  # here, not at the top: its 27 MiB stay out of the server, which never gets lists
+
+    nested = pyarrow.float64()
+    for _ in shape[1:]:
+        nested = pyarrow.large_list(nested)
+    try:
+        level = pyarrow.array(value, type=nested)
+    except (pyarrow.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+    for size in shape[1:]:  # each list's length, level by level
+        if level.null_count or not (np.diff(level.offsets.to_numpy()) == size).all():
+            return None
+        level = level.flatten()
+    if level.null_count:
+        return None
+    return level.to_numpy().reshape(shape)
+
+
 def decode(value: Any) -> np.ndarray:
     """An ARRAY (nested lists or a base64 block) as a NumPy array; a NumPy array is taken as it is."""
     if isinstance(value, np.ndarray):
@@ -90,6 +129,9 @@ def decode(value: Any) -> np.ndarray:
     if isinstance(value, dict):
         block = Base64Array.model_validate(value)
         return decode_block(block.dtype, block.shape, block.base64)
+    grid = float_grid(value)
+    if grid is not None:
+        return grid
     try:
         # NumPy reads plain numbers in C. Only a list holding something else (the strings of
         # non-finite numbers, or stray values) is walked element by element, in Python.

@@ -85,11 +85,62 @@ def test_a_step_xla_compiles_runs_on_the_fused_kernel_and_says_so():
     np.testing.assert_allclose(layer.moving_variance.numpy(), plain.moving_variance.numpy(), **TOLERANCE["float32"])
 
 
+def forward(x, gamma, beta, moving=(), momentum=0.99):
+    """nncards' forward op as the layer calls it."""
+    return batch_norm_op.ops().nncards_batch_norm_training(x, gamma, beta, list(moving), epsilon=1e-3,
+                                                           momentum=momentum, batch_weight=1.0 - momentum)
+
+
+@pytest.mark.parametrize("momentum", [0.99, 0.5, 0.123])
+@pytest.mark.parametrize("shape", [(1001, 7), (3, 2003, 9)])
+def test_the_op_updates_the_moving_statistics_as_keras_3_does(shape, momentum):
+    x, gamma, beta = tf.constant(data(*shape)), tf.constant(data(shape[-1])), tf.constant(data(shape[-1]))
+    moving = [tf.Variable(data(shape[-1])), tf.Variable(np.abs(data(shape[-1])))]
+    before = [v.read_value() for v in moving]  # held by a reader while the op updates the variable
+    expected_y, mean, variance = forward(x, gamma, beta, momentum=momentum)
+    expected = [old * momentum + batch * (1.0 - momentum) for old, batch in zip(before, (mean, variance))]
+    outputs = forward(x, gamma, beta, [v.handle for v in moving], momentum)
+    for name, mine, reference in zip(("y", "mean", "variance", "moving_mean", "moving_variance"),
+                                     (*outputs, *moving), (expected_y, mean, variance, *expected)):
+        np.testing.assert_array_equal(mine, reference, err_msg=name)  # the same bits
+    assert not np.array_equal(before[0], moving[0].numpy())  # the reader's value stayed the old one
+
+
+def test_a_training_step_updates_the_moving_statistics_inside_the_op():
+    layer = BatchNormalization(momentum=0.5)
+    layer.build((64, 12))
+    step = tf.function(lambda v: layer(v, training=True)).get_concrete_function(tf.TensorSpec((64, 12)))
+    types = [op.type for op in step.graph.get_operations()]
+    assert "NncardsBatchNormTraining" in types
+    assert "AssignVariableOp" not in types and "ReadVariableOp" in types  # gamma and beta are read, nothing assigned
+
+
+def test_in_a_stateless_scope_the_moving_statistics_go_through_keras():
+    x = data(64, 12)
+    layer, reference = BatchNormalization(momentum=0.5), BatchNormalization(momentum=0.5)
+    for bn in (layer, reference):
+        bn.build(x.shape)
+    reference(x, training=True)
+    initial = [v.numpy() for v in (layer.moving_mean, layer.moving_variance)]
+    with keras.StatelessScope() as scope:
+        layer(x, training=True)
+    for variable, value, updated in zip((layer.moving_mean, layer.moving_variance), initial,
+                                        (reference.moving_mean, reference.moving_variance)):
+        np.testing.assert_array_equal(variable.numpy(), value)  # untouched
+        np.testing.assert_array_equal(scope.get_current_value(variable), updated.numpy())
+
+
 def test_inputs_of_the_wrong_size_are_refused_by_name():
     ops = batch_norm_op.ops()
     x, per_channel = tf.constant(data(8, 3)), tf.ones((3,))
     with pytest.raises(tf.errors.InvalidArgumentError, match="beta must have one value per channel: 4 for 3"):
-        ops.nncards_batch_norm_training(x, per_channel, tf.ones((4,)), epsilon=1e-3)
+        forward(x, per_channel, tf.ones((4,)))
+    moving = tf.Variable(tf.zeros(3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="moving must be empty or the moving mean's"):
+        forward(x, per_channel, per_channel, [moving.handle])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="moving_variance must be an initialized float32 "
+                                                             "variable of one value per channel"):
+        forward(x, per_channel, per_channel, [moving.handle, tf.Variable(tf.zeros(4)).handle])
     with pytest.raises(tf.errors.InvalidArgumentError, match="dy and x must have the same shape"):
         ops.nncards_batch_norm_training_grad(tf.constant(data(7, 3)), x, per_channel, per_channel, per_channel,
                                              epsilon=1e-3)

@@ -1,10 +1,14 @@
 // Batch normalization's training step as two TensorFlow ops, for a channels-last input seen as
 // an (M, C) matrix (every position of every sample is a row, the channels are the last axis).
 //
-// NncardsBatchNormTraining: (x, gamma, beta) -> (y, mean, variance), the statistics in float32
-// with Keras 3's two-pass variance (the mean, then the mean of the squared deviations from it) and
-// the output in Keras 3's order of operations: k = gamma * rsqrt(variance + epsilon),
-// y = x * k + (beta - mean * k).
+// NncardsBatchNormTraining: (x, gamma, beta, moving) -> (y, mean, variance), the statistics in
+// float32 with Keras 3's two-pass variance (the mean, then the mean of the squared deviations from
+// it) and the output in Keras 3's order of operations: k = gamma * rsqrt(variance + epsilon),
+// y = x * k + (beta - mean * k). `moving` is empty, or the moving mean's and moving variance's
+// resource handles (float32 variables of one value a channel): the op then updates them in place,
+// under each variable's lock as TensorFlow's own update ops do, with Keras 3's arithmetic
+// `moving * momentum + batch * batch_weight` (batch_weight: 1 - momentum, computed by the caller
+// as Keras computes it), which saves a training step the dozen small ops of two separate updates.
 // NncardsBatchNormTrainingGrad: (dy, x, gamma, mean, variance) -> (dx, dgamma, dbeta), the
 // gradient of batch normalization written out: with xhat = (x - mean) * rsqrt(variance + epsilon),
 // dbeta = sum(dy), dgamma = sum(dy * xhat) and
@@ -39,6 +43,8 @@
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace nncards {
@@ -170,11 +176,15 @@ class Chunks {
     while (pass->done.load(std::memory_order_acquire) < count_) std::this_thread::yield();
   }
 
-  // The chunks' sums (count x channels, row-major) added in chunk order into `total`.
-  void Total(const std::vector<float>& partial, float* total) const {
+  // A buffer for `sums` vectors of `channels` sums per chunk, chunk after chunk (not initialized:
+  // each chunk writes its own).
+  std::unique_ptr<float[]> Partial(int sums) const { return std::unique_ptr<float[]>(new float[count_ * sums * channels_]); }
+
+  // The chunks' `sum`th vectors of a Partial of `sums` vectors, added in chunk order into `total`.
+  void Total(const float* partial, int sums, int sum, float* total) const {
     std::fill(total, total + channels_, 0.0f);
     for (int64_t chunk = 0; chunk < count_; ++chunk) {
-      const float* __restrict part = partial.data() + chunk * channels_;
+      const float* __restrict part = partial + (chunk * sums + sum) * channels_;
       for (int64_t c = 0; c < channels_; ++c) total[c] += part[c];
     }
   }
@@ -197,25 +207,31 @@ class Chunks {
   int64_t rows_, channels_, height_, count_;
 };
 
-// Adds rows [first, end) into `kSums` vectors of `channels` sums. add_rows(n, r, group) adds the n
-// rows from r (n a std::integral_constant: kRowsAtOnce, or 1 for the last few) into `group`
-// (kSums vectors of `channels`): adding several rows together before adding them to the sums
-// saves loads and stores of the sums. Every kGroupRows rows the group joins the sums, so that
-// a long sum's rounding errors stay those of short ones.
+// Adds rows [first, end) into `sums`, kSums vectors of `channels` sums one after the other.
+// add_rows(n, r, group) adds the n rows from r (n a std::integral_constant: kRowsAtOnce, or 1 for
+// the last few) into `group` (kSums vectors of `channels`): adding several rows together before
+// adding them to the sums saves loads and stores of the sums. The rows are added by groups of
+// kGroupRows, each summed apart before it joins the sums, so that a long sum's rounding errors stay
+// those of short ones; the first group is summed in `sums` itself (0 + its sum is its sum).
 template <int kSums, typename AddRows>
-void SumRows(int64_t first, int64_t end, int64_t channels, float* const (&sums)[kSums], const AddRows& add_rows) {
-  std::vector<float> group(kSums * channels);
+void SumRows(int64_t first, int64_t end, int64_t channels, float* sums, const AddRows& add_rows) {
+  std::unique_ptr<float[]> later;  // the groups after the first, when there are any
   for (int64_t group_first = first; group_first < end; group_first += kGroupRows) {
-    std::fill(group.begin(), group.end(), 0.0f);
+    float* group = sums;
+    if (group_first != first) {
+      if (!later) later.reset(new float[kSums * channels]);
+      group = later.get();
+    }
+    std::fill(group, group + kSums * channels, 0.0f);
     const int64_t group_end = std::min(end, group_first + kGroupRows);
     int64_t r = group_first;
     for (; r + kRowsAtOnce <= group_end; r += kRowsAtOnce)
-      add_rows(std::integral_constant<int, kRowsAtOnce>(), r, group.data());
-    for (; r < group_end; ++r) add_rows(std::integral_constant<int, 1>(), r, group.data());
-    for (int s = 0; s < kSums; ++s) {
-      float* __restrict sum = sums[s];
-      const float* __restrict part = group.data() + s * channels;
-      for (int64_t c = 0; c < channels; ++c) sum[c] += part[c];
+      add_rows(std::integral_constant<int, kRowsAtOnce>(), r, group);
+    for (; r < group_end; ++r) add_rows(std::integral_constant<int, 1>(), r, group);
+    if (group != sums) {
+      float* __restrict sum = sums;
+      const float* __restrict part = group;
+      for (int64_t c = 0; c < kSums * channels; ++c) sum[c] += part[c];
     }
   }
 }
@@ -275,9 +291,18 @@ template <typename T>
 class BatchNormTraining : public BatchNormKernel {
  public:
   explicit BatchNormTraining(OpKernelConstruction* context)
-      : BatchNormKernel(context, {0, "x"}, {}, {{1, "gamma"}, {2, "beta"}}) {}
+      : BatchNormKernel(context, {0, "x"}, {}, {{1, "gamma"}, {2, "beta"}}) {
+    int moving;
+    OP_REQUIRES_OK(context, context->GetAttr("N", &moving));
+    OP_REQUIRES(context, moving == 0 || moving == 2,
+                absl::InvalidArgumentError("moving must be empty or the moving mean's and variance's handles"));
+    OP_REQUIRES_OK(context, context->GetAttr("momentum", &momentum_));
+    OP_REQUIRES_OK(context, context->GetAttr("batch_weight", &batch_weight_));
+  }
 
  private:
+  static constexpr int kFirstMoving = 3;  // the moving statistics' handles, when given
+
   void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) override {
     const Tensor &x = context->input(0), &gamma = context->input(1), &beta = context->input(2);
     Tensor *y = outputs[0], *mean_out = outputs[1], *variance_out = outputs[2];
@@ -286,22 +311,47 @@ class BatchNormTraining : public BatchNormKernel {
               gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
               variance_out->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels)};
     Chunks chunks(context, rows, channels, sizeof(T));
-    std::vector<float> partial(chunks.count() * channels);
+    const std::unique_ptr<float[]> partial = chunks.Partial(1);
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.Sums(first, end, partial.data() + chunk * channels);
+      pass.Sums(first, end, partial.get() + chunk * channels);
     });
-    chunks.Total(partial, pass.mean);
+    chunks.Total(partial.get(), 1, 0, pass.mean);
     pass.Means(pass.mean);
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.SquaredDeviations(first, end, partial.data() + chunk * channels);
+      pass.SquaredDeviations(first, end, partial.get() + chunk * channels);
     });
-    chunks.Total(partial, pass.variance);
+    chunks.Total(partial.get(), 1, 0, pass.variance);
     pass.Means(pass.variance);
     pass.Affine();
     chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
       pass.Output(first, end);
     });
+    if (context->num_inputs() > kFirstMoving) {
+      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving, "moving_mean", pass.mean, channels));
+      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving + 1, "moving_variance", pass.variance, channels));
+    }
   }
+
+  // The variable of the handle at `input` := its value * momentum + batch * batch_weight. The new
+  // value is a tensor of its own: a reader still holding the old one keeps it unchanged.
+  absl::Status UpdateMoving(OpKernelContext* context, int input, const std::string& name, const float* batch,
+                            int64_t channels) const {
+    tensorflow::core::RefCountPtr<tensorflow::Var> variable;
+    TF_RETURN_IF_ERROR(tensorflow::LookupResource(context, tensorflow::HandleFromInput(context, input), &variable));
+    tensorflow::mutex_lock lock(*variable->mu());
+    const Tensor& old = *variable->tensor();
+    if (!variable->is_initialized || old.dtype() != tensorflow::DT_FLOAT || old.NumElements() != channels)
+      return absl::InvalidArgumentError(name + " must be an initialized float32 variable of one value per channel");
+    Tensor updated;
+    TF_RETURN_IF_ERROR(context->allocate_temp(tensorflow::DT_FLOAT, old.shape(), &updated));
+    const float* __restrict moving = old.flat<float>().data();
+    float* __restrict result = updated.flat<float>().data();
+    for (int64_t c = 0; c < channels; ++c) result[c] = moving[c] * momentum_ + batch[c] * batch_weight_;
+    *variable->tensor() = updated;
+    return absl::OkStatus();
+  }
+
+  float momentum_, batch_weight_;
 
   // The passes over the rows [first, end) of a chunk.
   struct Pass {
@@ -316,10 +366,8 @@ class BatchNormTraining : public BatchNormKernel {
     // sum(term(x, c)) over the rows [first, end) for every channel c, into `sum`
     template <typename Term>
     void SumTerms(int64_t first, int64_t end, float* sum, const Term& term) const {
-      std::fill(sum, sum + channels, 0.0f);
       RowReader<T> read(channels);
-      float* const sums[1] = {sum};
-      SumRows<1>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
+      SumRows<1>(first, end, channels, sum, [&](auto rows, int64_t r, float* __restrict group) {
         constexpr int n = decltype(rows)::value;
         const float* row[n];
         for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels, k);
@@ -386,13 +434,12 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     for (int64_t c = 0; c < channels; ++c) pass.inverse[c] = InverseDeviation(v[c], epsilon_);
 
     Chunks chunks(context, rows, channels, 2 * sizeof(T));
-    std::vector<float> partial_dy(chunks.count() * channels), partial_dy_normalized(chunks.count() * channels);
+    const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: sum(dy), then sum(dy * xhat)
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.Sums(first, end, partial_dy.data() + chunk * channels,
-                partial_dy_normalized.data() + chunk * channels);
+      pass.Sums(first, end, partial.get() + 2 * chunk * channels);
     });
-    chunks.Total(partial_dy, pass.dbeta);
-    chunks.Total(partial_dy_normalized, pass.dgamma);
+    chunks.Total(partial.get(), 2, 0, pass.dbeta);
+    chunks.Total(partial.get(), 2, 1, pass.dgamma);
     pass.Means();
     chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
       pass.Gradient(first, end);
@@ -409,14 +456,11 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     float *dgamma, *dbeta;
     std::vector<float> inverse, scale, mean_dy, mean_dy_normalized;
 
-    // sum(dy) and sum(dy * xhat)
-    void Sums(int64_t first, int64_t end, float* sum_dy, float* sum_dy_normalized) const {
-      std::fill(sum_dy, sum_dy + channels, 0.0f);
-      std::fill(sum_dy_normalized, sum_dy_normalized + channels, 0.0f);
+    // sum(dy), then sum(dy * xhat), into `sums`
+    void Sums(int64_t first, int64_t end, float* sums) const {
       RowReader<T> read_dy(channels), read_x(channels);
       const float* __restrict m = mean;
       const float* __restrict inv = inverse.data();
-      float* const sums[2] = {sum_dy, sum_dy_normalized};
       SumRows<2>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
         constexpr int n = decltype(rows)::value;
         const float *dy_row[n], *x_row[n];
@@ -493,11 +537,16 @@ REGISTER_OP("NncardsBatchNormTraining")
     .Input("x: T")
     .Input("gamma: float")
     .Input("beta: float")
+    .Input("moving: N * resource")
     .Output("y: T")
     .Output("mean: float")
     .Output("variance: float")
     .Attr("T: {half, float}")
     .Attr("epsilon: float")
+    .Attr("N: int >= 0")
+    .Attr("momentum: float")
+    .Attr("batch_weight: float")
+    .SetIsStateful()
     .SetShapeFn([](InferenceContext* context) { return BatchNormShapes(context, 0, {}, {1, 2}); });
 
 REGISTER_OP("NncardsBatchNormTrainingGrad")

@@ -143,6 +143,7 @@ def _load():
 
 @tf.RegisterGradient("NncardsBatchNormTraining")
 def _batch_norm_gradient(op, dy, dmean, dvariance):  # the statistics only feed the moving averages
-    x, gamma, _ = op.inputs
+    x, gamma, _, *moving = op.inputs
     _, mean, variance = op.outputs
-    return ops().nncards_batch_norm_training_grad(dy, x, gamma, mean, variance, epsilon=op.get_attr("epsilon"))
+    gradients = ops().nncards_batch_norm_training_grad(dy, x, gamma, mean, variance, epsilon=op.get_attr("epsilon"))
+    return [*gradients, *(None for _ in moving)]

@@ -13,6 +13,7 @@ import math
 
 import keras
 import tensorflow as tf
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
 from nncards.layers import batch_norm_op
@@ -298,10 +299,24 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _custom_op_call(self, inputs):
         gamma, beta = self._affine("float32")
+        moving = self._moving_handles()
         outputs, mean, variance = batch_norm_op.ops().nncards_batch_norm_training(
-            tf.cast(inputs, self.compute_dtype), gamma, beta, epsilon=self.epsilon)
-        self._update_moving(mean, variance)
+            tf.cast(inputs, self.compute_dtype), gamma, beta, moving, epsilon=self.epsilon,
+            momentum=self.momentum, batch_weight=1.0 - self.momentum)
+        if not moving:
+            self._update_moving(mean, variance)
         return outputs
+
+    def _moving_handles(self) -> list:
+        """The moving statistics' variable handles for nncards' op to update in place, or none
+        where their assignments must go through Keras (frozen, a stateless scope, a distribution
+        strategy's replicated variables) or they are not float32."""
+        if self._frozen or in_stateless_scope() or tf.distribute.has_strategy():
+            return []
+        variables = (self.moving_mean, self.moving_variance)
+        if any(v.dtype != "float32" for v in variables):
+            return []
+        return [v.handle for v in variables]
 
     def _xla_call(self, inputs):
         inputs = tf.cast(inputs, self.compute_dtype)

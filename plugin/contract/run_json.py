@@ -173,8 +173,8 @@ def parse(body: bytes, structure: bytes | None = None) -> Any:
     body's `skeleton`, when the caller has it)."""
     try:
         return _fast(body, structure)
-    except (ValueError, RecursionError):  # simdjson refuses the text, NotSure, or nesting past Python's stack
-        return loads(body)
+    except (ValueError, RuntimeError):  # simdjson refuses the text (an integer of 21 digits or more: a
+        return loads(body)  # RuntimeError), NotSure, or nesting past Python's stack (RecursionError)
 
 
 def loads(body: bytes) -> Any:

@@ -148,7 +148,9 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 
 # -- in child processes: thread counts, builds, fallbacks ----------------------------------------------
 
-CHILD_SHAPES = ((40001, 3), (9, 1501, 5))  # 8 and 2 chunks of rows, the last ones partial
+# Threads take 16 chunks of rows at once: these make 3 takes forward and 5 backward, the last ones
+# partial, so that several threads share each pass.
+CHILD_SHAPES = ((200001, 3), (9, 12001, 5))
 
 
 def step_arrays(make_layer):

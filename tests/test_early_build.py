@@ -84,30 +84,32 @@ def in_process_history(seed: int) -> dict:
     return result.steps[0].history
 
 
-def asked(happened: list) -> list[tuple[int, bool]]:
-    """The models asked of the worker, each as (seed, whether asked before the body was parsed)."""
-    return [(event[1].seed, ("parse",) not in happened[:index]) for index, event in enumerate(happened)
-            if event[0] == "sent" and isinstance(event[1], workers.PrepareRun)]
+def asked(happened: list) -> list[tuple[int, bool, bool]]:
+    """The models asked of the worker, each as (seed, whether asked before the body was parsed,
+    whether compiled for the run's fit)."""
+    return [(event[1].seed, ("parse",) not in happened[:index], event[1].compiled is not None)
+            for index, event in enumerate(happened) if event[0] == "sent" and isinstance(event[1], workers.PrepareRun)]
 
 
 def test_a_body_that_opens_with_its_graph_has_the_model_asked_for_before_it_is_parsed(app, seen):
     post_run(app, body(("graph", dense_graph()), ("seed", 7), ("steps", fit_steps())))  # a warm worker first
     seen.clear()
     answer = post_run(app, body(("graph", dense_graph()), ("seed", 7), ("steps", fit_steps())))
-    assert asked(seen) == [(7, True)]  # once, before the parse: not again once the request is checked
+    # Built before the parse, compiled once the request is checked (the worker builds it once: test_run_worker.py)
+    assert asked(seen) == [(7, True, False), (7, False, True)]
     assert seen[-1][0] == "sent" and not isinstance(seen[-1][1], workers.PrepareRun)  # then the run itself
     assert history(answer) == in_process_history(7)
 
 
 def test_a_body_that_opens_otherwise_has_the_model_asked_for_once_checked(app, seen):
     answer = post_run(app, body(("steps", fit_steps()), ("graph", dense_graph()), ("seed", 7)))
-    assert asked(seen) == [(7, False)]
+    assert asked(seen) == [(7, False, True)]
     assert history(answer) == in_process_history(7)
 
 
 def test_a_seed_after_the_arrays_is_guessed_and_a_wrong_guess_is_not_used(app, seen):
     answer = post_run(app, body(("graph", dense_graph()), ("steps", fit_steps()), ("seed", 9)))
-    assert asked(seen) == [(0, True), (9, False)]  # the default first, then the run's own
+    assert asked(seen) == [(0, True, False), (9, False, True)]  # the default first, then the run's own
     assert history(answer) == in_process_history(9)
 
 
@@ -127,7 +129,7 @@ def test_a_body_refused_after_its_graph_answers_as_before_and_its_model_serves_n
         app, seen, refused, status, code):
     answer = post_run(app, refused)
     assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
-    assert asked(seen) == [(7, True)]  # asked for as the body arrived, then not used
+    assert asked(seen) == [(7, True, False)]  # asked for as the body arrived, then not used
     seen.clear()
     # The same graph with another seed: the worker holds the model of seed 7, which this run must not take.
     answer = post_run(app, body(("steps", fit_steps()), ("graph", dense_graph()), ("seed", 8)))

@@ -15,10 +15,12 @@ from nncards.contract.run import Run
 from nncards.execute.entry import decode_arrays, execute
 from nncards.execute.messages import RunFinished
 from nncards.execute.options import RunOptions
+from nncards.execute.runner import fit_compile
 from nncards.server.services.request_arrays import StoredRequest
 from nncards.server.services.workers import GraphValidated, PrepareRun, ValidateGraph, worker_main
 
 BUILT_AGAIN = "the run built its model itself"
+COMPILED_AGAIN = "the run compiled its model itself"
 
 
 def worker_that_cannot_build(*arguments) -> None:
@@ -30,6 +32,22 @@ def worker_that_cannot_build(*arguments) -> None:
 
     runner.build = refuse
     worker_main(*arguments)
+
+
+def worker_that_cannot_build_or_compile(*arguments) -> None:
+    """`worker_that_cannot_build`, in which a run that compiles a model nobody compiled ahead fails
+    (with COMPILED_AGAIN); one compiled ahead with other settings is compiled again as usual."""
+    from nncards.execute import runner
+
+    compile_in_run = runner.RunModel._compile
+
+    def refuse_unless_compiled(self, *settings):
+        if self.compiled_with is None:
+            raise RuntimeError(COMPILED_AGAIN)
+        compile_in_run(self, *settings)
+
+    runner.RunModel._compile = refuse_unless_compiled
+    worker_that_cannot_build(*arguments)
 
 
 def dense_graph(units: int = 3) -> dict:
@@ -46,12 +64,12 @@ def fit_request(seed: int) -> dict:
 
 
 class SpawnedWorker:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, target=worker_that_cannot_build):
         context = multiprocessing.get_context("spawn")
         self.tmp_path = tmp_path
         self.connection, child = context.Pipe()
         self.cancel = context.Event()  # kept: the child opens it as it starts
-        self.process = context.Process(target=worker_that_cannot_build, daemon=True, args=(
+        self.process = context.Process(target=target, daemon=True, args=(
             child, self.cancel, os.getpid(), 1, 0, DEFAULT_LIMITS, tmp_path / "results", 10**6, None))
         self.process.start()
         child.close()
@@ -105,6 +123,31 @@ def test_a_model_built_ahead_is_dropped_unless_the_next_message_is_its_run(worke
     assert worker.ask(ValidateGraph(1, dense_graph(units=5)))["valid"]  # may draw on the random state
     result = worker.run("after a validation", fit_request(7))
     assert result.status == "failed" and BUILT_AGAIN in result.error.message
+
+
+def test_a_run_takes_the_model_compiled_ahead_and_ends_as_if_it_had_compiled_it(tmp_path):
+    request = Run.model_validate(fit_request(7))
+    graph, compiled = request.graph.model_dump(), fit_compile(request.steps[0])
+    other = ({"name": "sgd", "learning_rate": 0.5}, "mae", [])
+    compiling = SpawnedWorker(tmp_path, worker_that_cannot_build_or_compile)
+    try:
+        # As a server asks: the model as the body arrives, then its compiling once the body is parsed.
+        compiling.connection.send(PrepareRun(graph, 7))
+        compiling.connection.send(PrepareRun(graph, 7, compiled))
+        result = compiling.run("compiled ahead", fit_request(7))
+        assert result.status == "succeeded", result.error  # it neither built nor compiled the model itself
+        assert result.steps[0].history == in_process_history(fit_request(7))
+
+        compiling.connection.send(PrepareRun(graph, 7, other))  # built and compiled, for another fit
+        result = compiling.run("compiled for another fit", fit_request(7))
+        assert result.status == "succeeded", result.error
+        assert result.steps[0].history == in_process_history(fit_request(7))
+
+        compiling.connection.send(PrepareRun(graph, 7))
+        result = compiling.run("built ahead only", fit_request(7))
+        assert result.status == "failed" and COMPILED_AGAIN in result.error.message
+    finally:
+        compiling.stop()
 
 
 def test_a_graph_that_does_not_build_is_left_to_its_run(worker):

@@ -58,6 +58,9 @@ class RunOptions:
     # The model of the request's graph and seed, built ahead of the run (a server's worker builds it
     # while the request is checked and stored); None: the run builds it.
     built: BuiltModel | None = None
+    # The (optimizer, loss, metrics) that model was compiled with ahead, its optimizer's variables
+    # made (`runner.compile_ahead`, for a run whose first step is a fit); None: not compiled.
+    compiled: tuple | None = None
 
     def run_folder(self) -> Path:
         return run_folder(self.data_dir or default_data_dir(), self.run_id)

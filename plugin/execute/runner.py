@@ -69,6 +69,47 @@ def forgetting_custom_gradients():
                 del registered[name]
 
 
+def output_ids(model) -> list[str]:
+    return list(model.output.keys()) if isinstance(model.output, dict) else []
+
+
+def compile_key(optimizer: dict, loss: Any, metrics: Any) -> tuple:
+    return repr(optimizer), repr(loss), repr(metrics)
+
+
+def compile_model(model, optimizer: dict, loss: Any, metrics: Any) -> None:
+    import keras
+
+    arguments = {k: v for k, v in optimizer.items() if k != "name"}
+    names = output_ids(model)
+    if isinstance(metrics, list) and len(names) > 1:
+        metrics = {output: metrics for output in names}  # Keras wants one list per output
+    model.compile(optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),
+                  loss=loss, metrics=metrics or None)
+
+
+def build_optimizer(model) -> None:
+    """The optimizer's variables made now, before training. Without a distribution strategy
+    Keras makes them in the first traced training step, and a tf.function that creates
+    variables is traced a second time: a warm CNN fit took 0.8 s instead of 0.5 s."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+def fit_compile(step: FitStep) -> tuple[dict, Any, Any]:
+    """What a fit step compiles its model with: (optimizer, loss, metrics)."""
+    return step.optimizer.model_dump(), step.loss, step.metrics
+
+
+def compile_ahead(built: BuiltModel, compiled: tuple[dict, Any, Any]) -> None:
+    """Compile a model built ahead as the run's first step, a fit with these `fit_compile`
+    settings, will, and make its optimizer's variables: a run given the model and the settings
+    (`RunOptions.compiled`) does neither again. Neither draws random numbers, so the run ends as
+    if it had done both itself."""
+    compile_model(built.model, *compiled)
+    build_optimizer(built.model)
+
+
 class RunModel:
     """One model and the state that carries between the steps of a run."""
 
@@ -76,9 +117,11 @@ class RunModel:
         self.request, self.options = request, options
         self.built: BuiltModel = options.built or build(request.graph, options.limits, seed=request.seed)
         self.model = self.built.model
-        self.output_ids = list(self.model.output.keys()) if isinstance(self.model.output, dict) else []
+        self.output_ids = output_ids(self.model)
         self.compiled_with: tuple | None = None
         self.last_compile = DEFAULT_COMPILE
+        if options.built is not None and options.compiled is not None:  # compiled ahead (`compile_ahead`)
+            self.compiled_with, self.last_compile = compile_key(*options.compiled), options.compiled
         self.inspectors: dict[tuple[str, ...] | None, Inspector] = {}  # traced passes kept for the run
 
     # -- data -------------------------------------------------------------------------------
@@ -137,27 +180,12 @@ class RunModel:
     # -- steps ------------------------------------------------------------------------------
 
     def _compile(self, optimizer: dict, loss: Any, metrics: Any) -> None:
-        import keras
-
-        key = (repr(optimizer), repr(loss), repr(metrics))
+        key = compile_key(optimizer, loss, metrics)
         if key == self.compiled_with:
             return
-        arguments = {k: v for k, v in optimizer.items() if k != "name"}
-        if isinstance(metrics, list) and len(self.output_ids) > 1:
-            metrics = {output: metrics for output in self.output_ids}  # Keras wants one list per output
-        self.model.compile(
-            optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),
-            loss=loss, metrics=metrics or None,
-        )
+        compile_model(self.model, optimizer, loss, metrics)
         self.compiled_with = key
         self.last_compile = (optimizer, loss, metrics)
-
-    def _build_optimizer(self) -> None:
-        """The optimizer's variables made now, before training. Without a distribution strategy
-        Keras makes them in the first traced training step, and a tf.function that creates
-        variables is traced a second time: a warm CNN fit took 0.8 s instead of 0.5 s."""
-        if not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
 
     def _use_xla(self, jit_compile: bool) -> None:
         """Keras reads `jit_compile` when it makes its step functions: a change drops them, so
@@ -185,9 +213,9 @@ class RunModel:
 
         x, y = self._inputs(step.inputs), self._targets(step.targets)
         self._check_fit(len(next(iter(x.values()))), step.batch_size)
-        self._compile(step.optimizer.model_dump(), step.loss, step.metrics)
+        self._compile(*fit_compile(step))
         self._use_xla(step.jit_compile)
-        self._build_optimizer()
+        build_optimizer(self.model)
         observer = self.options.observer
         inspections: list[Inspection] = []
         inspector = self._inspector(None) if step.inspect_every else None

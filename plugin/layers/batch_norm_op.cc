@@ -90,18 +90,24 @@ void FloatToHalf(const float* in, Eigen::half* out, int64_t n) {
 
 constexpr int kRowsAtOnce = 4;  // rows a reduction adds together before adding them to its sums
 
+// A buffer of float32 values for float16 rows (not initialized: a row is converted in before it
+// is read), none for float32 rows.
+template <typename T>
+std::unique_ptr<float[]> ConversionBuffer(int64_t values) {
+  return std::unique_ptr<float[]>(std::is_same<T, float>::value ? nullptr : new float[values]);
+}
+
 // Rows of T read as float32: float32 rows are read in place, float16 rows converted into
 // buffers of the reader's own (one per row read at once, `slot`).
 template <typename T>
 class RowReader {
  public:
-  explicit RowReader(int64_t channels)
-      : channels_(channels), buffer_(std::is_same<T, float>::value ? 0 : kRowsAtOnce * channels) {}
+  explicit RowReader(int64_t channels) : channels_(channels), buffer_(ConversionBuffer<T>(kRowsAtOnce * channels)) {}
   const float* operator()(const T* row, int slot = 0) {
     if constexpr (std::is_same<T, float>::value) {
       return row;
     } else {
-      float* converted = buffer_.data() + slot * channels_;
+      float* converted = buffer_.get() + slot * channels_;
       HalfToFloat(row, converted, channels_);
       return converted;
     }
@@ -109,7 +115,7 @@ class RowReader {
 
  private:
   int64_t channels_;
-  std::vector<float> buffer_;
+  std::unique_ptr<float[]> buffer_;
 };
 
 // A row of T written from float32: float32 rows are computed in place, float16 rows in a buffer
@@ -117,20 +123,20 @@ class RowReader {
 template <typename T>
 class RowWriter {
  public:
-  explicit RowWriter(int64_t channels) : buffer_(std::is_same<T, float>::value ? 0 : channels) {}
+  explicit RowWriter(int64_t channels) : buffer_(ConversionBuffer<T>(channels)) {}
   float* Start(T* row) {
     if constexpr (std::is_same<T, float>::value) {
       return row;
     } else {
-      return buffer_.data();
+      return buffer_.get();
     }
   }
   void Finish(T* row, int64_t channels) {
-    if constexpr (!std::is_same<T, float>::value) FloatToHalf(buffer_.data(), row, channels);
+    if constexpr (!std::is_same<T, float>::value) FloatToHalf(buffer_.get(), row, channels);
   }
 
  private:
-  std::vector<float> buffer_;
+  std::unique_ptr<float[]> buffer_;
 };
 
 // --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------

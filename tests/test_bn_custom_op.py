@@ -45,8 +45,11 @@ def training_step(layer, x, loss_weights):
 
 # Rows per chunk: 64 kB of input, so 5,461 rows of 3 float32 channels (10,922 in float16) and
 # 2,340 rows of 7; the shapes below end in a partial chunk and a partial group of 64 and of 4 rows.
-@pytest.mark.parametrize("shape", [(1001, 7), (12001, 3), (64, 1024), (37, 5, 33), (3, 2003, 9), (2, 3, 1)],
-                         ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel"])
+# A float32 output of 4 MiB or more is streamed past the caches: 2d-streamed's rows of 2,100 bytes
+# start and end inside 64-byte lines.
+@pytest.mark.parametrize("shape", [(1001, 7), (12001, 3), (64, 1024), (37, 5, 33), (3, 2003, 9), (2, 3, 1),
+                                   (2001, 525)],
+                         ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel", "2d-streamed"])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
 def test_the_op_gives_the_composite_ops_numbers(shape, dtype):
     x = tf.constant(data(*shape))

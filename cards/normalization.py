@@ -149,10 +149,10 @@ class BatchNormalizationParams(Params):
         "same numbers (outputs, gradients and moving statistics agree with the plain computation "
         "within float32 rounding). It serves 4-D and 5-D inputs normalized on their channel axis "
         "(1 or the last) in a float32 or 16-bit type, without renorm, synchronization, ghost "
-        "batches, adjustment or a mask. Empty: pick the fastest exact route (the fused kernel for "
-        "channels-last inputs of any rank, through a reshaped view below 4-D; XLA-compiled statistics "
-        "and gradient when the features axis is not the last), silently the plain computation where "
-        "none serves. True: require the kernel on the input's own layout; any combination it cannot "
+        "batches, adjustment or a mask. Empty: pick the fastest exact route (nncards' own kernels for "
+        "channels-last inputs of any rank, or the fused kernel where they cannot serve; XLA-compiled "
+        "statistics and gradient when the features axis is not the last), silently the plain "
+        "computation where none serves. True: require the kernel on the input's own layout; any combination it cannot "
         "serve is an error on this parameter. False: always the plain computation of Keras 3.",
     )
     virtual_batch_size: int | None = param(
@@ -224,7 +224,7 @@ class BatchNormalization(LayerCard):
         "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports for the node "
         "`fused_kernel` (whether TensorFlow's fused kernel ran) and `kernel`, the route its training "
         "step took: `fused` (the kernel on the input's layout), `fused_view` (on a reshaped view), "
-        "`custom_op` (nncards' own C++ kernels, for 2-D and 3-D inputs normalized on their last axis "
+        "`custom_op` (nncards' own C++ kernels, for inputs of any rank normalized on their last axis "
         "in float32 or float16), `xla` or `composite` (Keras 3's ops). Every route gives the "
         "composite ops' numbers within float32 rounding.\n\n"
         "nncards' own kernels are compiled on the machine that uses them, once: the first use on a "

@@ -20,7 +20,8 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
 
 
 @pytest.mark.parametrize("params, x, kernel", [
-    ({}, X4, "fused"),
+    ({}, X4, "custom_op"),
+    ({"fused": True}, X4, "fused"),
     ({"fused": True, "axis": 1}, X4.transpose(0, 3, 1, 2), "fused"),
     ({"axis": 1}, X4.transpose(0, 3, 1, 2), "xla"),
     ({"fused": False}, X4, "composite"),
@@ -29,7 +30,7 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
     ({"dtype": "bfloat16"}, X4, "fused"),
     ({}, X2, "custom_op"),
     ({"renorm": True}, X2, "composite"),
-], ids=["default-4d", "fused-nchw", "nchw-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
+], ids=["default-4d", "fused-4d", "fused-nchw", "nchw-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
         "renorm-2d"])
 def test_options_run_and_report_the_kernel(params, x, kernel):
     result = fit_and_call(bn_graph(x.shape[1:], params), x)

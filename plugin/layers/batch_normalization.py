@@ -102,11 +102,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` plus Keras 2's fused kernel, ghost batches and adjustment.
 
     Args:
-        fused: `None` uses TensorFlow's fused kernel when it can serve the layer (4-D or 5-D input
-            normalized on its channel axis, float16/bfloat16/float32, no renorm, ghost batch,
-            adjustment or synchronization) and the composite ops otherwise; `True` requires the
-            kernel (a `ValueError` when it cannot serve); `False` never uses it. The kernel gives
-            the same outputs, gradients and moving statistics as the composite ops.
+        fused: `None` takes the fastest exact route that can serve the layer (see `Kernel`:
+            nncards' op on channels-last inputs, else TensorFlow's fused kernel, XLA when the
+            features are not the last axis) and the composite ops otherwise; `True` requires the
+            fused kernel on the input's layout (4-D or 5-D input normalized on its channel axis,
+            float16/bfloat16/float32, no renorm, ghost batch, adjustment or synchronization; a
+            `ValueError` when it cannot serve); `False` never leaves the composite ops. Every
+            route gives the same outputs, gradients and moving statistics as the composite ops.
         virtual_batch_size: Ghost batch normalization: in training, the batch is split into
             `batch / virtual_batch_size` strided groups (group `j` holds samples `j, j + G, …`),
             each normalized with its own statistics; the moving statistics follow the group

@@ -22,9 +22,10 @@ KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on one axis, 1 or the la
 
 class Kernel(StrEnum):
     """How a layer's training step runs; all give the composite ops' numbers (within float32
-    rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): nncards' own op on 2-D
-    and 3-D channels-last inputs, TensorFlow's fused kernel on 4-D and 5-D ones, XLA wherever the
-    channels are not the last axis."""
+    rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): nncards' own op on
+    channels-last inputs of every rank (on NHWC faster than TensorFlow's fused kernel, on NDHWC
+    some four times as fast), the fused kernel where `fused` asks for it or the op has no
+    bfloat16 form, XLA wherever the channels are not the last axis."""
 
     FUSED = "fused"  # TensorFlow's fused kernel on the input's own 4-D/5-D layout
     FUSED_VIEW = "fused_view"  # the fused kernel on an (M, 1, 1, C) view of a channels-last input
@@ -94,13 +95,14 @@ class Options:
         (An axis list runs on a view of the input whose last axis holds every feature.)"""
         if self.fused is False or self.kernel_blockers() or rank < 2 or axis == 0:
             return Kernel.COMPOSITE
-        if (rank, axis) in FUSED_DATA_FORMATS and (self.fused or axis == rank - 1):
+        channels_last = axis == rank - 1
+        if channels_last and not self.fused and compute_dtype(self.dtype) in CUSTOM_OP_COMPUTE_DTYPES:
+            return Kernel.CUSTOM_OP
+        if (rank, axis) in FUSED_DATA_FORMATS and (self.fused or channels_last):
             return Kernel.FUSED
         if self.fused:  # a layout the kernel cannot serve: one of `conflicts`
             return Kernel.COMPOSITE
-        if axis != rank - 1:
-            return Kernel.XLA
-        return Kernel.CUSTOM_OP if compute_dtype(self.dtype) in CUSTOM_OP_COMPUTE_DTYPES else Kernel.FUSED_VIEW
+        return Kernel.FUSED_VIEW if channels_last else Kernel.XLA
 
     def conflicts(self, rank: int | None = None, axes: tuple[int, ...] | None = None) -> list[Conflict]:
         """Every combination that cannot run; `rank` and the `normalized_axes` when the input is

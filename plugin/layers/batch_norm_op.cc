@@ -2,8 +2,11 @@
 // an (M, C) matrix (every position of every sample is a row, the channels are the last axis).
 //
 // NncardsBatchNormTraining: (x, gamma, beta, moving) -> (y, mean, variance), the statistics in
-// float32 with Keras 3's two-pass variance (the mean, then the mean of the squared deviations from
-// it) and the output in Keras 3's order of operations: k = gamma * rsqrt(variance + epsilon),
+// float32, the variance as Keras 3's, the mean of the squared deviations from the mean (never
+// E[x²] − E[x]²): each chunk of rows sums its squared deviations from its own mean while its rows
+// are in the cache, and the chunks' sums are combined with their shift to the mean (Chan, Golub
+// and LeVeque's update), as accurate as a second pass over the input, which it saves; the output
+// in Keras 3's order of operations: k = gamma * rsqrt(variance + epsilon),
 // y = x * k + (beta - mean * k). `moving` is empty, or the moving mean's and moving variance's
 // resource handles (float32 variables of one value a channel): the op then updates them in place,
 // under each variable's lock as TensorFlow's own update ops do, with Keras 3's arithmetic
@@ -210,6 +213,7 @@ class Chunks {
   }
 
   int64_t count() const { return count_; }
+  int64_t Rows(int64_t chunk) const { return std::min(rows_, (chunk + 1) * height_) - chunk * height_; }
 
   // Calls body(chunk, first row, end row) for every chunk, on this thread and the helpers.
   template <typename Body>
@@ -363,16 +367,23 @@ class BatchNormTraining : public BatchNormKernel {
               gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
               variance_out->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels)};
     Chunks chunks(context, rows, channels, sizeof(T));
-    const std::unique_ptr<float[]> partial = chunks.Partial(1);
+    const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: Pass::ChunkMoments
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.Sums(first, end, partial.get() + chunk * channels);
+      pass.ChunkMoments(first, end, partial.get() + 2 * chunk * channels);
     });
-    chunks.Total(partial.get(), 1, 0, pass.mean);
+    chunks.Total(partial.get(), 2, 0, pass.mean);
     pass.Means(pass.mean);
-    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.SquaredDeviations(first, end, partial.get() + chunk * channels);
-    });
-    chunks.Total(partial.get(), 1, 0, pass.variance);
+    // The squared deviations from the mean: a chunk's from its own mean, plus its rows times the
+    // square of the shift between the two means, added in chunk order.
+    std::fill(pass.variance, pass.variance + channels, 0.0f);
+    for (int64_t chunk = 0; chunk < chunks.count(); ++chunk) {
+      const float* sums = partial.get() + 2 * chunk * channels;
+      const float chunk_rows = static_cast<float>(chunks.Rows(chunk));
+      for (int64_t c = 0; c < channels; ++c) {
+        const float shift = sums[c] / chunk_rows - pass.mean[c];
+        pass.variance[c] += sums[channels + c] + chunk_rows * shift * shift;
+      }
+    }
     pass.Means(pass.variance);
     pass.Affine();
     chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
@@ -431,12 +442,14 @@ class BatchNormTraining : public BatchNormKernel {
         }
       });
     }
-    void Sums(int64_t first, int64_t end, float* sum) const {
-      SumTerms(first, end, sum, [](float value, int64_t) { return value; });
-    }
-    void SquaredDeviations(int64_t first, int64_t end, float* sum) const {
-      const float* __restrict m = mean;
-      SumTerms(first, end, sum, [m](float value, int64_t c) {
+    // The rows' sum into sums[0, channels), then their squared deviations from their own mean
+    // (that sum over their count) into sums[channels, 2 channels).
+    void ChunkMoments(int64_t first, int64_t end, float* sums) const {
+      SumTerms(first, end, sums, [](float value, int64_t) { return value; });
+      std::unique_ptr<float[]> center(new float[channels]);
+      for (int64_t c = 0; c < channels; ++c) center[c] = sums[c] / static_cast<float>(end - first);
+      const float* __restrict m = center.get();
+      SumTerms(first, end, sums + channels, [m](float value, int64_t c) {
         const float deviation = value - m[c];
         return deviation * deviation;
       });

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"plugin": "nncards", "cards": "nncards.cards", "server": "nncards.server"}
 # Bottom to top; a module belongs to the longest prefix listed.
 FLOORS = [
-    ("nncards.ops", "nncards.keras_objects"),
+    ("nncards.ops", "nncards.keras_objects", "nncards.native"),
     ("nncards.layers",),
     ("nncards.contract",),
     ("nncards.card",),

@@ -1,0 +1,105 @@
+"""nncards' C++ sources compiled on the machine that first uses them, kept in the user's cache folder.
+
+A library is built by the machine's C++ compiler (`$CXX`, else `g++`) once per machine: it is
+kept in `$XDG_CACHE_HOME/nncards/ops` (else `~/.cache/nncards/ops`) under a name that changes
+with everything that makes it (its source, the flags, what it is built against) and the CPU (the
+code is compiled for the CPU that builds it). Processes sharing the cache folder wait for one
+build (a lock file beside the library), the compiler writes a file of its own that is renamed
+into place once whole (a reader never sees half a library), and the compiler never outlives the
+process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py) load
+the library their own way and keep a slower path where it cannot be built.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+BUILD_SECONDS = 600
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nncards" / "ops"
+
+
+def compiler() -> str:
+    return os.environ.get("CXX") or "g++"
+
+
+def _cpu_features() -> str:
+    """The CPU's model and feature flags (Linux), else what Python knows of the processor."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return "".join(dict.fromkeys(line for line in cpuinfo  # one line per core: each told once
+                                         if line.startswith(("model name", "flags", "Features"))))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def library_path(name: str, parts: Iterable[bytes]) -> Path:
+    """Where library `name`, made of these parts (its source, flags, ...) for this CPU, lives."""
+    key = hashlib.sha256()
+    for part in (*parts, _cpu_features().encode()):
+        key.update(hashlib.sha256(part).digest())
+    return cache_dir() / f"{name}-{key.hexdigest()[:20]}.so"
+
+
+# The compiler runs under this small Python process, which leads a process group of its own (the
+# compiler's driver and the programs it starts): when the process that asked for the build dies,
+# `kill -9` included, Linux sends it SIGTERM (its parent-death signal) and it kills the group, so
+# that no compiler outlives a worker stopped while it builds.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # the parent died before the signal was asked for
+    os.killpg(0, signal.SIGKILL)
+sys.exit(subprocess.call(sys.argv[2:]))
+"""
+
+
+def build(target: Path, command: Callable[[str], list[str]]) -> None:
+    """Run `command(output)`, a compiler's command line writing the library to `output`, for
+    `target` (in an existing folder): the compiler writes a file of its own, renamed into place
+    once whole, so a reader never sees half a library."""
+    descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
+    os.close(descriptor)
+    arguments = command(partial)
+    try:
+        compiling = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *arguments],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     process_group=0)
+        try:
+            _, errors = compiling.communicate(timeout=BUILD_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(compiling.pid, signal.SIGKILL)
+            compiling.wait()
+            raise
+        if compiling.returncode:
+            raise subprocess.CalledProcessError(compiling.returncode, arguments, stderr=errors)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def built(target: Path, command: Callable[[str], list[str]]) -> Path:
+    """`target`, built by `command` unless it exists; one build per machine however many processes
+    ask at once (they wait on a lock file beside it). Raises OSError or SubprocessError when it
+    cannot be built."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+            if not target.exists():  # not built by another process meanwhile
+                build(target, command)
+    return target

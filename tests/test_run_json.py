@@ -124,6 +124,18 @@ def test_a_shape_claimed_by_first_elements_is_not_built():
     assert_read_alike(step_body(first))
 
 
+@pytest.mark.parametrize("block_bytes", [1, 16, 2**16])
+def test_grids_are_checked_a_block_of_rows_at_a_time(monkeypatch, block_bytes):
+    """A fault in any row of an array, before, in or after a block of rows compared at once, is found."""
+    monkeypatch.setattr(run_json, "SKELETON_BLOCK_BYTES", block_bytes)
+    rows = ["[1, 2.5]"] * 40
+    assert_read_alike(step_body("[" + ", ".join(rows) + "]"), fast=True)
+    for changed in (1, 17, 38, 39):
+        for fault in ("[1]", "[1, 2, 3]", "[[1], 2]", "[1, [2]]", "[]", '[1, "2"]'):
+            x = "[" + ", ".join(rows[:changed] + [fault] + rows[changed + 1:]) + "]"
+            assert_read_alike(step_body(x), fast=False)
+
+
 def test_random_documents_read_alike():
     generator = np.random.default_rng(7)
     for _ in range(200):

@@ -33,6 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 import nncards
+from nncards.contract import number_grid
 from nncards.contract.errors import ErrorCode, error_body
 from nncards.server import errors
 from nncards.server.middleware import LARGE_BODY_BYTES, SECURITY_HEADERS, Ahead, BodyLimit, Guard
@@ -94,6 +95,7 @@ async def lifespan(app: FastAPI):
                                 max_result_elements=settings.max_result_elements)
     app.state.interchange = InterchangeService(idle_seconds=settings.worker_idle_seconds)
     await app.state.runs.start()
+    number_grid.prepare_in_background()  # its first build on a machine (about 1 s) in no request's time
     if settings.warm_up:
         # Importing TensorFlow keeps a core and the GIL busy for seconds: begin once the server
         # answers, so that its start and the editor's first catalogue request come first.

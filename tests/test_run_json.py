@@ -5,14 +5,20 @@ signs of zero, the same errors, whatever the text."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import time
+from decimal import Decimal
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from nncards.contract import arrays, run_json
+from nncards.contract import arrays, number_grid, run_json
 from nncards.contract.run import ARRAY_FIELDS
+
+from conftest import LiveServer
 
 
 def read_as_before(document):
@@ -257,10 +263,23 @@ def test_long_base64_texts_elsewhere_are_read_as_before():
     assert run_json.parse(twice)["steps"][0]["inputs"]["x"]["base64"] == "AACAPw=="
 
 
+@pytest.fixture(params=["nncards' reader", "simdjson"])
+def long_arrays_reader(request, monkeypatch):
+    """Long arrays read by nncards' C++ reader (built now if need be), or by simdjson (the fallback
+    where it cannot be built)."""
+    if request.param == "simdjson":
+        monkeypatch.setattr(number_grid, "ready", lambda: None)
+    else:
+        assert number_grid.library() is not None, "nncards' number reader does not build here"
+    return request.param
+
+
 @pytest.fixture
-def small_pieces(monkeypatch):
-    """Arrays longer than 40 bytes of text are parsed in pieces; how many pieces each array took."""
+def small_pieces(monkeypatch, long_arrays_reader):
+    """Arrays longer than 40 bytes of text are parsed in pieces, read 80 bytes at a time by nncards'
+    reader; how many pieces each array took."""
     monkeypatch.setattr(run_json, "PIECE_BYTES", 40)
+    monkeypatch.setattr(number_grid, "GROUP_BYTES", 80)
     pieces = []
     real = run_json._numbers_in_pieces
     monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds: (pieces.append(len(bounds)), real(body, bounds))[1])
@@ -272,8 +291,7 @@ LISTS = [
     "[-0.0, 0.0, -0.0e3]", f"[{2**53 + 1}, {2**63 - 1}, {-2**63}]", "[[[[[[[[1]]]]]]]]", "[" * 40 + "1" + "]" * 40,
     "[[[]], [[]]]", "[[1, 2], [3]]", "[[1, 2], [3, 4, 5]]", "[[1], []]", "[1, [2]]", "[[1], 2]", "[[1, 2], [3, [4]]]",
     '[1, "NaN"]', "[1, null]", "[true, false]", "[1, true]", "[1, {}]", "[NaN, 1.0]", f"[{2**64}]", f"[{2**63}, -1]",
-    f"[{10**20}, 1.5]",
-    "[1e309]",
+    f"[{10**20}, 1.5]", "[1e309]",
 ]
 
 
@@ -320,7 +338,7 @@ def test_long_arrays_elsewhere_are_read_as_before(small_pieces):
         assert repr(run_json.parse(text)) == repr(run_json.loads(text))
 
 
-def test_an_array_longer_than_a_piece_reads_alike(monkeypatch):
+def test_an_array_longer_than_a_piece_reads_alike(monkeypatch, long_arrays_reader):
     """At the real piece size: an array of some 3 MiB of text comes in pieces, as the whole reads."""
     pieces = []
     real = run_json._numbers_in_pieces
@@ -346,3 +364,115 @@ def test_leading_members_are_those_before_the_arrays_read_whole_as_the_old_way_r
     assert run_json.leading_members(b'[{"graph": {}}]', before) == {}
     assert run_json.leading_members(b'{"seed": 1, "graph": {}}', before) == {"seed": 1, "graph": {}}
     assert run_json.leading_members(b'{"graph": ' + b"[" * 100_000, before) == {}  # too deep for Python: not read
+
+
+def random_number_texts(generator, count: int) -> list[str]:
+    """JSON number texts of every kind: any double's shortest text and longer ones (huge, tiny,
+    subnormal, negative zero), decimals of up to 40 digits with exponents past the doubles' range
+    both ways, int64 integers and smaller ones, and the edges of rounding."""
+    doubles = generator.integers(0, 2**64, size=count, dtype=np.uint64).view(np.float64)
+    subnormals = (generator.integers(0, 2**52, size=count, dtype=np.uint64)
+                  | (generator.integers(0, 2, size=count, dtype=np.uint64) << np.uint64(63))).view(np.float64)
+    texts = []
+    for number in range(count):
+        kind = generator.integers(0, 8)
+        value = float(doubles[number] if kind < 4 else subnormals[number])
+        if kind in (0, 4) and math.isfinite(value):
+            texts.append(repr(value))
+        elif kind in (1, 5) and math.isfinite(value):
+            texts.append(("%.17e", "%.25g", "%.40E", "%.3e")[generator.integers(0, 4)] % value)
+        elif kind == 2:
+            texts.append(str(int(generator.integers(-2**63, 2**63, dtype=np.int64)) // 10 ** int(generator.integers(0, 19))))
+        else:
+            digits = "".join(map(str, generator.integers(0, 10, size=generator.integers(1, 41))))
+            integer, fraction = digits[:generator.integers(1, len(digits) + 1)].lstrip("0") or "0", digits[len(digits) // 2:]
+            texts.append("-" * int(generator.integers(0, 2)) + integer + ("." + fraction if generator.random() < 0.7 else "")
+                         + (("e", "E")[generator.integers(0, 2)] + ("", "+", "-")[generator.integers(0, 3)]
+                            + str(generator.integers(0, 340)).zfill(int(generator.integers(1, 4))) if generator.random() < 0.6 else ""))
+    return texts + ["-0", "-0.0", "0e0", "-0.0e-0", "4.9e-324", "2.4703282292062328e-324", "2.4703282292062327e-324",
+                    "2.2250738585072011e-308", "1.7976931348623157e308", "1.7976931348623158e308", str(2**53 + 1),
+                    str(2**63 - 1), str(-2**63), "0.1e-5", "9007199254740993.0", "123456789012345678901234567890e-20"]
+
+
+def test_numbers_of_every_kind_read_to_the_bit_as_before(small_pieces, long_arrays_reader, monkeypatch):
+    """Thousands of random number texts in long arrays (rows of 1 to 6 numbers, all kinds mixed, or
+    integers alone): the same dtype and bits as the old way and as json.loads with NumPy, and, when
+    no value is past the doubles' range, read by nncards' reader itself."""
+    read = []
+    real = number_grid.read
+    monkeypatch.setattr(number_grid, "read", lambda body, bounds: (grid := real(body, bounds), read.append(grid))[0])
+    generator = np.random.default_rng(11)
+    texts = random_number_texts(generator, 12_000)
+    at = 0
+    while at < len(texts):
+        columns, rows = int(generator.integers(1, 7)), int(generator.integers(2, 30))
+        row_texts = texts[at:at + columns * rows]
+        if generator.random() < 0.1:
+            row_texts = [str(int(generator.integers(-2**63, 2**63, dtype=np.int64)))] * len(row_texts)
+        at += columns * rows
+        rows = len(row_texts) // columns
+        x = "[" + ", ".join("[" + ", ".join(row_texts[row * columns:(row + 1) * columns]) + "]" for row in range(rows)) + "]"
+        in_range = all(-2**63 <= int(text) < 2**63 if text.lstrip("-").isdigit()
+                       else math.isfinite(float(text)) and (float(text) != 0 or Decimal(text) == 0) for text in row_texts)
+        assert_read_alike(step_body(x), fast=in_range or None)
+        if in_range:
+            expected, parsed = np.asarray(json.loads(x)), run_json.parse(step_body(x))["steps"][0]["inputs"]["x"]
+            assert parsed.dtype == expected.dtype and parsed.tobytes() == expected.tobytes(), x
+        if long_arrays_reader != "simdjson":
+            assert (read[-1] is not None) == in_range, x
+    assert long_arrays_reader == "simdjson" or sum(grid is not None for grid in read) > len(read) // 2
+
+
+@pytest.mark.parametrize("x", [
+    "[01, 2]", "[1, 02.5]", "[-01]", "[+1, 2]", "[.5, 1]", "[1., 2]", "[1.e5]", "[1e, 2]", "[1e+, 2]", "[1E-]", "[--1]",
+    "[-, 1]", "[1.5.2]", "[1e5e5]", "[0x10]", "[1_000]", "[NaN, 1]", "[Infinity, 2]", "[-Infinity]", "[nan]", "[inf]",
+    "[1 2]", "[1,, 2]", "[1, 2,]", "[, 1]", "[1; 2]", "[1, 2]]", "[[1, 2]", "[1, 2}", "{1, 2]", "[1, [2]]", "[[1], 2]",
+    "[[1, 2], [3]]", "[[1], [2, 3]]", "[[[1]], [2]]", "[[1], [[2]]]", "[[], []]", "[[1], []]", "[1, true]", "[1, null]",
+    '[1, "2"]', "[1, 1e400]", "[1, -1e400]", "[1, 1e-400]", f"[{2**63}, 1]", f"[{-2**63 - 1}, 1.5]", f"[{2**64}]",
+    "[1\u00a0, 2]", "[1,\v2]", "[\u0661, 2]",
+])
+def test_malformed_numbers_and_grids_are_refused_as_before(small_pieces, x):
+    """Each fault in a long array (repeated into rows that come in several pieces) gets the old way's
+    answer: its error, or its document (a number past the doubles' range, a ragged array)."""
+    for rows in ([x] * 12, ["[1, 2]"] * 6 + [x] + ["[3, 4]"] * 6):
+        assert_read_alike(step_body("[" + ", ".join(rows) + "]"))
+    assert_read_alike(step_body(x + " " * 60))
+
+
+def test_bodies_cut_anywhere_are_refused_as_before(small_pieces):
+    body = step_body(json.dumps(np.random.default_rng(2).normal(size=(12, 3, 2)).tolist()))
+    generator = np.random.default_rng(6)
+    for cut in [*generator.integers(0, len(body), size=150), len(body) - 1, len(body) - 2, len(body) - 3]:
+        assert_read_alike(body[:cut])
+        assert_read_alike(body[:cut] + b"]" * 4 + b"}" * 3)
+
+
+def test_without_a_compiler_simdjson_reads_long_arrays(tmp_path, monkeypatch):
+    """No compiler: nothing is built, and long arrays are read as ever (simdjson)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-compiler"))
+    monkeypatch.setattr(run_json, "PIECE_BYTES", 40)
+    number_grid._load.cache_clear()
+    try:
+        assert number_grid.library() is None and number_grid.ready() is None
+        x = np.random.default_rng(8).normal(size=(30, 4))
+        body = step_body(json.dumps(x.tolist()))
+        assert_read_alike(body, fast=True)
+        assert np.array_equal(run_json.parse(body)["steps"][0]["inputs"]["x"], x)
+        assert not list((tmp_path / "cache").glob("nncards/ops/*.so"))
+    finally:
+        number_grid._load.cache_clear()  # the next test loads the real library again
+
+
+def test_a_server_builds_the_reader_as_it_starts(tmp_path):
+    """A server with an empty cache folder builds nncards' number reader without being sent anything."""
+    cache = tmp_path / "cache"
+    server = LiveServer(tmp_path / "data", "--no-warm-up", env={**os.environ, "XDG_CACHE_HOME": str(cache)}).start()
+    try:
+        deadline = time.monotonic() + 120
+        while not list(cache.glob("nncards/ops/number_grid-*.so")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [library] = cache.glob("nncards/ops/number_grid-*.so")
+        assert library.name == number_grid.library_path().name  # the same source, flags and CPU
+    finally:
+        server.stop()

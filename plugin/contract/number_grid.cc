@@ -1,0 +1,201 @@
+// nncards' reader of long JSON arrays of numbers (contract/number_grid.py): the rows of a grid of
+// numbers, parsed straight into a NumPy buffer by a plain C function, so that the caller (ctypes)
+// lets the GIL go while it runs.
+//
+// It accepts only what it is sure of: JSON's number grammar exactly (RFC 8259: no '+', no leading
+// zero, no '.5' or '1.', no NaN or Infinity), white space, commas and brackets making a full grid of
+// one shape, no empty array, integers within int64, floats within the doubles' normal and subnormal
+// range. Anything else is "not sure" (the caller then reads the text the old way, whose answers and
+// errors are the contract): no error is ever explained here.
+//
+// Rounding is the old way's: a float token is converted by std::from_chars (correctly rounded, as
+// simdjson and Python are); an integer token is read as an int64 and converted to double by a cast
+// (so "-0" is +0.0 and 2**53 + 1 rounds to even, as NumPy converts Python ints).
+
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <system_error>
+
+namespace {
+
+constexpr int kMaxDimensions = 32;
+constexpr uint64_t kExactInteger = uint64_t{1} << 53;  // every integer up to this is a double
+constexpr double kPowersOfTen[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+inline bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "eight digits are read little-endian");
+
+// Whether eight bytes read little-endian are all ASCII digits, and their value (as fast_float does).
+inline bool all_digits(uint64_t eight) {
+  return ((eight & 0xF0F0F0F0F0F0F0F0) | (((eight + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) >> 4)) ==
+         0x3333333333333333;
+}
+inline uint64_t eight_digits(uint64_t eight) {
+  eight -= 0x3030303030303030;
+  eight = (eight * 10) + (eight >> 8);
+  return (((eight & 0x000000FF000000FF) * (100 + (uint64_t{1000000} << 32))) +
+          (((eight >> 16) & 0x000000FF000000FF) * (1 + (uint64_t{10000} << 32)))) >> 32;
+}
+
+struct Rows {
+  const char* at;
+  const char* end;
+  int dimensions;                   // of a row: 0 when a row is a number
+  int64_t shape[kMaxDimensions];    // a row's, learnt from the first row (-1: not yet)
+  double* doubles;                  // where values go: one of these two, the other null
+  int64_t* integers;
+  int64_t capacity;
+  int64_t written = 0;
+  bool integers_only = true;        // every token so far had no fraction and no exponent
+
+  void skip_space() {
+    while (at < end && is_space(*at)) ++at;
+  }
+
+  bool number() {
+    const char* start = at;
+    bool negative = at < end && *at == '-';
+    if (negative) ++at;
+    if (at == end) return false;
+    // The digits, gathered as an integer while they fit (for the fast path below), eight at a time
+    // where they can be; `exponent`: where the decimal point leaves them.
+    uint64_t digits = 0;
+    int count = 0;
+    int exponent = 0;
+    auto gather = [&](bool fraction) {
+      const char* first = at;
+      uint64_t eight;
+      while (end - at >= 8 && (std::memcpy(&eight, at, 8), all_digits(eight))) {
+        digits = digits * 100000000 + eight_digits(eight);
+        at += 8;
+      }
+      for (; at < end && is_digit(*at); ++at) digits = digits * 10 + (*at - '0');
+      count += at - first;
+      if (fraction) exponent -= at - first;
+    };
+    if (*at == '0') {
+      ++at;
+    } else if (*at >= '1' && *at <= '9') {
+      gather(false);
+    } else {
+      return false;
+    }
+    bool integer = true;
+    if (at < end && *at == '.') {
+      integer = false;
+      if (++at == end || !is_digit(*at)) return false;
+      gather(true);
+    }
+    if (at < end && (*at == 'e' || *at == 'E')) {
+      integer = false;
+      bool below = ++at < end && *at == '-';
+      if (at < end && (*at == '+' || *at == '-')) ++at;
+      if (at == end || !is_digit(*at)) return false;
+      int written_exponent = 0;
+      for (; at < end && is_digit(*at); ++at) {
+        if (written_exponent < 100000) written_exponent = written_exponent * 10 + (*at - '0');
+      }
+      exponent += below ? -written_exponent : written_exponent;
+    }
+    if (written == capacity) return false;
+    if (integer) {
+      int64_t value;
+      auto [stop, error] = std::from_chars(start, at, value);
+      if (error != std::errc() || stop != at) return false;  // past int64
+      if (integers) integers[written++] = value;
+      else doubles[written++] = static_cast<double>(value);
+      return true;
+    }
+    integers_only = false;
+    if (!doubles) return false;
+    double value;
+    if (count <= 19 && digits <= kExactInteger && exponent >= -22 && exponent <= 22) {
+      // Clinger's fast path: both operands are exact doubles, so one correctly rounded division
+      // or product is the correctly rounded value (what from_chars computes, faster).
+      value = exponent < 0 ? static_cast<double>(digits) / kPowersOfTen[-exponent]
+                           : static_cast<double>(digits) * kPowersOfTen[exponent];
+      doubles[written++] = negative ? -value : value;
+      return true;
+    }
+    auto [stop, error] = std::from_chars(start, at, value);
+    if (error != std::errc() || stop != at) return false;  // past the doubles' range, or below it
+    doubles[written++] = value;
+    return true;
+  }
+
+  // A grid at `level` of a row (a number at level `dimensions`), its sizes checked with `shape`.
+  bool grid(int level) {
+    if (level == dimensions) return number();
+    if (at == end || *at != '[') return false;
+    ++at;
+    skip_space();
+    int64_t size = 0;
+    for (;;) {
+      if (!grid(level + 1)) return false;
+      ++size;
+      skip_space();
+      if (at == end) return false;
+      if (*at == ']') break;
+      if (*at != ',') return false;
+      ++at;
+      skip_space();
+    }
+    ++at;
+    if (shape[level] < 0) shape[level] = size;
+    return shape[level] == size;
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// How many values a text of rows holds if it is a grid of numbers: its commas and one (in a grid
+// without an empty array, every value but the last is followed by a comma at some level).
+int64_t nncards_grid_values(const char* text, int64_t length) {
+  int64_t commas = 0;
+  for (int64_t i = 0; i < length; ++i) commas += text[i] == ',';
+  return commas + 1;
+}
+
+// Parses `text`, rows of a grid separated by commas (an array's text without its outer brackets),
+// into `doubles` (a float anywhere: every value as a double) or `integers` (every value an integer
+// within int64), exactly `capacity` values. Returns 1 and sets the rows' count, a row's dimensions
+// and shape, and whether every token was an integer; 0 when not sure.
+int nncards_grid_rows(const char* text, int64_t length, double* doubles, int64_t* integers,
+                      int64_t capacity, int64_t* rows, int32_t* dimensions, int64_t* shape,
+                      int32_t* integers_only) {
+  Rows reader{text, text + length};
+  reader.doubles = doubles;
+  reader.integers = integers;
+  reader.capacity = capacity;
+  reader.skip_space();
+  reader.dimensions = 0;
+  for (const char* at = reader.at; at < reader.end && (*at == '[' || is_space(*at)); ++at) {
+    reader.dimensions += *at == '[';
+  }
+  if (reader.dimensions >= kMaxDimensions) return 0;
+  for (int level = 0; level < kMaxDimensions; ++level) reader.shape[level] = -1;
+  int64_t count = 0;
+  for (;;) {
+    if (!reader.grid(0)) return 0;
+    ++count;
+    reader.skip_space();
+    if (reader.at == reader.end) break;
+    if (*reader.at != ',') return 0;
+    ++reader.at;
+    reader.skip_space();
+  }
+  if (reader.written != capacity) return 0;
+  *rows = count;
+  *dimensions = reader.dimensions;
+  for (int level = 0; level < reader.dimensions; ++level) shape[level] = reader.shape[level];
+  *integers_only = reader.integers_only;
+  return 1;
+}
+
+}  // extern "C"

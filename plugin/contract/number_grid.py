@@ -1,0 +1,161 @@
+"""Long JSON arrays of numbers read into NumPy by nncards' own C++ reader (`number_grid.cc`), on
+threads that let the GIL go.
+
+run_json parses a long array's text in pieces of rows; simdjson holds the GIL while it parses, so
+the 126 MB of a large run request took one core and the event loop waited. This reader is plain
+C called through ctypes, which lets the GIL go for the call: the pieces are read on as many threads
+as the process may use cores, straight into one NumPy buffer (each group of pieces counts its
+values first, a comma each, so that every group knows where its values go).
+
+It reads only what it is sure of (JSON's number grammar exactly, a full grid of one shape, no
+empty array, integers within int64, floats within the doubles' range) and gives values as the old
+way does, bit for bit: int64 when every value is an integer, float64 otherwise. Anything else
+gives None, and run_json reads the array the old way, whose answers and errors are the contract.
+
+The library is built with `nncards.native` on first use (a server starts that as it starts): until
+it is loaded, and where it cannot be built (no compiler), `read` gives None and simdjson serves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import math
+import os
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from nncards import native
+
+SOURCE = Path(__file__).with_name("number_grid.cc")
+# -march=native: the library runs where it was built (the CPU's features are in its name); no
+# -ffast-math or contraction: every conversion must round as the old way's.
+FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-std=c++17", "-ffp-contract=off", "-w")
+MAX_DIMENSIONS = 32  # C++ kMaxDimensions: a row has fewer
+GROUP_BYTES = 8 * 2**20  # the pieces a thread reads in one call (more calls than threads: a busy core lags)
+
+log = logging.getLogger(__name__)
+
+
+def library_path() -> Path:
+    return native.library_path("number_grid", (SOURCE.read_bytes(), " ".join(FLAGS).encode()))
+
+
+def _command(output: str) -> list[str]:
+    return [native.compiler(), *FLAGS, str(SOURCE), "-o", output]
+
+
+_loading = threading.Lock()
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded reader, built first if need be, or None where it cannot be built or loaded
+    (logged once, at debug level). A call meanwhile, from another thread, waits for that one."""
+    with _loading:
+        return _load()
+
+
+@functools.cache
+def _load() -> ctypes.CDLL | None:
+    try:
+        loaded = ctypes.CDLL(str(native.built(library_path(), _command)))
+    except (OSError, subprocess.SubprocessError) as error:
+        details = getattr(error, "stderr", None) or b""
+        log.debug("nncards' number reader is unavailable, simdjson serves: %s %s",
+                  error, details.decode(errors="replace")[-2000:])
+        return None
+    loaded.nncards_grid_values.restype = ctypes.c_int64
+    loaded.nncards_grid_values.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    loaded.nncards_grid_rows.restype = ctypes.c_int
+    loaded.nncards_grid_rows.argtypes = [
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int32)]
+    return loaded
+
+
+_preparing: threading.Thread | None = None
+_starting = threading.Lock()
+
+
+def prepare_in_background() -> threading.Thread:
+    """Build or load the reader on a thread of its own (once a process), ahead of its first use."""
+    global _preparing
+    with _starting:
+        if _preparing is None:
+            _preparing = threading.Thread(target=library, name="nncards-number-grid", daemon=True)
+            _preparing.start()
+        return _preparing
+
+
+def ready() -> ctypes.CDLL | None:
+    """The reader when it is loaded; None while it is built (its build started if nothing had
+    started it: a request never waits for a compiler) or where it cannot be."""
+    return None if prepare_in_background().is_alive() else library()
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="nncards-numbers")
+
+
+class _Rows:
+    """What the reader says of a group of rows."""
+
+    def __init__(self) -> None:
+        self.rows, self.dimensions = ctypes.c_int64(), ctypes.c_int32()
+        self.shape, self.integers_only = (ctypes.c_int64 * MAX_DIMENSIONS)(), ctypes.c_int32()
+
+    def row_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[:self.dimensions.value])
+
+
+def read(body: bytes | bytearray, bounds: list[tuple[int, int]]) -> np.ndarray | None:
+    """The array whose rows' texts lie at `bounds` in the body (pieces of rows, one comma between
+    each and the next), as `run_json` would make it; None when the reader is not loaded or not
+    sure of the text."""
+    reader = ready()
+    if reader is None:
+        return None
+    groups, first = [], 0
+    while first < len(bounds):  # consecutive pieces up to GROUP_BYTES, read as one text
+        last = first
+        while last + 1 < len(bounds) and bounds[last + 1][1] - bounds[first][0] <= GROUP_BYTES:
+            last += 1
+        groups.append((bounds[first][0], bounds[last][1]))
+        first = last + 1
+    text = np.frombuffer(body, np.uint8)  # its address, for the calls; keeps the body's buffer exported
+    address = text.ctypes.data
+    counts = list(_threads().map(lambda group: reader.nncards_grid_values(address + group[0], group[1] - group[0]),
+                                 groups))
+    offsets = np.cumsum([0, *counts]).tolist()
+
+    def into(values: np.ndarray) -> list[_Rows] | None:
+        def group_rows(number: int) -> _Rows | None:
+            start, end = groups[number]
+            found = _Rows()
+            target = values.ctypes.data + offsets[number] * values.itemsize
+            doubles, integers = (target, None) if values.dtype == np.float64 else (None, target)
+            done = reader.nncards_grid_rows(address + start, end - start, doubles, integers, counts[number],
+                                            found.rows, found.dimensions, found.shape, found.integers_only)
+            return found if done else None
+
+        read_groups = list(_threads().map(group_rows, range(len(groups))))
+        return None if None in read_groups else read_groups
+
+    values = np.empty(offsets[-1], np.float64)
+    found = into(values)
+    if found is None or len({rows.row_shape() for rows in found}) != 1:
+        return None
+    if all(rows.integers_only.value for rows in found):
+        values = np.empty(offsets[-1], np.int64)
+        if into(values) is None:
+            return None
+    shape = (sum(rows.rows.value for rows in found), *found[0].row_shape())
+    return values.reshape(shape) if values.size == math.prod(shape) else None

@@ -199,6 +199,29 @@ def test_skeleton_read_in_pieces_is_the_skeleton_of_the_whole():
         assert read_in_pieces([text[i:i + 1] for i in range(len(text))]) == expected
 
 
+def test_numbers_and_white_space_dropped_by_nncards_reader_as_by_translate():
+    assert number_grid.library() is not None
+    generator, scratch = np.random.default_rng(12), bytearray()
+    every_byte = np.frombuffer(bytes(range(256)), np.uint8)
+    for _ in range(3000):
+        text = generator.choice(every_byte, generator.integers(0, 200)).tobytes()
+        start = int(generator.integers(0, len(text) + 1))
+        end = int(generator.integers(start, len(text) + 1))
+        assert number_grid.without_numbers(text, start, end, scratch) == text[start:end].translate(
+            None, run_json.NUMBER_AND_SPACE)
+
+
+def test_long_texts_read_in_pieces_have_the_skeleton_of_the_whole(long_arrays_reader):
+    """Long stretches outside strings (read by nncards' reader where it is built) among strings, cut anywhere."""
+    generator = np.random.default_rng(13)
+    for _ in range(40):
+        x = json.dumps(generator.normal(size=(int(generator.integers(1, 300)), 20)).tolist())
+        names = ['"' + "ab[1, 2]" * int(generator.integers(0, 3000)) + '"' for _ in range(3)]
+        text = ('{"a": %s, %s: [%s, 7e3, %s], "b": {"c": %s}}' % (x, names[0], names[1], x, names[2])).encode()
+        text = text.replace(b", ", b",\n\t " if generator.random() < 0.5 else b", ")
+        assert read_in_pieces(pieces_of(text, generator)) == run_json.skeleton(text)
+
+
 def test_skeleton_in_pieces_needs_no_pass_over_the_whole_text():
     reader = run_json.SkeletonReader()
     for piece in (b'{"base64": "12', b"34" * 1000, b'56"', b', "x": [1, 2]}'):

@@ -13,6 +13,9 @@
 // (so "-0" is +0.0 and 2**53 + 1 rounds to even, as NumPy converts Python ints).
 
 #include <charconv>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <cstdint>
 #include <cstring>
 #include <system_error>
@@ -150,9 +153,45 @@ struct Rows {
   }
 };
 
+
+// Whether a byte is part of a number or white space (run_json.NUMBER_AND_SPACE).
+inline bool number_or_space(unsigned char c) {
+  return is_digit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' || is_space(c);
+}
+
 }  // namespace
 
 extern "C" {
+
+// Copies the bytes of `text` that are neither part of a number nor white space to `out` (room for
+// `length` bytes); returns how many. A body of numbers is mostly dropped: 32 bytes are classified
+// at once, and only those kept are copied.
+int64_t nncards_drop_numbers(const char* text, int64_t length, char* out) {
+  int64_t kept = 0, at = 0;
+#ifdef __AVX2__
+  const __m256i zero = _mm256_set1_epi8('0'), nine = _mm256_set1_epi8(9);
+  for (; at + 32 <= length; at += 32) {
+    __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(text + at));
+    __m256i offset = _mm256_sub_epi8(bytes, zero);  // a digit: 0..9 unsigned
+    __m256i digit = _mm256_cmpeq_epi8(_mm256_min_epu8(offset, nine), offset);
+    __m256i dropped = digit;
+    for (char other : {'.', 'e', 'E', '+', '-', ' ', '\t', '\n', '\r'}) {
+      dropped = _mm256_or_si256(dropped, _mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(other)));
+    }
+    uint32_t keep = ~static_cast<uint32_t>(_mm256_movemask_epi8(dropped));
+    while (keep) {
+      out[kept++] = text[at + __builtin_ctz(keep)];
+      keep &= keep - 1;
+    }
+  }
+#endif
+  for (; at < length; ++at) {
+    out[kept] = text[at];
+    kept += !number_or_space(static_cast<unsigned char>(text[at]));
+  }
+  return kept;
+}
+
 
 // How many values a text of rows holds if it is a grid of numbers: its commas and one (in a grid
 // without an empty array, every value but the last is followed by a comma at some level).

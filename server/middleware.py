@@ -242,6 +242,7 @@ class ReceivedBody:
 
     body: bytearray  # filled as it arrived; nothing writes to it after
     structure: bytes | None  # run_json.skeleton(body), when the body has no backslash
+    quotes: list[int] | None  # where its quotes are, when it has no backslash and few quotes
 
 
 class BodyLimit:
@@ -282,7 +283,7 @@ class BodyLimit:
             problem = Problem(code=ErrorCode.REQUEST_INVALID, port="", message=message, received=depth,
                               expected=f"at most {self.max_depth} levels")
             return await error_response(ErrorCode.REQUEST_INVALID, message, [problem])(scope, receive, send)
-        scope[RECEIVED_BODY] = ReceivedBody(body, structure)
+        scope[RECEIVED_BODY] = ReceivedBody(body, structure, reader.quote_positions())
         watcher: BodyWatcher | None = scope.get(BODY_WATCHER)
         if watcher is not None:
             watcher.arrived(body)

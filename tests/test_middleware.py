@@ -49,7 +49,7 @@ def test_the_route_gets_the_body_and_its_skeleton(declared):
         assert got["received"].body == body and got["received"].structure == run_json.skeleton(body)
     escaped = body.replace(b'"a[1"', b'"a\\"[1"')
     got, _ = send_through([escaped[:30], escaped[30:]], declared=declared)
-    assert got["received"].body == escaped and got["received"].structure is None
+    assert got["received"].body == escaped and got["received"].structure is None and got["received"].quotes is None
 
 
 def test_a_large_body_read_into_its_declared_buffer_is_the_body_whatever_the_pieces():
@@ -67,6 +67,7 @@ def test_a_large_body_read_into_its_declared_buffer_is_the_body_whatever_the_pie
             got, sent = send_through(pieces, declared=declared)
             assert not sent and got["message"]["body"] == body and got["received"].body == body
             assert got["received"].structure == run_json.skeleton(body)
+            assert got["received"].quotes == run_json._quote_positions(body)
 
 
 def test_a_large_body_is_measured_off_the_event_loop(monkeypatch):

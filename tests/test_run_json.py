@@ -181,6 +181,13 @@ def read_in_pieces(pieces: list[bytes]) -> bytes | None:
     return reader.skeleton(b"".join(pieces))
 
 
+def quotes_in_pieces(pieces: list[bytes]) -> list[int] | None:
+    reader = run_json.SkeletonReader()
+    for piece in pieces:
+        reader.feed(piece)
+    return reader.quote_positions()
+
+
 def test_skeleton_read_in_pieces_is_the_skeleton_of_the_whole():
     """Fed piece by piece (a request body as it arrives), the skeleton is `skeleton` of the whole text;
     None when the text holds a backslash."""
@@ -193,9 +200,12 @@ def test_skeleton_read_in_pieces_is_the_skeleton_of_the_whole():
     texts += [generator.choice(alphabet, generator.integers(0, 60)).tobytes() for _ in range(3000)]
     for text in texts:
         expected = run_json.skeleton(text) if b"\\" not in text else None
+        quotes = run_json._quote_positions(text)
+        quotes = quotes if b"\\" not in text and len(quotes) <= run_json.FEW_QUOTES else None
         for _ in range(5):
             pieces = pieces_of(text, generator)
             assert read_in_pieces(pieces) == expected, pieces
+            assert quotes_in_pieces(pieces) == quotes, pieces
         assert read_in_pieces([text[i:i + 1] for i in range(len(text))]) == expected
 
 
@@ -219,7 +229,9 @@ def test_long_texts_read_in_pieces_have_the_skeleton_of_the_whole(long_arrays_re
         names = ['"' + "ab[1, 2]" * int(generator.integers(0, 3000)) + '"' for _ in range(3)]
         text = ('{"a": %s, %s: [%s, 7e3, %s], "b": {"c": %s}}' % (x, names[0], names[1], x, names[2])).encode()
         text = text.replace(b", ", b",\n\t " if generator.random() < 0.5 else b", ")
-        assert read_in_pieces(pieces_of(text, generator)) == run_json.skeleton(text)
+        pieces = pieces_of(text, generator)
+        assert read_in_pieces(pieces) == run_json.skeleton(text)
+        assert quotes_in_pieces(pieces) == run_json._quote_positions(text)
 
 
 def test_skeleton_in_pieces_needs_no_pass_over_the_whole_text():
@@ -460,6 +472,21 @@ def test_malformed_numbers_and_grids_are_refused_as_before(small_pieces, x):
     for rows in ([x] * 12, ["[1, 2]"] * 6 + [x] + ["[3, 4]"] * 6):
         assert_read_alike(step_body("[" + ", ".join(rows) + "]"))
     assert_read_alike(step_body(x + " " * 60))
+
+
+def test_a_body_parsed_with_the_structure_and_quotes_found_as_it_arrived_reads_alike(small_pieces):
+    generator = np.random.default_rng(14)
+    x = generator.normal(size=(30, 2)).tolist()
+    block = {"dtype": "float32", "shape": [2], "base64": "AACAPwAAgD8="}
+    for document in ({"steps": [{"kind": "fit", "inputs": {"x": x}, "targets": {"y": x}}], "seed": 1},
+                     {"weights": {"d": {"kernel": x}}, "steps": [{"kind": "predict", "inputs": {"x": block}}]},
+                     {"steps": [{"kind": "predict", "inputs": {"x": x[:-1] + [[1.5]]}}]}):
+        body = json.dumps(document).encode()
+        reader = run_json.SkeletonReader()
+        for piece in pieces_of(body, generator):
+            reader.feed(piece)
+        assert repr(read_as_before(run_json.parse(body, reader.skeleton(body), reader.quote_positions()))) == \
+            repr(read_as_before(run_json.loads(body)))
 
 
 def test_bodies_cut_anywhere_are_refused_as_before(small_pieces):

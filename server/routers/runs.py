@@ -60,8 +60,8 @@ class FastJsonRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
-            structure = received.structure if received is not None else None
-            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure)
+            structure, quotes = (received.structure, received.quotes) if received is not None else (None, None)
+            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure, quotes)
         return self._json
 
 

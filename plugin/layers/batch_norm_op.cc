@@ -207,7 +207,7 @@ constexpr int64_t kStreamBytes = 4 * 1024 * 1024;
 // --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------
 
 constexpr int64_t kChunkBytes = 64 * 1024;  // rows per chunk: about this many bytes of input
-constexpr int64_t kTakeBytes = 1024 * 1024;  // chunks a thread takes at once: about this many bytes
+constexpr int64_t kTakeValues = 256 * 1024;  // chunks a thread takes at once: about this many input values
 constexpr int64_t kGroupRows = 64;          // rows summed apart before their sum joins the total
 
 int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -217,22 +217,22 @@ int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // order, so the results do not depend on which thread ran which chunk, or on how many did.
 //
 // The thread that runs the op takes chunks itself and asks TensorFlow's CPU worker threads to
-// help: each thread takes the next chunks nobody has taken until none are left, some kTakeBytes
-// of consecutive chunks at a time (taking costs the threads a shared counter, and each take
+// help: each thread takes the next chunks nobody has taken until none are left, some kTakeValues
+// values of consecutive chunks at a time (taking costs the threads a shared counter, and each take
 // starts a stream the CPU's prefetcher must find again: a 2-D step took 10-20% longer with a
-// chunk a take). A helper that starts late (its core busy) finds fewer chunks or none, so the op
+// chunk a take). Values, not bytes: a float16 value costs about a float32 one's time. A helper that starts late (its core busy) finds fewer chunks or none, so the op
 // never waits for a thread to start, only for the chunks already taken to end; on an idle
 // machine the pass is shared.
 class Chunks {
  public:
-  // `element_bytes`: the bytes of one (row, channel) over every input a pass reads.
-  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t element_bytes)
+  // `inputs`: the matrices a pass reads (of `value_bytes` bytes a value).
+  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t inputs, int64_t value_bytes)
       : workers_(context->device()->tensorflow_cpu_worker_threads()->workers),
         rows_(rows),
         channels_(channels) {
-    height_ = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, channels * element_bytes));
+    height_ = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, channels * inputs * value_bytes));
     count_ = CeilDivide(rows, height_);
-    per_take_ = std::max<int64_t>(1, kTakeBytes / std::max<int64_t>(1, height_ * channels * element_bytes));
+    per_take_ = std::max<int64_t>(1, kTakeValues / std::max<int64_t>(1, height_ * channels * inputs));
   }
 
   int64_t count() const { return count_; }
@@ -389,7 +389,7 @@ class BatchNormTraining : public BatchNormKernel {
     Pass pass{x.flat<T>().data(), y->flat<T>().data(), y->TotalBytes() >= kStreamBytes, channels, static_cast<float>(rows), epsilon_,
               gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
               variance_out->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels)};
-    Chunks chunks(context, rows, channels, sizeof(T));
+    Chunks chunks(context, rows, channels, 1, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: Pass::ChunkMoments
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
       pass.ChunkMoments(first, end, partial.get() + 2 * chunk * channels);
@@ -529,7 +529,7 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     const float* v = variance.flat<float>().data();
     for (int64_t c = 0; c < channels; ++c) pass.inverse[c] = InverseDeviation(v[c], epsilon_);
 
-    Chunks chunks(context, rows, channels, 2 * sizeof(T));
+    Chunks chunks(context, rows, channels, 2, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: sum(dy), then sum(dy * xhat)
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
       pass.Sums(first, end, partial.get() + 2 * chunk * channels);

@@ -458,6 +458,22 @@ def test_numbers_of_every_kind_read_to_the_bit_as_before(small_pieces, long_arra
     assert long_arrays_reader == "simdjson" or sum(grid is not None for grid in read) > len(read) // 2
 
 
+def test_numbers_of_17_to_19_digits_and_ties_between_doubles_read_to_the_bit(small_pieces):
+    """The digits nncards' reader gathers while they fit 64 bits, a power of ten up to 27 either way,
+    and decimal ties between two doubles (which its fast ways leave to from_chars), as float() reads them."""
+    generator = np.random.default_rng(15)
+    values = generator.random(4000) * 10.0 ** generator.integers(-27, 28, size=4000)
+    texts = [("%.17g", "%.18g", "%.19g", "%.16e", "%.18e")[number % 5] % value for number, value in enumerate(values)]
+    ties = [2**53 + 2 * k + 1 for k in range(200)] + [2**60 + 2**7 * (2 * k + 1) for k in range(200)]
+    texts += [f"{tie}.0" for tie in ties] + [f"{tie}e0" for tie in ties] + [f"{tie * 10}e-1" for tie in ties]
+    texts += [f"{tie}.0000000000000000000000001" for tie in ties[:50]] + [f"-{tie}.0" for tie in ties[:50]]
+    texts += [f"{tie}.001" for tie in ties[:200]] + [f"{tie - 1}.999" for tie in ties[:200]]  # 19 digits, a hair off
+    x = "[" + ", ".join(f"[{a}, {b}]" for a, b in zip(texts[::2], texts[1::2])) + "]"
+    parsed = run_json.parse(step_body(x))["steps"][0]["inputs"]["x"]
+    expected = np.array([float(text) for text in texts]).reshape(-1, 2)
+    assert parsed.dtype == np.float64 and parsed.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("x", [
     "[01, 2]", "[1, 02.5]", "[-01]", "[+1, 2]", "[.5, 1]", "[1., 2]", "[1.e5]", "[1e, 2]", "[1e+, 2]", "[1E-]", "[--1]",
     "[-, 1]", "[1.5.2]", "[1e5e5]", "[0x10]", "[1_000]", "[NaN, 1]", "[Infinity, 2]", "[-Infinity]", "[nan]", "[inf]",

@@ -24,6 +24,12 @@ namespace {
 
 constexpr int kMaxDimensions = 32;
 constexpr uint64_t kExactInteger = uint64_t{1} << 53;  // every integer up to this is a double
+#if defined(__x86_64__)
+static_assert(sizeof(long double) >= 10 && __LDBL_MANT_DIG__ == 64, "the x87's extended doubles");
+constexpr long double kWidePowersOfTen[] = {
+    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+    1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+#endif
 constexpr double kPowersOfTen[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
@@ -124,6 +130,24 @@ struct Rows {
       doubles[written++] = negative ? -value : value;
       return true;
     }
+#if defined(__x86_64__)
+    if (count <= 19 && exponent >= -27 && exponent <= 27) {
+      // Up to 19 digits (below 2**64) and a power of ten up to 27 (5**27 < 2**64) are exact in the
+      // x87's 64-bit significand, so one division or product there is correctly rounded to 64
+      // bits; rounding that to the double's 53 is then correct unless it lies within one unit of
+      // the 64 bits of a tie between two doubles (then from_chars decides).
+      long double wide = exponent < 0 ? static_cast<long double>(digits) / kWidePowersOfTen[-exponent]
+                                      : static_cast<long double>(digits) * kWidePowersOfTen[exponent];
+      uint64_t significand;
+      std::memcpy(&significand, &wide, sizeof significand);
+      uint64_t below_double = significand & 0x7FF;  // the 11 bits rounding to 53 drops
+      if (below_double < 0x3FE || below_double > 0x402) {
+        value = static_cast<double>(wide);
+        doubles[written++] = negative ? -value : value;
+        return true;
+      }
+    }
+#endif
     auto [stop, error] = std::from_chars(start, at, value);
     if (error != std::errc() || stop != at) return false;  // past the doubles' range, or below it
     doubles[written++] = value;

@@ -172,7 +172,7 @@ def read(body: bytes | bytearray, bounds: list[tuple[int, int]]) -> np.ndarray |
 
 def without_numbers(text: bytes | bytearray, start: int, end: int, scratch: bytearray) -> bytes | None:
     """`text[start:end]` without the bytes of numbers and white space, as
-    `.translate(None, run_json.NUMBER_AND_SPACE)` gives it, some six times faster (a run body's
+    `.translate(None, run_json.NUMBER_AND_SPACE)` gives it, three to four times faster (a run body's
     skeleton is made on the event loop as the body arrives); `scratch`, a buffer the caller keeps,
     grows to the longest text. None when the reader is not loaded."""
     reader = ready()

@@ -84,7 +84,7 @@ class SkeletonReader:
     base64 block costs a `bytes.find`). A backslash (escapes move string boundaries), more than
     FEW_QUOTES quotes (Python steps per string) or a string still open at the end leave the work to
     `skeleton` of the whole text. A long stretch outside strings is read by nncards' number reader
-    where it is built (`number_grid.without_numbers`: some six times faster than `bytes.translate`,
+    where it is built (`number_grid.without_numbers`: three to four times faster than `bytes.translate`,
     on the event loop's time)."""
 
     def __init__(self) -> None:
@@ -229,9 +229,10 @@ def _fast(body: bytes, structure: bytes | None, quotes: list[int] | None) -> Any
     if arrays_in_pieces:
         _replace_placeholders(document, ARRAY_PLACEHOLDER, len(arrays_in_pieces), in_block=False,
                               replacement=lambda number, value: _numbers_in_pieces(body, arrays_in_pieces[number]))
+    # Without a NumPy array, the document is orjson's: nothing to check.
     if any(isinstance(value, np.ndarray) for group in _array_groups(document) for value in group.values()) \
             and not _is_skeleton_of(document, skeleton(body) if structure is None else structure, len(body)):
-        raise NotSure("an array is ragged, or holds arrays beside numbers")  # without a NumPy array, the document is orjson's
+        raise NotSure("an array is ragged, or holds arrays beside numbers")
     if texts:
         with memoryview(body) as view:
             _replace_placeholders(document, PLACEHOLDER, len(texts), in_block=True,

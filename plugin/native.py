@@ -4,9 +4,10 @@ A library is built by the machine's C++ compiler (`$CXX`, else `g++`) once per m
 kept in `$XDG_CACHE_HOME/nncards/ops` (else `~/.cache/nncards/ops`) under a name that changes
 with everything that makes it (its source, the flags, what it is built against) and the CPU (the
 code is compiled for the CPU that builds it). Processes sharing the cache folder wait for one
-build (a lock file beside the library), the compiler writes a file of its own that is renamed
-into place once whole (a reader never sees half a library), and the compiler never outlives the
-process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py) load
+build (a lock file beside the library), the compiler works in a folder of its own beside the
+library, its temporary files included, whose library is renamed into place once whole (a reader
+never sees half a library; a build killed midway leaves only that folder, which the next build
+sweeps), and the compiler never outlives the process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py) load
 the library their own way and keep a slower path where it cannot be built.
 """
 
@@ -16,6 +17,7 @@ import fcntl
 import hashlib
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,15 +71,16 @@ sys.exit(subprocess.call(sys.argv[2:]))
 
 def build(target: Path, command: Callable[[str], list[str]]) -> None:
     """Run `command(output)`, a compiler's command line writing the library to `output`, for
-    `target` (in an existing folder): the compiler writes a file of its own, renamed into place
-    once whole, so a reader never sees half a library."""
-    descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
-    os.close(descriptor)
-    arguments = command(partial)
+    `target` (in an existing folder). The compiler works in a folder of its own beside `target`,
+    its temporary files too (`TMPDIR`: a compiler killed midway leaves them where it was told, not
+    in the machine's /tmp); the library is renamed into place once whole, so a reader never sees
+    half a library."""
+    folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}-"))
+    arguments = command(str(folder / target.name))
     try:
         compiling = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *arguments],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     process_group=0)
+                                     process_group=0, env={**os.environ, "TMPDIR": str(folder)})
         try:
             _, errors = compiling.communicate(timeout=BUILD_SECONDS)
         except subprocess.TimeoutExpired:
@@ -86,10 +89,9 @@ def build(target: Path, command: Callable[[str], list[str]]) -> None:
             raise
         if compiling.returncode:
             raise subprocess.CalledProcessError(compiling.returncode, arguments, stderr=errors)
-        os.replace(partial, target)
+        os.replace(folder / target.name, target)
     finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def built(target: Path, command: Callable[[str], list[str]]) -> Path:
@@ -101,5 +103,7 @@ def built(target: Path, command: Callable[[str], list[str]]) -> Path:
         with open(target.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
             if not target.exists():  # not built by another process meanwhile
+                for killed in target.parent.glob(f".{target.stem}-*"):  # no build of it runs: we hold its lock
+                    shutil.rmtree(killed, ignore_errors=True)
                 build(target, command)
     return target

@@ -205,16 +205,19 @@ def compiling(path) -> list[int]:
 
 
 def test_a_worker_killed_while_it_compiles_leaves_no_compiler_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "machine-tmp"))  # the machine's /tmp, for the compiler
+    (tmp_path / "machine-tmp").mkdir()
     with worker_with_a_fresh_cache(tmp_path, monkeypatch) as process:
-        [partial] = wait_for(lambda: (tmp_path / "cache").glob("nncards/ops/.batch_norm_op-*.so"), process)
+        [folder] = wait_for(lambda: (tmp_path / "cache").glob("nncards/ops/.batch_norm_op-*"), process)
         deadline = time.monotonic() + 60
-        while not compiling(partial) and time.monotonic() < deadline:
+        while not compiling(folder) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert compiling(partial)
+        assert compiling(folder)
     deadline = time.monotonic() + 10
-    while compiling(partial) and time.monotonic() < deadline:
+    while compiling(folder) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert compiling(partial) == []
+    assert compiling(folder) == []
+    assert list((tmp_path / "machine-tmp").glob("cc*")) == []  # the compiler's files are in its build folder
 
 
 def test_sends_to_a_worker_that_stops_fail_with_oserror(tmp_path):

@@ -1,0 +1,49 @@
+"""nncards.native: C++ sources built on first use, what a build leaves behind."""
+
+import ctypes
+import subprocess
+
+import pytest
+
+from nncards import native
+
+SOURCE = b'extern "C" int answer() { return 42; }\n'
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "machine-tmp"))  # the machine's /tmp, for the compiler
+    (tmp_path / "machine-tmp").mkdir()
+    source = tmp_path / "answer.cc"
+    source.write_bytes(SOURCE)
+    return tmp_path
+
+
+def compile_answer(source):
+    return lambda output: [native.compiler(), "-shared", "-fPIC", "-o", output, str(source)]
+
+
+def test_a_build_sweeps_what_a_killed_build_left(cache):
+    target = native.library_path("answer", [SOURCE])
+    killed = target.parent / f".{target.stem}-k1ll3d"  # the folder of a build killed midway
+    killed.mkdir(parents=True)
+    (killed / "ccA1b2C3.s").write_bytes(b"half")
+
+    library = native.built(target, compile_answer(cache / "answer.cc"))
+
+    assert ctypes.CDLL(str(library)).answer() == 42
+    assert sorted(path.name for path in target.parent.iterdir()) == sorted([target.name, target.stem + ".lock"])
+
+
+def test_the_compilers_temporary_files_stay_in_the_build_folder(cache):
+    """A compiler that fails (or is killed) after writing its temporary files leaves nothing in
+    the machine's temporary folder, and nothing in the cache once its build is over."""
+    target = native.library_path("answer", [SOURCE, b"failing"])
+    writes_then_fails = lambda output: ["sh", "-c", 'echo half > "$TMPDIR/ccZ9y8X7.s"; exit 1']
+
+    with pytest.raises(subprocess.CalledProcessError):
+        native.built(target, writes_then_fails)
+
+    assert list((cache / "machine-tmp").iterdir()) == []
+    assert [path.name for path in target.parent.iterdir()] == [target.stem + ".lock"]

@@ -166,8 +166,8 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 
 # -- in child processes: thread counts, builds, fallbacks ----------------------------------------------
 
-# Threads take 16 chunks of rows at once: these make 3 takes forward and 5 backward, the last ones
-# partial, so that several threads share each pass.
+# Threads take 8 chunks of rows at once (128 Ki values): these make 5 takes forward and 9 or 10
+# backward, the last ones partial, so that several threads share each pass.
 CHILD_SHAPES = ((200001, 3), (9, 12001, 5))
 
 

@@ -207,7 +207,7 @@ constexpr int64_t kStreamBytes = 4 * 1024 * 1024;
 // --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------
 
 constexpr int64_t kChunkBytes = 64 * 1024;  // rows per chunk: about this many bytes of input
-constexpr int64_t kTakeValues = 256 * 1024;  // chunks a thread takes at once: about this many input values
+constexpr int64_t kTakeValues = 128 * 1024;  // chunks a thread takes at once: about this many input values
 constexpr int64_t kGroupRows = 64;          // rows summed apart before their sum joins the total
 
 int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -236,6 +236,7 @@ class Chunks {
   }
 
   int64_t count() const { return count_; }
+  // The rows of a chunk (the last one's may be fewer).
   int64_t Rows(int64_t chunk) const { return std::min(rows_, (chunk + 1) * height_) - chunk * height_; }
 
   // Calls body(chunk, first row, end row) for every chunk, on this thread and the helpers.
@@ -243,7 +244,7 @@ class Chunks {
   void ForEach(const Body& body) const {
     const std::function<void(int64_t)> run = [&](int64_t take) {
       for (int64_t chunk = take * per_take_; chunk < std::min(count_, (take + 1) * per_take_); ++chunk)
-        body(chunk, chunk * height_, std::min(rows_, (chunk + 1) * height_));
+        body(chunk, chunk * height_, chunk * height_ + Rows(chunk));
     };
     // Shared with the helpers, which may start after this pass (or this op) is over: they touch
     // `run` only after taking chunks, and the pass waits for every take.

@@ -40,7 +40,7 @@ def test_keras_objects_come_only_from_fixed_names():
     # deserialized by Keras in its default safe mode.
     calls = [line for path in PACKAGE_SOURCES for line in path.read_text().splitlines()
              if re.search(r"deserializ|\.get\(\{|from_config\(", line)]
-    assert calls == ['            optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),']
+    assert calls == ['    model.compile(optimizer=keras.optimizers.get({"class_name": optimizer["name"], "config": arguments}),']
 
 
 def fit_step(**overrides):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nncards.contract import arrays, run_json
+from nncards.contract.limits import DEFAULT_LIMITS
 from nncards.contract.run import Run
 
 
@@ -183,7 +184,7 @@ def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
                   {"kind": "predict", "inputs": data, "batch_size": 4},
                   {"kind": "inspect", "inputs": data, "training": True}]})
     own = execute(request.model_copy(deep=True)).as_json()
-    stored = StoredRequest.set_aside(request, tmp_path)
+    stored = StoredRequest.set_aside(request, tmp_path, DEFAULT_LIMITS)
     files = {path: open(path, "rb").read() for path in stored.files}
     loaded = stored.loaded()
     mapped = loaded.steps[0].inputs["x"]
@@ -198,8 +199,9 @@ def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
 
 def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
     """Lists, base64 blocks (a long one decoded straight from the body) and JSON's NaN token (read by
-    the fallback parser) arrive as .npy files in the run's folder; the run record holds the request
-    without them; the run uses them."""
+    the fallback parser) arrive as .npy files in the run's folder, a step's inputs cast to their
+    Input's dtype (float32 here) as the run casts them; the run record holds the request without
+    them; the run uses them."""
     import base64
     import json
     import sqlite3
@@ -226,8 +228,9 @@ def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
 
     folder = live_server.data_dir / "runs" / result["run_id"] / "request"
     stored = [np.load(folder / f"{n}.npy") for n in range(4)]
-    assert stored[0].tolist() == gamma.tolist() and stored[1].tolist() == x.tolist()
-    assert stored[3].dtype == np.float64 and stored[3].tolist() == long.tolist()
+    assert stored[0].tolist() == gamma.tolist()
+    assert stored[1].dtype == np.float32 and stored[1].tolist() == x.astype(np.float32).tolist()
+    assert stored[3].dtype == np.float32 and stored[3].tolist() == long.astype(np.float32).tolist()
     assert arrays.decode(result["steps"][2]["outputs"]["y"]).shape == (5000, 2)
     assert math.isnan(stored[2][0, 0]) and stored[2][0, 1] == 1.0
     with sqlite3.connect(live_server.data_dir / "runs.sqlite3") as db:

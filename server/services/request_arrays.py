@@ -4,13 +4,16 @@ The body is parsed with its arrays straight into NumPy (routers/runs.py, `nncard
 an array that came otherwise (a base64 block, a list only the old way reads) is decoded once
 (`nncards.execute.entry.decode_arrays`), so that nothing walks the lists again. `set_aside`
 writes each array as `<n>.npy` into the run's folder of the data directory and leaves an empty
-list in its place: the run record in SQLite is written without the arrays, and a local worker
+list in its place, a step's inputs first cast to their Input's dtype as the run would cast them
+(nested lists are read as float64: a float32 Input's lists are kept, and mapped by the worker, at
+half their bytes): the run record in SQLite is written without the arrays, and a local worker
 is handed the request with the files' paths, not the arrays' bytes through its pipe; it maps
 the files (`StoredRequest.loaded`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -18,7 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nncards.card.base import ModelRole
+from nncards.contract import arrays
+from nncards.contract.limits import Limits
 from nncards.contract.run import Run
+from nncards.build.validation import analyze
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -46,6 +53,21 @@ def write_npy(path: Path, array: np.ndarray) -> None:
                 del target  # the mapping closes only once no array views it
 
 
+def _cast_inputs(run: Run, limits: Limits) -> None:
+    """Each step's input arrays cast to their Input node's dtype with `arrays.cast`, as the run
+    casts them (`runner.RunModel._inputs`, which then has nothing left to cast): the same values,
+    stored once at the size the run uses. An array the cast refuses, or of a node that is not an
+    Input, stays as it came, for the run to refuse with its own error."""
+    analysis = analyze(run.graph, limits)
+    dtypes = {node: analysis.params[node].dtype for node in analysis.nodes_with_role(ModelRole.INPUT)
+              if node in analysis.params}
+    for step in run.steps:
+        for node, value in (getattr(step, "inputs", None) or {}).items():
+            if isinstance(value, np.ndarray) and node in dtypes:
+                with contextlib.suppress(arrays.ArrayError):
+                    step.inputs[node] = arrays.cast(value, dtypes[node])
+
+
 def _slots(run: Run) -> list[tuple[dict, str]]:
     """(dict, key) of every array of the request, in a fixed order."""
     return [(group, key) for group in run.array_groups() for key in list(group)]
@@ -60,9 +82,10 @@ class StoredRequest:
     files: list[str | None]
 
     @classmethod
-    def set_aside(cls, run: Run, folder: Path) -> StoredRequest:
+    def set_aside(cls, run: Run, folder: Path, limits: Limits) -> StoredRequest:
         """Write each NumPy array of `run` to `folder` as `<n>.npy`, leaving an empty list in its place."""
         folder.mkdir(parents=True, exist_ok=True)
+        _cast_inputs(run, limits)
         files = []
         for number, (group, key) in enumerate(_slots(run)):
             if isinstance(group[key], np.ndarray):

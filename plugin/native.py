@@ -8,13 +8,14 @@ build (a lock file beside the library), the compiler works in a folder of its ow
 library, its temporary files included, whose library is renamed into place once whole (a reader
 never sees half a library; a build killed midway leaves only that folder, which the next build
 sweeps), and the compiler never outlives the process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py) load
-the library their own way and keep a slower path where it cannot be built.
+the library their own way (`OnFirstUse`) and keep a slower path where it cannot be built.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -22,10 +23,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 BUILD_SECONDS = 600
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -107,3 +112,49 @@ def built(target: Path, command: Callable[[str], list[str]]) -> Path:
                     shutil.rmtree(killed, ignore_errors=True)
                 build(target, command)
     return target
+
+
+class OnFirstUse:
+    """One of nncards' libraries, built if need be and loaded once a process, on first use.
+
+    `get()` gives what `load` made of the library's path, or None where it cannot be built or
+    loaded (`OSError`, a compiler's failure or one of `failures`: logged once, at debug level, with
+    the compiler's last words); a call meanwhile, from another thread, waits for that one.
+    `prepare_in_background()` starts that on a thread of its own (once a process), ahead of the
+    first use; `ready()` gives the library when it is loaded and None while it is built, so that a
+    caller with a slower way of its own never waits for a compiler."""
+
+    def __init__(self, name: str, path: Callable[[], Path], command: Callable[[str], list[str]],
+                 load: Callable[[str], Any], failures: tuple[type[BaseException], ...] = ()):
+        self.name, self.path, self.command, self.load = name, path, command, load
+        self.failures = (OSError, subprocess.SubprocessError, *failures)
+        self._loading, self._starting = threading.Lock(), threading.Lock()
+        self._tried, self._library = False, None
+        self._preparing: threading.Thread | None = None
+
+    def get(self) -> Any:
+        with self._loading:
+            if not self._tried:
+                try:
+                    self._library = self.load(str(built(self.path(), self.command)))
+                except self.failures as error:
+                    details = getattr(error, "stderr", None) or b""
+                    log.debug("nncards' %s is unavailable, a slower way serves: %s %s",
+                              self.name, error, details.decode(errors="replace")[-2000:])
+                self._tried = True
+            return self._library
+
+    def forget(self) -> None:
+        """Build or load again at the next `get` (the cache folder or compiler changed: tests)."""
+        with self._loading:
+            self._tried, self._library = False, None
+
+    def prepare_in_background(self) -> threading.Thread:
+        with self._starting:
+            if self._preparing is None:
+                self._preparing = threading.Thread(target=self.get, name=f"nncards-{self.name}", daemon=True)
+                self._preparing.start()
+            return self._preparing
+
+    def ready(self) -> Any:
+        return None if self.prepare_in_background().is_alive() else self.get()

@@ -518,7 +518,7 @@ def test_without_a_compiler_simdjson_reads_long_arrays(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", str(tmp_path / "no-compiler"))
     monkeypatch.setattr(run_json, "PIECE_BYTES", 40)
-    number_grid._load.cache_clear()
+    number_grid.READER.forget()
     try:
         assert number_grid.library() is None and number_grid.ready() is None
         x = np.random.default_rng(8).normal(size=(30, 4))
@@ -527,7 +527,7 @@ def test_without_a_compiler_simdjson_reads_long_arrays(tmp_path, monkeypatch):
         assert np.array_equal(run_json.parse(body)["steps"][0]["inputs"]["x"], x)
         assert not list((tmp_path / "cache").glob("nncards/ops/*.so"))
     finally:
-        number_grid._load.cache_clear()  # the next test loads the real library again
+        number_grid.READER.forget()  # the next test loads the real library again
 
 
 def test_a_server_builds_the_reader_as_it_starts(tmp_path):

@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import math
 import os
-import subprocess
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,8 +41,6 @@ FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-std=c++17", "-ffp-contrac
 MAX_DIMENSIONS = 32  # C++ kMaxDimensions: a row has fewer
 GROUP_BYTES = 8 * 2**20  # the pieces a thread reads in one call (more calls than threads: a busy core lags)
 
-log = logging.getLogger(__name__)
-
 
 def library_path() -> Path:
     return native.library_path("number_grid", (SOURCE.read_bytes(), " ".join(FLAGS).encode()))
@@ -55,25 +50,8 @@ def _command(output: str) -> list[str]:
     return [native.compiler(), *FLAGS, str(SOURCE), "-o", output]
 
 
-_loading = threading.Lock()
-
-
-def library() -> ctypes.CDLL | None:
-    """The loaded reader, built first if need be, or None where it cannot be built or loaded
-    (logged once, at debug level). A call meanwhile, from another thread, waits for that one."""
-    with _loading:
-        return _load()
-
-
-@functools.cache
-def _load() -> ctypes.CDLL | None:
-    try:
-        loaded = ctypes.CDLL(str(native.built(library_path(), _command)))
-    except (OSError, subprocess.SubprocessError) as error:
-        details = getattr(error, "stderr", None) or b""
-        log.debug("nncards' number reader is unavailable, simdjson serves: %s %s",
-                  error, details.decode(errors="replace")[-2000:])
-        return None
+def _load(path: str) -> ctypes.CDLL:
+    loaded = ctypes.CDLL(path)
     loaded.nncards_nesting_depth.restype = ctypes.c_int64
     loaded.nncards_nesting_depth.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     loaded.nncards_drop_numbers.restype = ctypes.c_int64
@@ -88,24 +66,10 @@ def _load() -> ctypes.CDLL | None:
     return loaded
 
 
-_preparing: threading.Thread | None = None
-_starting = threading.Lock()
-
-
-def prepare_in_background() -> threading.Thread:
-    """Build or load the reader on a thread of its own (once a process), ahead of its first use."""
-    global _preparing
-    with _starting:
-        if _preparing is None:
-            _preparing = threading.Thread(target=library, name="nncards-number-grid", daemon=True)
-            _preparing.start()
-        return _preparing
-
-
-def ready() -> ctypes.CDLL | None:
-    """The reader when it is loaded; None while it is built (its build started if nothing had
-    started it: a request never waits for a compiler) or where it cannot be."""
-    return None if prepare_in_background().is_alive() else library()
+# The reader: `READER.get()` builds or loads it (None where it cannot be); `READER.ready()` gives it
+# only once loaded (its build started if nothing had started it: a request never waits for a compiler).
+READER = native.OnFirstUse("number-grid", library_path, _command, _load)
+library, ready, prepare_in_background = READER.get, READER.ready, READER.prepare_in_background
 
 
 @functools.cache

@@ -18,10 +18,6 @@ machinery, shared with nncards' other C++ source, is `nncards.native`).
 
 from __future__ import annotations
 
-import functools
-import logging
-import subprocess
-import threading
 from pathlib import Path
 
 import tensorflow as tf
@@ -32,8 +28,6 @@ SOURCE = Path(__file__).with_name("batch_norm_op.cc")
 # -march=native: the library runs where it was built (the CPU's features are in its name);
 # -ffp-contract=off: no fused multiply-adds, so every product and sum rounds as TensorFlow's ops do.
 FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off", "-w")
-
-log = logging.getLogger(__name__)
 
 
 def library_path() -> Path:
@@ -48,33 +42,11 @@ def _command(output: str) -> list[str]:
             *tf.sysconfig.get_link_flags()]
 
 
-_loading = threading.Lock()
-
-
-def ops():
-    """The loaded op module (`nncards_batch_norm_training`, its gradient registered), or None
-    when it cannot be built or loaded here (logged once, at debug level). The first call builds
-    or loads it; a call meanwhile, from another thread, waits for that one."""
-    with _loading:
-        return _load()
-
-
-def prepare_in_background() -> threading.Thread:
-    """Build or load the op on a thread of its own, ahead of the first layer that needs it."""
-    thread = threading.Thread(target=ops, name="nncards-batch-norm-op", daemon=True)
-    thread.start()
-    return thread
-
-
-@functools.cache
-def _load():
-    try:
-        return tf.load_op_library(str(native.built(library_path(), _command)))
-    except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
-        details = getattr(error, "stderr", None) or b""
-        log.debug("nncards' batch normalization op is unavailable, TensorFlow's kernels serve: %s %s",
-                  error, details.decode(errors="replace")[-2000:])
-        return None
+# `ops()`: the loaded op module (`nncards_batch_norm_training`, its gradient registered), or None
+# where it cannot be built or loaded here; `prepare_in_background()` builds or loads it on a thread
+# of its own, ahead of the first layer that needs it.
+OP = native.OnFirstUse("batch-norm-op", library_path, _command, tf.load_op_library, failures=(tf.errors.OpError,))
+ops, prepare_in_background = OP.get, OP.prepare_in_background
 
 
 @tf.RegisterGradient("NncardsBatchNormTraining")

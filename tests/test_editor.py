@@ -79,8 +79,16 @@ def add_by_keyboard(page: Page, card_id: str, search: str) -> None:
 
 
 def wire_by_keyboard(page: Page, source: str, source_port: str, target: str, target_port: str) -> None:
-    page.get_by_test_id(f"port-{source}-out-{source_port}").press("Enter")
-    page.get_by_test_id(f"port-{target}-in-{target_port}").press("Enter")
+    # React Flow keeps a node hidden until it has measured it, and a hidden socket cannot take the
+    # focus: a press right after the card is added would go to whatever had the focus (it did, once
+    # in some 17 CI runs). Each socket is awaited visible, and the pick awaited before the drop.
+    source_socket = page.get_by_test_id(f"port-{source}-out-{source_port}")
+    expect(source_socket).to_be_visible()
+    source_socket.press("Enter")
+    expect(page.get_by_test_id("notice")).to_contain_text(f"Picked {source}.{source_port}:")
+    target_socket = page.get_by_test_id(f"port-{target}-in-{target_port}")
+    expect(target_socket).to_be_visible()
+    target_socket.press("Enter")
     expect(page.get_by_test_id(f"edge-{source}-{source_port}-{target}-{target_port}")).to_have_count(1)
 
 

@@ -129,8 +129,10 @@ def _refusal(error) -> int:
 
 
 def cmd_import(args) -> int:
+    import asyncio
+
     from nncards.contract.errors import NncardsError
-    from nncards.interchange.keras_import import import_model
+    from nncards.server.services.interchange import InterchangeService
 
     if args.weights_from is not None and args.weights is None:
         sys.exit("nncards: --weights-from needs --weights RUN.json (where the RUN with those weights goes)")
@@ -139,10 +141,16 @@ def cmd_import(args) -> int:
         weights_file = Path(args.weights_from).read_bytes() if args.weights_from is not None else None
     except OSError as exc:
         sys.exit(f"nncards: cannot read {exc.filename}: {exc.strerror}")
+    # Read in a worker process, as the server reads it: a corrupt or crafted HDF5 file can crash the
+    # HDF5 library (SIGSEGV), which is then the file's refusal, not the command's death.
+    service = InterchangeService()
     try:
-        result = import_model(data, with_weights=args.weights is not None, weights_file=weights_file)
+        result = asyncio.run(service.import_model(data, with_weights=args.weights is not None,
+                                                  weights_file=weights_file))
     except NncardsError as error:
         return _refusal(error)
+    finally:
+        service.close()
     if args.weights is not None:
         Path(args.weights).write_text(json.dumps(result))
         result = result["graph"]

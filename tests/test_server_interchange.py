@@ -2,6 +2,7 @@
 `.keras` download of a finished run."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -184,3 +185,15 @@ def test_a_file_crashing_the_reader_is_a_bad_request_and_a_killed_reader_too_lar
         assert server.process.poll() is None
     finally:
         server.stop()
+
+
+def test_the_command_line_refuses_a_file_crashing_the_reader_and_lives(tmp_path):
+    """`nncards import` reads the file in a worker as the server does: a crafted HDF5 file that
+    crashes the HDF5 library (see the test above for the premise) is refused with the server's
+    envelope and exit code 1, where the command itself used to die of SIGSEGV."""
+    (tmp_path / "crafted.h5").write_bytes(undefined_variable_length_kind(small_model().to_json()))
+    done = subprocess.run([sys.executable, "-m", "nncards.cli", "import", str(tmp_path / "crafted.h5")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-500:]
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "bad_request" and "crashed the process reading it (SIGSEGV)" in error["message"]

@@ -19,6 +19,9 @@ refuses JSON nested deeper than the depth limit (422 `request_invalid`) before a
 recurses into it, then hands the body on. The skeleton the depth is measured on is made piece by
 piece as the body arrives (`run_json.SkeletonReader`); what is left after the last piece runs on a
 thread for a body over 1 MiB, so that a 126 MB run request does not hold up the other clients.
+A large body the server offers to receive straight into its buffer (the scope's `BodyReceiver`:
+nncards' `ServerProtocol` offers one) is taken that way once it has passed the size limit: the
+limits and the skeleton stay here, the reading of the socket stays with the protocol.
 """
 
 from __future__ import annotations
@@ -245,6 +248,16 @@ class ReceivedBody:
     quotes: list[int] | None  # where its quotes are, when it has no backslash and few quotes
 
 
+BODY_RECEIVER = "nncards.body_receiver"  # the scope's key for the request's BodyReceiver, when the server offers one
+
+
+class BodyReceiver(Protocol):
+    async def __call__(self, body: bytearray, landed: Callable[[int, int], None]) -> bool:
+        """Receive the whole request body into `body`, a buffer of its declared length, asking the
+        client for it as `receive()` would (Expect: 100-continue), calling `landed(start, end)` on
+        the event loop as each range of it arrives; False when the client went away first."""
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int):
         self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
@@ -252,28 +265,19 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
+        # Taken out of the scope: it refers to the connection, which refers to the scope.
+        receiver: BodyReceiver | None = scope.pop(BODY_RECEIVER, None)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, receive, send)
-        # Each piece is copied in and skeletoned as it comes, not all at once after the last (joining
-        # 2,000 pieces of a 126 MB body held the event loop 0.15 s). A large declared body gets its
-        # buffer at once (`body_buffer`); past the declared length, or without one, the buffer grows.
         expected = int(declared) if declared is not None and declared.isdigit() else 0
-        body = body_buffer(expected) if expected > LARGE_BODY_BYTES else bytearray()
-        received, reader = 0, SkeletonReader()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        reader = SkeletonReader()
+        if receiver is not None:  # offered for a declared length over LARGE_BODY_BYTES
+            body = body_buffer(expected)
+            if not await receiver(body, functools.partial(reader.feed, body)):
                 return
-            chunk = message.get("body", b"")
-            if received + len(chunk) > self.max_bytes:
-                return await self._too_large(scope, receive, send)
-            body[received:received + len(chunk)] = chunk
-            received += len(chunk)
-            reader.feed(chunk)
-            if not message.get("more_body", False):
-                break
-        del body[received:]  # less than declared
+        elif (body := await self._received_in_pieces(scope, receive, send, expected, reader)) is None:
+            return
         structure, depth = await off_the_loop_when_large(len(body), _measured, body, reader)
         if depth > self.max_depth:
             log.warning("refused a %s %s body nested %d levels deep (limit %d)", scope["method"], scope["path"],
@@ -297,6 +301,31 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _received_in_pieces(self, scope: Scope, receive: Receive, send: Send, expected: int,
+                                  reader: SkeletonReader) -> bytearray | None:
+        """The body as `receive()` gives it, fed to `reader`; None when the client went away, or
+        when it sent more than the limit and was answered so."""
+        # Each piece is copied in and skeletoned as it comes, not all at once after the last (joining
+        # 2,000 pieces of a 126 MB body held the event loop 0.15 s). A large declared body gets its
+        # buffer at once (`body_buffer`); past the declared length, or without one, the buffer grows.
+        body = body_buffer(expected) if expected > LARGE_BODY_BYTES else bytearray()
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if received + len(chunk) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return None
+            body[received:received + len(chunk)] = chunk
+            received += len(chunk)
+            reader.feed(chunk)
+            if not message.get("more_body", False):
+                break
+        del body[received:]  # less than declared
+        return body
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(ErrorCode.TOO_LARGE, f"The request body is larger than the limit of "

@@ -209,6 +209,24 @@ def test_skeleton_read_in_pieces_is_the_skeleton_of_the_whole():
         assert read_in_pieces([text[i:i + 1] for i in range(len(text))]) == expected
 
 
+def test_ranges_of_a_buffer_read_as_its_pieces(long_arrays_reader):
+    """A body received straight into its buffer is fed as ranges of that buffer, where they lie."""
+    generator = np.random.default_rng(14)
+    x = json.dumps(generator.normal(size=(300, 20)).tolist())
+    for text in (('{"a": %s, "b\\"": [1], "c": "%s", "d": %s}' % (x, "ab[1, 2]" * 2000, x)).encode(),
+                 ('{"a": %s, "c": "%s", "d": %s}' % (x, "ab[1, 2]" * 2000, x)).encode()):
+        buffer = bytearray(text)
+        for _ in range(5):
+            inner = generator.integers(0, len(text) + 1, size=generator.integers(0, 8))
+            cuts = [0, *sorted(map(int, inner)), len(text)]
+            reader = run_json.SkeletonReader()
+            for start, end in zip(cuts, cuts[1:]):
+                reader.feed(buffer, start, end)
+            expected = None if b"\\" in text else run_json.skeleton(text)
+            assert reader.skeleton(buffer) == expected
+            assert reader.quote_positions() == (None if expected is None else run_json._quote_positions(text))
+
+
 def test_numbers_and_white_space_dropped_by_nncards_reader_as_by_translate():
     assert number_grid.library() is not None
     generator, scratch = np.random.default_rng(12), bytearray()

@@ -1,6 +1,6 @@
 """ServerProtocol in process, on a real socket: a large body is read in large pieces and arrives
 whole, the next request on the connection is read in asyncio's small pieces again; pieces waiting
-together are gathered in a bytearray."""
+together are gathered in a bytearray; a large body BodyLimit asks for is received past httptools."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from nncards.server.app import LARGE_BODY_READ_BYTES, ServerProtocol
-from nncards.server.middleware import LARGE_BODY_BYTES
+from nncards.server.middleware import LARGE_BODY_BYTES, BodyLimit
 
 
-def exchange(requests: list[bytes], on_body) -> tuple[list[bytes], list[bytes]]:
+def exchange(requests: list[bytes], on_body, behind=lambda app: app) -> tuple[list[bytes], list[bytes]]:
     """The bodies an app behind a ServerProtocol (whose on_body calls `on_body(protocol, piece)`
-    first) received of `requests` sent one after the other on one connection, and the answers."""
+    first), and behind `behind`'s middleware, received of `requests` sent one after the other on
+    one connection, and the answers."""
 
     class Recording(ServerProtocol):
         def on_body(self, body: bytes) -> None:
@@ -37,7 +38,7 @@ def exchange(requests: list[bytes], on_body) -> tuple[list[bytes], list[bytes]]:
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def talk() -> list[bytes]:
-        config = uvicorn.Config(app, lifespan="off", log_level="warning")
+        config = uvicorn.Config(behind(app), lifespan="off", log_level="warning")
         config.load()
         state = ServerState()
         server = await asyncio.get_running_loop().create_server(
@@ -87,3 +88,18 @@ def test_small_chunks_waiting_together_are_gathered_in_a_bytearray():
     bodies, _ = exchange([request], on_body)
     assert bodies == [body]
     assert {kind for kind, length in waiting if length > 1} == {bytearray}  # more than one piece waited
+
+
+def test_a_large_body_asked_for_by_body_limit_is_received_past_httptools():
+    """Behind BodyLimit, httptools parses only what came before BodyLimit asked for the body (the
+    head's read and a read or two more): the rest goes straight into BodyLimit's buffer. The
+    request after it, small, goes the old way."""
+    large = b"[" + b"1.5," * (LARGE_BODY_BYTES * 2) + b"2]"
+    small = b"[" + b"3," * 1000 + b"4]"
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    parsed = []
+    bodies, _ = exchange([head % len(body) + body for body in (large, small)],
+                         lambda protocol, piece: parsed.append(len(piece)),
+                         lambda app: BodyLimit(app, max_bytes=2**30, max_depth=8))
+    assert bodies == [large, small]
+    assert sum(parsed) - len(small) < len(large) / 4

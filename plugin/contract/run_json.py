@@ -96,29 +96,31 @@ class SkeletonReader:
         self.quotes_at: list[int] = []  # where the text's quotes are
         self.fed = 0  # bytes fed before the current piece
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, text: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
+        """Read the next piece: `text[start:end]` (a range of a buffer is read where it lies, not copied)."""
+        end = len(text) if end is None else end
         if self.escaped:
             return
-        if b"\\" in chunk:
+        if text.find(b"\\", start, end) >= 0:
             self.escaped, self.pieces = True, None
             return
         if self.pieces is None:
             return
-        start, found = 0, chunk.find(b'"')
+        origin, found = start, text.find(b'"', start, end)
         while found >= 0:
             self.quotes += 1
             if self.quotes > FEW_QUOTES:
                 self.pieces = None
                 return
-            self.quotes_at.append(self.fed + found)
-            self.pieces.append(b'""' if self.in_string else self._without_numbers(chunk, start, found))
+            self.quotes_at.append(self.fed + found - origin)
+            self.pieces.append(b'""' if self.in_string else self._without_numbers(text, start, found))
             self.in_string, start = not self.in_string, found + 1
-            found = chunk.find(b'"', start)
+            found = text.find(b'"', start, end)
         if not self.in_string:
-            self.pieces.append(self._without_numbers(chunk, start, len(chunk)))
-        self.fed += len(chunk)
+            self.pieces.append(self._without_numbers(text, start, end))
+        self.fed += end - origin
 
-    def _without_numbers(self, chunk: bytes, start: int, end: int) -> bytes:
+    def _without_numbers(self, chunk: bytes | bytearray, start: int, end: int) -> bytes:
         if end - start > NATIVE_STRETCH_BYTES and \
                 (kept := number_grid.without_numbers(chunk, start, end, self.scratch)) is not None:
             return kept

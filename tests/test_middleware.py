@@ -158,6 +158,11 @@ def test_nesting_depth_is_the_deepest_running_count_of_brackets_outside_strings(
     alphabet = np.frombuffer(b'[[[]]{{}}",:, 0123456789eE.-\\ab\n', np.uint8)
     texts = [generator.choice(alphabet, generator.integers(0, 80)).tobytes() for _ in range(3000)]
     texts += [json.dumps({"x": generator.normal(size=(20, 3, 2)).tolist(), "s": "[{"}).encode()]
+    # Longer texts, where the reader counts 32 bytes at a time: nesting more than 32 deep within those
+    # bytes, closings outnumbering openings (a depth below zero), and lengths either side of 32.
+    for skewed in (b"[[[[[[{{]},", b"]]]]]]}}[{,", b"[],,,,,,,,,,,,,,"):
+        texts += [generator.choice(np.frombuffer(skewed, np.uint8), size).tobytes()
+                  for size in (31, 32, 33, 63, 64, 65, 200, 4099) for _ in range(5)]
     for chunk_bytes in (7, middleware.DEPTH_CHUNK_BYTES):
         monkeypatch.setattr(middleware, "DEPTH_CHUNK_BYTES", chunk_bytes)
         for text in texts:

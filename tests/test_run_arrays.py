@@ -197,6 +197,21 @@ def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
     assert arrays.decode(result["steps"][3]["outputs"]["y"]).tolist() == arrays.decode(own["steps"][3]["outputs"]["y"]).tolist()
     assert {path: open(path, "rb").read() for path in stored.files} == files
 
+def test_the_inputs_a_request_reads_as_float32_are_its_float32_input_nodes():
+    """What the server asks `run_json.parse` to read as float32: the Input nodes `_cast_inputs` casts
+    to float32 (the default dtype), of a graph as parsed; none of a member that is not a GRAPH."""
+    from nncards.server.services.request_arrays import float32_inputs
+
+    graph = {"nodes": [{"id": "x", "card": "input", "params": {"shape": [2]}},
+                       {"id": "wide", "card": "input", "params": {"shape": [2], "dtype": "float64"}},
+                       {"id": "half", "card": "input", "params": {"shape": [2], "dtype": "float16"}},
+                       {"id": "bad", "card": "input", "params": {"shape": "two"}},
+                       {"id": "d", "card": "layer_Dense", "params": {"units": 2}}], "edges": []}
+    assert float32_inputs(graph, DEFAULT_LIMITS) == {"x"}
+    for not_a_graph in (None, [graph], {"nodes": "x"}):
+        assert float32_inputs(not_a_graph, DEFAULT_LIMITS) == set()
+
+
 def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):
     """Lists, base64 blocks (a long one decoded straight from the body) and JSON's NaN token (read by
     the fallback parser) arrive as .npy files in the run's folder, a step's inputs cast to their

@@ -335,7 +335,7 @@ def small_pieces(monkeypatch, long_arrays_reader):
     monkeypatch.setattr(number_grid, "GROUP_BYTES", 80)
     pieces = []
     real = run_json._numbers_in_pieces
-    monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds: (pieces.append(len(bounds)), real(body, bounds))[1])
+    monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds, *rest: (pieces.append(len(bounds)), real(body, bounds, *rest))[1])
     return pieces
 
 
@@ -395,7 +395,7 @@ def test_an_array_longer_than_a_piece_reads_alike(monkeypatch, long_arrays_reade
     """At the real piece size: an array of some 3 MiB of text comes in pieces, as the whole reads."""
     pieces = []
     real = run_json._numbers_in_pieces
-    monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds: (pieces.append(len(bounds)), real(body, bounds))[1])
+    monkeypatch.setattr(run_json, "_numbers_in_pieces", lambda body, bounds, *rest: (pieces.append(len(bounds)), real(body, bounds, *rest))[1])
     x = np.random.default_rng(4).normal(size=(800, 100, 2))
     body = step_body(json.dumps(x.tolist()))
     assert len(body) > 3 * run_json.PIECE_BYTES
@@ -453,7 +453,7 @@ def test_numbers_of_every_kind_read_to_the_bit_as_before(small_pieces, long_arra
     no value is past the doubles' range, read by nncards' reader itself."""
     read = []
     real = number_grid.read
-    monkeypatch.setattr(number_grid, "read", lambda body, bounds: (grid := real(body, bounds), read.append(grid))[0])
+    monkeypatch.setattr(number_grid, "read", lambda body, bounds, *rest: (grid := real(body, bounds, *rest), read.append(grid))[0])
     generator = np.random.default_rng(11)
     texts = random_number_texts(generator, 12_000)
     at = 0
@@ -560,3 +560,39 @@ def test_a_server_builds_the_reader_as_it_starts(tmp_path):
         assert library.name == number_grid.library_path().name  # the same source, flags and CPU
     finally:
         server.stop()
+
+
+def test_a_float32_inputs_long_float_arrays_come_as_their_float32_cast_to_the_bit(small_pieces, long_arrays_reader):
+    """`float32_inputs` names the nodes whose step inputs the caller casts to float32: nncards' reader
+    reads their long float arrays as float32 at once, the float64 array's NumPy cast to the bit
+    (numbers of every kind, and decimals at, and a hair either side of, halfway between two
+    floats: a double rounding); an integer grid, targets and other nodes' arrays come as before,
+    and so does all of it where simdjson reads the arrays."""
+    generator = np.random.default_rng(17)
+    texts = [text for text in random_number_texts(generator, 3000)
+             if not text.lstrip("-").isdigit() and math.isfinite(float(text)) and (float(text) != 0 or Decimal(text) == 0)]
+    floats = generator.random(600, dtype=np.float32) * np.float32(2.0) ** generator.integers(-140, 128, 600)
+    halfway = (floats.astype(np.float64) + np.nextafter(floats, np.float32(np.inf)).astype(np.float64)) / 2
+    texts += [repr(float(value)) for middle in halfway for value in (middle, np.nextafter(middle, 0), np.nextafter(middle, np.inf))]
+    # Past halfway by less than half a double's step: the double is the halfway point, and a float from the decimal would round up.
+    texts += [format(Decimal(float(middle)) + Decimal(float(np.spacing(middle))) / 1000, ".25e") for middle in halfway]
+    texts += ["0.1", "1", "-2", "16777217", "3.4028235677973366e38", "1e39", "-1e39", "1e-46", "7e-46"]
+    x = "[" + ", ".join(f"[{a}, {b}]" for a, b in zip(texts[0::2], texts[1::2])) + "]"
+    integers = "[" + ", ".join(f"[{n}, {n + 1}]" for n in range(0, 400, 2)) + "]"
+    body = (f'{{"graph": {{"nodes": [], "edges": []}}, "steps": [{{"kind": "fit", "inputs": {{"x": {x}, "w": {x}, '
+            f'"n": {integers}}}, "targets": {{"x": {x}}}}}, {{"kind": "predict", "inputs": {{"x": {integers}}}}}]}}').encode()
+    asked = []
+    with np.errstate(over="ignore"):
+        parsed = run_json.parse(body, float32_inputs=lambda graph: (asked.append(graph), {"x", "n"})[1])
+        expected = np.array(json.loads(x), np.float64)
+        assert asked == [{"nodes": [], "edges": []}]
+        fit, predict = parsed["steps"]
+        if long_arrays_reader == "simdjson":
+            assert fit["inputs"]["x"].dtype == np.float64 and fit["inputs"]["x"].tobytes() == expected.tobytes()
+        else:
+            assert fit["inputs"]["x"].dtype == np.float32
+            assert fit["inputs"]["x"].tobytes() == expected.astype(np.float32).tobytes()
+        for other in (fit["inputs"]["w"], fit["targets"]["x"]):
+            assert other.dtype == np.float64 and other.tobytes() == expected.tobytes()
+        for grid in (fit["inputs"]["n"], predict["inputs"]["x"]):
+            assert grid.dtype == np.int64 and grid.tolist() == json.loads(integers)

@@ -9,7 +9,8 @@ values first, a comma each, so that every group knows where its values go).
 
 It reads only what it is sure of (JSON's number grammar exactly, a full grid of one shape, no
 empty array, integers within int64, floats within the doubles' range) and gives values as the old
-way does, bit for bit: int64 when every value is an integer, float64 otherwise. Anything else
+way does, bit for bit: int64 when every value is an integer, float64 otherwise (or, when asked,
+that float64 array's cast to float32, each value rounded as it is read). Anything else
 gives None, and run_json reads the array the old way, whose answers and errors are the contract.
 
 The same library reads a body's structure faster than Python's bytes methods: it drops the
@@ -60,7 +61,7 @@ def _load(path: str) -> ctypes.CDLL:
     loaded.nncards_grid_values.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     loaded.nncards_grid_rows.restype = ctypes.c_int
     loaded.nncards_grid_rows.argtypes = [
-        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
         ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64),
         ctypes.POINTER(ctypes.c_int32)]
     return loaded
@@ -89,9 +90,10 @@ class _Rows:
         return tuple(self.shape[:self.dimensions.value])
 
 
-def read(body: bytes | bytearray, bounds: list[tuple[int, int]]) -> np.ndarray | None:
+def read(body: bytes | bytearray, bounds: list[tuple[int, int]], as_float32: bool = False) -> np.ndarray | None:
     """The array whose rows' texts lie at `bounds` in the body (pieces of rows, one comma between
-    each and the next), as `run_json` would make it; None when the reader is not loaded or not
+    each and the next), as `run_json` would make it (`as_float32`: a float64 array as float32, its
+    values rounded as NumPy casts them, read so at once); None when the reader is not loaded or not
     sure of the text."""
     reader = ready()
     if reader is None:
@@ -114,15 +116,16 @@ def read(body: bytes | bytearray, bounds: list[tuple[int, int]]) -> np.ndarray |
             start, end = groups[number]
             found = _Rows()
             target = values.ctypes.data + offsets[number] * values.itemsize
-            doubles, integers = (target, None) if values.dtype == np.float64 else (None, target)
-            done = reader.nncards_grid_rows(address + start, end - start, doubles, integers, counts[number],
+            doubles, floats, integers = (target if values.dtype == kind else None
+                                         for kind in (np.float64, np.float32, np.int64))
+            done = reader.nncards_grid_rows(address + start, end - start, doubles, floats, integers, counts[number],
                                             found.rows, found.dimensions, found.shape, found.integers_only)
             return found if done else None
 
         read_groups = list(_threads().map(group_rows, range(len(groups))))
         return None if None in read_groups else read_groups
 
-    values = np.empty(offsets[-1], np.float64)
+    values = np.empty(offsets[-1], np.float32 if as_float32 else np.float64)
     found = into(values)
     if found is None or len({rows.row_shape() for rows in found}) != 1:
         return None

@@ -36,6 +36,7 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable, Collection
 from itertools import repeat
 from typing import Any
 
@@ -192,12 +193,15 @@ def _quote_positions(text: bytes) -> list[int]:
     return positions
 
 
-def parse(body: bytes, structure: bytes | None = None, quotes: list[int] | None = None) -> Any:
+def parse(body: bytes, structure: bytes | None = None, quotes: list[int] | None = None,
+          float32_inputs: Callable[[Any], Collection[str]] | None = None) -> Any:
     """The JSON document of a RUN request, its arrays of numbers as NumPy arrays (`structure`: the
     body's `skeleton`, `quotes`: its `_quote_positions` of a body without backslash, when the
-    caller has them: a SkeletonReader's)."""
+    caller has them: a SkeletonReader's). `float32_inputs`, given the document's `graph` member,
+    names the nodes whose step inputs the caller casts to float32: a long float array of theirs
+    that nncards' reader reads comes as that cast of the float64 array, read so at once."""
     try:
-        return _fast(body, structure, quotes)
+        return _fast(body, structure, quotes, float32_inputs)
     except (ValueError, RuntimeError):  # simdjson refuses the text (an integer of 21 digits or more: a
         return loads(body)  # RuntimeError), NotSure, or nesting past Python's stack (RecursionError)
 
@@ -214,7 +218,8 @@ class NotSure(ValueError):
     """The fast way cannot tell that its document is the one the old way would read."""
 
 
-def _fast(body: bytes, structure: bytes | None, quotes: list[int] | None) -> Any:
+def _fast(body: bytes, structure: bytes | None, quotes: list[int] | None,
+          float32_inputs: Callable[[Any], Collection[str]] | None) -> Any:
     """The document with its arrays in NumPy; `NotSure` where the old way must answer."""
     text, texts, arrays_in_pieces = _set_aside(body, quotes)
     root = simdjson.Parser().parse(text)
@@ -229,8 +234,10 @@ def _fast(body: bytes, structure: bytes | None, quotes: list[int] | None) -> Any
         else:
             document[key] = _plain(value)
     if arrays_in_pieces:
+        as_float32 = _float32_arrays(document, float32_inputs) if float32_inputs is not None else set()
         _replace_placeholders(document, ARRAY_PLACEHOLDER, len(arrays_in_pieces), in_block=False,
-                              replacement=lambda number, value: _numbers_in_pieces(body, arrays_in_pieces[number]))
+                              replacement=lambda number, value: _numbers_in_pieces(body, arrays_in_pieces[number],
+                                                                                   number in as_float32))
     # Without a NumPy array, the document is orjson's: nothing to check.
     if any(isinstance(value, np.ndarray) for group in _array_groups(document) for value in group.values()) \
             and not _is_skeleton_of(document, skeleton(body) if structure is None else structure, len(body)):
@@ -321,6 +328,17 @@ def _replace_placeholders(document: dict, prefix: str, count: int, *, in_block: 
         raise NotSure("a long text or array where no array goes")
 
 
+def _float32_arrays(document: dict, float32_inputs: Callable[[Any], Collection[str]]) -> set[int]:
+    """The numbers of the arrays set aside that are step inputs of the nodes `float32_inputs` names."""
+    steps, nodes, numbers = document.get("steps"), float32_inputs(document.get("graph")), set()
+    for step in steps if isinstance(steps, list) else []:
+        inputs = step.get("inputs") if isinstance(step, dict) else None
+        for node, value in inputs.items() if isinstance(inputs, dict) else ():
+            if node in nodes and isinstance(value, str) and value.startswith(ARRAY_PLACEHOLDER):
+                numbers.add(int(value[len(ARRAY_PLACEHOLDER):]))
+    return numbers
+
+
 def _decoded(block: dict, text: memoryview) -> np.ndarray:
     """The array of a base64 block whose text was set aside; `NotSure` unless the Base64Array model
     reads the block as it is and its text decodes: the old way reads the rest, and says why."""
@@ -334,11 +352,12 @@ def _decoded(block: dict, text: memoryview) -> np.ndarray:
         raise NotSure("a block that does not decode") from None
 
 
-def _numbers_in_pieces(body: bytes, bounds: list[tuple[int, int]]) -> np.ndarray:
+def _numbers_in_pieces(body: bytes, bounds: list[tuple[int, int]], as_float32: bool = False) -> np.ndarray:
     """The array whose pieces' texts lie at `bounds` in the body: read by nncards' own reader where
-    it is built and sure of the text, else each piece parsed as an array of the first dimension's
-    rows by one simdjson parser; `NotSure` where `_numbers` would not make a NumPy array."""
-    grid = number_grid.read(body, bounds)
+    it is built and sure of the text (`as_float32`: a float64 array as float32), else each piece
+    parsed as an array of the first dimension's rows by one simdjson parser (float64 then, as
+    before); `NotSure` where `_numbers` would not make a NumPy array."""
+    grid = number_grid.read(body, bounds, as_float32)
     if grid is not None:
         return grid
     parser, staging = simdjson.Parser(), bytearray(2 + max(end - start for start, end in bounds))

@@ -10,6 +10,7 @@ arrived, while the rest is parsed (`EarlyBuild`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
@@ -31,6 +32,7 @@ from nncards.execute.entry import count_array_elements, decode_arrays
 from nncards.registry import registry
 from nncards.server.dependencies import InterchangeDep, RunServiceDep, SettingsDep, ValidationDep
 from nncards.server.middleware import RECEIVED_BODY, ReceivedBody, off_the_loop_when_large
+from nncards.server.services.request_arrays import float32_inputs
 from nncards.server.services.runs import RunService
 from nncards.server.services.validation import ValidationService
 from nncards.server.errors import ANY_ERROR, ERROR_RESPONSES, NOT_FOUND, as_json_responses
@@ -61,7 +63,8 @@ class FastJsonRequest(Request):
             body = await self.body()
             received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
             structure, quotes = (received.structure, received.quotes) if received is not None else (None, None)
-            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure, quotes)
+            as_float32 = functools.partial(float32_inputs, limits=self.app.state.settings.limits)
+            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure, quotes, as_float32)
         return self._json
 
 

@@ -207,7 +207,7 @@ constexpr int64_t kStreamBytes = 4 * 1024 * 1024;
 // --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------
 
 constexpr int64_t kChunkBytes = 64 * 1024;  // rows per chunk: about this many bytes of input
-constexpr int64_t kTakeValues = 128 * 1024;  // chunks a thread takes at once: about this many input values
+constexpr int64_t kTakeValues = 128 * 1024;  // chunks a thread takes at once: at most about this many input values
 constexpr int64_t kGroupRows = 64;          // rows summed apart before their sum joins the total
 
 int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -222,7 +222,12 @@ int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // starts a stream the CPU's prefetcher must find again: a 2-D step took 10-20% longer with a
 // chunk a take). Values, not bytes: a float16 value costs about a float32 one's time. A helper that starts late (its core busy) finds fewer chunks or none, so the op
 // never waits for a thread to start, only for the chunks already taken to end; on an idle
-// machine the pass is shared.
+// machine the pass is shared. Near a pass's end a take shrinks to a share of the chunks left
+// (a quarter, with one helper), down to one chunk, so that the threads end together rather than
+// one waiting for the other's last full take: a 2-D (512, 1024) pass is only 4 to 8 full takes,
+// and its step took 0.55 ms instead of 0.63 in float32, 0.54 instead of 0.58 in float16
+// (interleaved in one process, idle second core). A pass of many takes (3-D, NHWC) changes only
+// in its last few (their steps measured within 3% either way).
 class Chunks {
  public:
   // `inputs`: the matrices a pass reads (of `value_bytes` bytes a value).
@@ -242,18 +247,16 @@ class Chunks {
   // Calls body(chunk, first row, end row) for every chunk, on this thread and the helpers.
   template <typename Body>
   void ForEach(const Body& body) const {
-    const std::function<void(int64_t)> run = [&](int64_t take) {
-      for (int64_t chunk = take * per_take_; chunk < std::min(count_, (take + 1) * per_take_); ++chunk)
-        body(chunk, chunk * height_, chunk * height_ + Rows(chunk));
+    const std::function<void(int64_t, int64_t)> run = [&](int64_t first, int64_t end) {
+      for (int64_t chunk = first; chunk < end; ++chunk) body(chunk, chunk * height_, chunk * height_ + Rows(chunk));
     };
     // Shared with the helpers, which may start after this pass (or this op) is over: they touch
-    // `run` only after taking chunks, and the pass waits for every take.
-    const int64_t takes = CeilDivide(count_, per_take_);
-    auto pass = std::make_shared<Pass>(takes, &run);
-    const int64_t helpers = std::min<int64_t>(workers_->NumThreads() - 1, takes - 1);
+    // `run` only after taking chunks, and the pass waits for every chunk taken.
+    const int64_t helpers = std::min<int64_t>(workers_->NumThreads() - 1, CeilDivide(count_, per_take_) - 1);
+    auto pass = std::make_shared<Pass>(count_, per_take_, 2 * (helpers + 1), &run);
     for (int64_t h = 0; h < helpers; ++h) workers_->Schedule([pass] { pass->Work(); });
     pass->Work();
-    while (pass->done.load(std::memory_order_acquire) < takes) std::this_thread::yield();
+    while (pass->done.load(std::memory_order_acquire) < count_) std::this_thread::yield();
   }
 
   // A buffer for `sums` vectors of `channels` sums per chunk, chunk after chunk (not initialized:
@@ -270,16 +273,25 @@ class Chunks {
   }
 
  private:
+  // The chunks of one pass: `next` the first nobody has taken, `done` how many have been run.
   struct Pass {
-    Pass(int64_t count, const std::function<void(int64_t)>* run) : count(count), run(run) {}
+    Pass(int64_t count, int64_t per_take, int64_t share, const std::function<void(int64_t, int64_t)>* run)
+        : count(count), per_take(per_take), share(share), run(run) {}
+    // Takes per_take chunks at a time, or 1/share of those left when that is fewer (at least one).
     void Work() {
-      for (int64_t chunk; (chunk = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
-        (*run)(chunk);
-        done.fetch_add(1, std::memory_order_release);
+      int64_t first = next.load(std::memory_order_relaxed), size;
+      for (;;) {
+        do {
+          if (first >= count) return;
+          size = std::min(per_take, std::max<int64_t>(1, (count - first) / share));
+        } while (!next.compare_exchange_weak(first, first + size, std::memory_order_relaxed));
+        (*run)(first, first + size);
+        done.fetch_add(size, std::memory_order_release);
+        first = next.load(std::memory_order_relaxed);
       }
     }
-    const int64_t count;
-    const std::function<void(int64_t)>* const run;
+    const int64_t count, per_take, share;
+    const std::function<void(int64_t, int64_t)>* const run;
     std::atomic<int64_t> next{0}, done{0};
   };
 

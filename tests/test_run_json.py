@@ -574,6 +574,14 @@ def test_a_float32_inputs_long_float_arrays_come_as_their_float32_cast_to_the_bi
     floats = generator.random(600, dtype=np.float32) * np.float32(2.0) ** generator.integers(-140, 128, 600)
     halfway = (floats.astype(np.float64) + np.nextafter(floats, np.float32(np.inf)).astype(np.float64)) / 2
     texts += [repr(float(value)) for middle in halfway for value in (middle, np.nextafter(middle, 0), np.nextafter(middle, np.inf))]
+    # A few of the double's steps either side of halfway: the reader's fast way for floats tells them from halfway.
+    near = [middle + sign * steps * np.spacing(middle) for middle in halfway for steps in range(0, 7) for sign in (-1, 1)]
+    texts += [repr(float(value)) for value in near]
+    # Decimals whose 19 digits as a double, divided or multiplied by their power of ten, give a double
+    # on the other side of halfway between two floats than their own double (found by a search).
+    texts += ["3.360912919044495018e+0", "3.434946679687499541e+4", "2.361590347290039177e+2", "4.630154848098755267e+0",
+              "4.314559231999999719e+9", "1.357801284790039197e+2", "6.657650927081704951e-3", "8.227277812500000356e+5",
+              "2.643060274810061020e+16", "1.099613440000000079e+10", "4.026910247802734103e+2", "9.048818664550781691e+2"]
     # Past halfway by less than half a double's step: the double is the halfway point, and a float from the decimal would round up.
     texts += [format(Decimal(float(middle)) + Decimal(float(np.spacing(middle))) / 1000, ".25e") for middle in halfway]
     texts += ["0.1", "1", "-2", "16777217", "3.4028235677973366e38", "1e39", "-1e39", "1e-46", "7e-46"]

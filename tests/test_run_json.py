@@ -231,8 +231,9 @@ def test_numbers_and_white_space_dropped_by_nncards_reader_as_by_translate():
     assert number_grid.library() is not None
     generator, scratch = np.random.default_rng(12), bytearray()
     every_byte = np.frombuffer(bytes(range(256)), np.uint8)
-    for _ in range(3000):
-        text = generator.choice(every_byte, generator.integers(0, 200)).tobytes()
+    numbers = np.frombuffer(b"0123456789.eE+- \t\n\r,[]{}:\"", np.uint8)  # mostly dropped, as a body of numbers is
+    for number in range(3000):
+        text = generator.choice(every_byte if number % 2 else numbers, generator.integers(0, 300)).tobytes()
         start = int(generator.integers(0, len(text) + 1))
         end = int(generator.integers(start, len(text) + 1))
         assert number_grid.without_numbers(text, start, end, scratch) == text[start:end].translate(

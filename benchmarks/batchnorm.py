@@ -20,6 +20,9 @@ its block after its own, and the child times it and answers.
 - JAX: the stock Keras 3 layer on the JAX backend, its `stateless_call` and `jax.vjp` in one
   `jax.jit`.
 
+Every step returns its output with the gradients: in a model the output feeds the next layer,
+and a step that dropped it would let a compiled or pruned baseline skip computing and writing it
+(the backward pass needs the input, the statistics and the output's gradient, not the output).
 Note that every step is given its output gradient as a constant, so a step compiled whole (XLA,
 JAX) may fuse the backward reductions into the forward pass, which no layer inside a larger
 model can. The last lines print, per layout, the card's time over the fastest baseline's (≤ 1:
@@ -116,8 +119,8 @@ def jax_child() -> None:
                 def forward(trainable, x):
                     return layer.stateless_call(trainable, moving, x, training=True)
 
-                _, backward, new_moving = jax.vjp(forward, trainable, x, has_aux=True)
-                return backward(dy), new_moving
+                y, backward, new_moving = jax.vjp(forward, trainable, x, has_aux=True)
+                return y, backward(dy), new_moving
 
             run = timed(lambda step=step, trainable=trainable, moving=moving, x=x, dy=dy:
                         jax.block_until_ready(step(trainable, moving, x, dy)))
@@ -190,11 +193,11 @@ def training_step(layer, variables, x, dy, jit_compile=False):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
-        return tape.gradient(y, [x, *variables], output_gradients=dy)
+        return y, tape.gradient(y, [x, *variables], output_gradients=dy)
 
     # Reading a value waits for the step to finish: gamma's gradient as a NumPy array (indexing an
     # output instead would add an eager op, some 0.3 ms here, that no training step runs).
-    return lambda: step()[1].numpy()
+    return lambda: step()[1][1].numpy()
 
 
 def tensorflow_medians(layout: str, policy: str, repeats: int, jax: JaxBaseline) -> tuple[dict[str, float], str]:

@@ -7,7 +7,7 @@ code is compiled for the CPU that builds it). Processes sharing the cache folder
 build (a lock file beside the library), the compiler works in a folder of its own beside the
 library, its temporary files included, whose library is renamed into place once whole (a reader
 never sees half a library; a build killed midway leaves only that folder, which the next build
-sweeps), and the compiler never outlives the process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py) load
+sweeps), and the compiler never outlives the process that asked for it. The users (layers/batch_norm_op.py, contract/number_grid.py, contract/list_walk.py) load
 the library their own way (`OnFirstUse`) and keep a slower path where it cannot be built.
 """
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from nncards.contract import arrays, run_json
+from nncards.contract import arrays, list_walk, run_json
 from nncards.contract.limits import DEFAULT_LIMITS
 from nncards.contract.run import Run
 
@@ -87,6 +87,80 @@ def test_float_grids_decode_as_numpy_makes_them(monkeypatch):
     for value, answer in answers:
         assert answer == numpy_answer(arrays.decode, value), value
     assert sum(isinstance(answer[0], type) for _, answer in answers) > 100  # refusals among them
+
+
+class ListOfOwn(list):
+    """A list subclass: NumPy reads it through the sequence protocol, so the walker leaves it."""
+
+
+class FloatOfOwn(float):
+    pass
+
+
+def special_floats(generator):
+    """Random doubles, a fifth of them NaN, infinities, zeros, subnormals or extremes."""
+    specials = [math.nan, -math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 2.2250738585072014e-308,
+                1.7976931348623157e308, float(np.float32(0.1))]
+    if generator.integers(0, 5) == 0:
+        return specials[generator.integers(0, len(specials))]
+    return float(generator.standard_normal() * 10.0 ** generator.integers(-320, 300))
+
+
+def test_the_walker_reads_float_lists_as_numpy_does():
+    """Exact lists of exact floats, 1-D to 5-D: the walker's array is NumPy's float64 one, to the bit."""
+    assert list_walk.WALKER.get() is not None
+    generator = np.random.default_rng(23)
+    for shape in ([1], [7], [3, 4], [2, 3, 4], [4, 3, 3, 2], [2, 1, 2, 1, 2], [1, 1, 1, 1, 1]):
+        for _ in range(5):
+            grid = nested(generator, shape, lambda: special_floats(generator))
+            walked = list_walk.floats(grid, shape)
+            assert walked is not None
+            assert (walked.dtype, walked.shape, walked.tobytes()) == numpy_answer(np.array, grid)
+
+
+def test_the_walker_leaves_what_it_is_not_sure_of(monkeypatch):
+    """Ragged lists, ints, bools, subclasses of list or float, strings, None, empty lists and lists
+    changed after their first rows: the walker says nothing of them, and `decode` answers (its array
+    or its error) as without the walker."""
+    assert list_walk.WALKER.get() is not None
+    aliased = [[0.5, 1.5]] * 3
+    aliased[2] = aliased  # a list holding itself where a row goes
+    lengthened = [[0.5, 1.5], [2.5, 3.5]]
+    lengthened[1].append(4.5)
+    emptied = [[0.5, 1.5], [2.5, 3.5]]
+    emptied[1].clear()
+    values = [[[0.5], [1.5, 2.5]], [[0.5, 1.5], [2.5]], [0.5, 1], [[0.5, 1.5], [2, 3]], [0.5, True], [0.5, 2**64],
+              [0.5, "1.5"], [0.5, "NaN"], [0.5, None], [[0.5], None], [[0.5], []], [0.5, []], [0.5, [1.5]],
+              [[0.5], [[1.5]]], [ListOfOwn([0.5]), [1.5]], [[0.5], ListOfOwn([1.5])], ListOfOwn([0.5, 1.5]),
+              [0.5, FloatOfOwn(1.5)], [[0.5], (1.5,)], [0.5, np.float64(1.5)], [0.5, {}], aliased, lengthened,
+              emptied]
+    for value in values:
+        shape, element = [], value
+        while isinstance(element, list) and element:
+            shape.append(len(element))
+            element = element[0]
+        assert list_walk.floats(value, shape) is None, value
+    generator = np.random.default_rng(29)
+    values += list(odd_grids(generator))
+    answers = [(value, numpy_answer(arrays.decode, value)) for value in values]
+    monkeypatch.setattr(list_walk, "floats", lambda value, shape: None)  # pyarrow and NumPy, as before
+    for value, answer in answers:
+        assert answer == numpy_answer(arrays.decode, value), value
+
+
+def test_without_a_compiler_float_lists_are_read_as_before(tmp_path, monkeypatch):
+    """No compiler: the walker is not built, and pyarrow reads the lists as ever."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-compiler"))
+    list_walk.WALKER.forget()
+    try:
+        assert list_walk.WALKER.get() is None
+        grid = np.random.default_rng(31).normal(size=(6, 5, 3))
+        assert list_walk.floats(grid.tolist(), [6, 5, 3]) is None
+        assert arrays.decode(grid.tolist()).tobytes() == grid.tobytes()
+        assert not list((tmp_path / "cache").glob("nncards/ops/*.so"))
+    finally:
+        list_walk.WALKER.forget()  # the next test loads the real library again
 
 
 def stdlib_answer(text):

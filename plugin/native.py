@@ -14,6 +14,7 @@ the library their own way (`OnFirstUse`) and keep a slower path where it cannot 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -41,6 +42,7 @@ def compiler() -> str:
     return os.environ.get("CXX") or "g++"
 
 
+@functools.cache
 def _cpu_features() -> str:
     """The CPU's model and feature flags (Linux), else what Python knows of the processor."""
     try:
@@ -49,6 +51,11 @@ def _cpu_features() -> str:
                                          if line.startswith(("model name", "flags", "Features"))))
     except OSError:
         return f"{platform.machine()} {platform.processor()}"
+
+
+def cpu_has(feature: str) -> bool:
+    """Whether the CPU lists `feature` (as /proc/cpuinfo spells it: `avx512_fp16`) among its flags."""
+    return feature in _cpu_features().split()
 
 
 def library_path(name: str, parts: Iterable[bytes]) -> Path:

@@ -26,8 +26,12 @@ from nncards import native
 
 SOURCE = Path(__file__).with_name("batch_norm_op.cc")
 # -march=native: the library runs where it was built (the CPU's features are in its name);
-# -ffp-contract=off: no fused multiply-adds, so every product and sum rounds as TensorFlow's ops do.
-FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off", "-w")
+# -ffp-contract=off: no fused multiply-adds, so every product and sum rounds as TensorFlow's ops do;
+# -mno-avx512fp16 where the CPU has AVX512-FP16: -march=native turns it on, and then the Eigen
+# headers TensorFlow 2.21 ships fail to compile (g++ 12, PacketMathFP16.h); the op converts halves
+# with F16C and AVX512F instructions, which stay on.
+FLAGS = ("-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off", "-w",
+         *(("-mno-avx512fp16",) if native.cpu_has("avx512_fp16") else ()))
 
 
 def library_path() -> Path:

@@ -125,8 +125,10 @@ class OnFirstUse:
     """One of nncards' libraries, built if need be and loaded once a process, on first use.
 
     `get()` gives what `load` made of the library's path, or None where it cannot be built or
-    loaded (`OSError`, a compiler's failure or one of `failures`: logged once, at debug level, with
-    the compiler's last words); a call meanwhile, from another thread, waits for that one.
+    loaded (`OSError`, a compiler's failure or one of `failures`: a warning once a process, with the
+    compiler's last words, so that an operator learns why a slower way serves, as on a CPU whose
+    features TensorFlow's headers did not compile for); a call meanwhile, from another thread,
+    waits for that one.
     `prepare_in_background()` starts that on a thread of its own (once a process), ahead of the
     first use; `ready()` gives the library when it is loaded and None while it is built, so that a
     caller with a slower way of its own never waits for a compiler."""
@@ -146,7 +148,7 @@ class OnFirstUse:
                     self._library = self.load(str(built(self.path(), self.command)))
                 except self.failures as error:
                     details = getattr(error, "stderr", None) or b""
-                    log.debug("nncards' %s is unavailable, a slower way serves: %s %s",
+                    log.warning("nncards' %s could not be built or loaded here, a slower way serves: %s %s",
                               self.name, error, details.decode(errors="replace")[-2000:])
                 self._tried = True
             return self._library

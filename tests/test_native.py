@@ -47,3 +47,18 @@ def test_the_compilers_temporary_files_stay_in_the_build_folder(cache):
 
     assert list((cache / "machine-tmp").iterdir()) == []
     assert [path.name for path in target.parent.iterdir()] == [target.stem + ".lock"]
+
+
+def test_a_library_that_cannot_be_built_is_a_warning_with_the_compilers_last_words(cache, caplog):
+    """Once a process: an operator learns why a slower way serves (the batch normalization op on
+    a CPU whose features TensorFlow's headers did not compile for was silent)."""
+    target = native.library_path("answer", [SOURCE, b"broken"])
+    compiler_error = lambda output: ["sh", "-c", "echo 'PacketMathFP16.h:740: error' >&2; exit 1"]
+    fails = native.OnFirstUse("answer", lambda: target, compiler_error, ctypes.CDLL)
+
+    with caplog.at_level("WARNING", logger="nncards.native"):
+        assert fails.get() is None and fails.get() is None
+
+    [record] = [record for record in caplog.records if record.name == "nncards.native"]
+    assert record.levelname == "WARNING" and "answer" in record.getMessage()
+    assert "PacketMathFP16.h:740: error" in record.getMessage()

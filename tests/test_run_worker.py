@@ -175,7 +175,7 @@ def worker_with_a_fresh_cache(tmp_path, monkeypatch):
         process.join(10)
 
 
-def wait_for(files, process, seconds: float = 600) -> list:
+def wait_for(files, process, seconds: float = 180) -> list:
     """The files of the glob `files` once there are any (the process still alive meanwhile)."""
     deadline = time.monotonic() + seconds
     while not (found := list(files())) and time.monotonic() < deadline:

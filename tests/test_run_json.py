@@ -240,6 +240,19 @@ def test_numbers_and_white_space_dropped_by_nncards_reader_as_by_translate():
             None, run_json.NUMBER_AND_SPACE)
 
 
+def test_nncards_reader_counts_a_texts_values_by_its_commas_across_its_blocks():
+    """The count runs over blocks of 255 x 64 bytes, one byte a lane: texts of up to three blocks
+    and a tail, dense in commas (a lane that wraps at 256, or a lost tail, miscounts)."""
+    reader, generator = number_grid.library(), np.random.default_rng(14)
+    assert reader is not None
+    block = 255 * 64
+    for length in (0, 1, 63, 64, block - 1, block, block + 1, 2 * block + 77, 3 * block):
+        for density in (0.0, 0.3, 1.0):
+            text = np.where(generator.random(length) < density, ord(","), ord("7")).astype(np.uint8)
+            address = text.ctypes.data if length else np.zeros(1, np.uint8).ctypes.data
+            assert reader.nncards_grid_values(address, length) == int((text == ord(",")).sum()) + 1
+
+
 def test_long_texts_read_in_pieces_have_the_skeleton_of_the_whole(long_arrays_reader):
     """Long stretches outside strings (read by nncards' reader where it is built) among strings, cut anywhere."""
     generator = np.random.default_rng(13)

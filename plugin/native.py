@@ -149,7 +149,7 @@ class OnFirstUse:
                 except self.failures as error:
                     details = getattr(error, "stderr", None) or b""
                     log.warning("nncards' %s could not be built or loaded here, a slower way serves: %s %s",
-                              self.name, error, details.decode(errors="replace")[-2000:])
+                                self.name, error, details.decode(errors="replace")[-2000:])
                 self._tried = True
             return self._library
 

@@ -133,32 +133,34 @@ struct Rows {
     integers_only = false;
     if (integers) return false;
     double value;
-    if (floats && count <= 19 && exponent >= -22 && exponent <= 22) {
-      // A float needs the correctly rounded double only near a float's rounding boundary. The
-      // digits as a double (off by at most half a step) divided or multiplied by an exact power
-      // of ten (half a step more, relative) lie within two of the double's steps of the decimal,
-      // so within two and a half of its correctly rounded double: more than four steps from a
-      // halfway point between two floats (a double's low 29 bits being 1 then 28 zeros, for
-      // floats from 2**-126 up), both round to the same float. One way for all (a third of benchmarks/runs.py's numbers
-      // have digits past 2**53, which took the x87's way): its 6.3 M numbers read as float32 in
-      // 118-121 ms of CPU instead of 135-139 (medians of 9, three turns each, in process).
+    if (count <= 19 && exponent >= -22 && exponent <= 22) {
+      // The digits as a double divided or multiplied by an exact power of ten: one rounding.
       value = exponent < 0 ? static_cast<double>(digits) / kPowersOfTen[-exponent]
                            : static_cast<double>(digits) * kPowersOfTen[exponent];
-      uint64_t bits;
-      std::memcpy(&bits, &value, sizeof bits);
-      uint64_t below_float = bits & 0x1FFFFFFF, halfway = 0x10000000;
-      if (value >= 0x1p-126 && (below_float + 4 < halfway || below_float > halfway + 4)) {
-        floats[written++] = static_cast<float>(negative ? -value : value);
+      if (floats) {
+        // A float needs the correctly rounded double only near a float's rounding boundary. The
+        // digits as a double (off by at most half a step) scaled by the exact power (half a step
+        // more, relative) lie within two of the double's steps of the decimal, so within two and
+        // a half of its correctly rounded double: more than four steps from a halfway point
+        // between two floats (a double's low 29 bits being 1 then 28 zeros, for floats from
+        // 2**-126 up), both round to the same float. One way for all (a third of
+        // benchmarks/runs.py's numbers have digits past 2**53, which took the x87's way): its
+        // 6.3 M numbers read as float32 in 118-121 ms of CPU instead of 135-139 (medians of 9,
+        // three turns each, in process).
+        uint64_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        uint64_t below_float = bits & 0x1FFFFFFF, halfway = 0x10000000;
+        if (value >= 0x1p-126 && (below_float + 4 < halfway || below_float > halfway + 4)) {
+          floats[written++] = static_cast<float>(negative ? -value : value);
+          return true;
+        }
+      }
+      if (digits <= kExactInteger) {
+        // Clinger's fast path: both operands are exact doubles, so that one rounding is the
+        // correctly rounded value (what from_chars computes, faster).
+        put(negative ? -value : value);
         return true;
       }
-    }
-    if (count <= 19 && digits <= kExactInteger && exponent >= -22 && exponent <= 22) {
-      // Clinger's fast path: both operands are exact doubles, so one correctly rounded division
-      // or product is the correctly rounded value (what from_chars computes, faster).
-      value = exponent < 0 ? static_cast<double>(digits) / kPowersOfTen[-exponent]
-                           : static_cast<double>(digits) * kPowersOfTen[exponent];
-      put(negative ? -value : value);
-      return true;
     }
 #if defined(__x86_64__)
     if (count <= 19 && exponent >= -27 && exponent <= 27) {

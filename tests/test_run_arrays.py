@@ -271,6 +271,7 @@ def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
     assert arrays.decode(result["steps"][3]["outputs"]["y"]).tolist() == arrays.decode(own["steps"][3]["outputs"]["y"]).tolist()
     assert {path: open(path, "rb").read() for path in stored.files} == files
 
+
 def test_the_inputs_a_request_reads_as_float32_are_its_float32_input_nodes():
     """What the server asks `run_json.parse` to read as float32: the Input nodes `_cast_inputs` casts
     to float32 (the default dtype), of a graph as parsed; none of a member that is not a GRAPH."""

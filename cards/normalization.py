@@ -150,9 +150,9 @@ class BatchNormalizationParams(Params):
         "within float32 rounding). It serves 4-D and 5-D inputs normalized on their channel axis "
         "(1 or the last) in a float32 or 16-bit type, without renorm, synchronization, ghost "
         "batches, adjustment or a mask. Empty: pick the fastest exact route (nncards' own kernels for "
-        "channels-last inputs of any rank, or the fused kernel where they cannot serve; XLA-compiled "
-        "statistics and gradient when the features axis is not the last), silently the plain "
-        "computation where none serves. True: require the kernel on the input's own layout; any combination it cannot "
+        "float32 and float16 inputs normalized on any axis but the first; where they cannot serve, the fused "
+        "kernel when the features axis is the last, else XLA-compiled statistics and gradient), "
+        "silently the plain computation where none serves. True: require the kernel on the input's own layout; any combination it cannot "
         "serve is an error on this parameter. False: always the plain computation of Keras 3.",
     )
     virtual_batch_size: int | None = param(
@@ -224,15 +224,16 @@ class BatchNormalization(LayerCard):
         "otherwise stock `keras.layers.BatchNormalization`. A RUN RESULT reports for the node "
         "`fused_kernel` (whether TensorFlow's fused kernel ran) and `kernel`, the route its training "
         "step took: `fused` (the kernel on the input's layout), `fused_view` (on a reshaped view), "
-        "`custom_op` (nncards' own C++ kernels, for inputs of any rank normalized on their last axis "
-        "in float32 or float16), `xla` or `composite` (Keras 3's ops). Every route gives the "
+        "`custom_op` (nncards' own C++ kernels, for inputs of any rank normalized on any axis but the "
+        "first, in float32 or float16), `xla` or `composite` (Keras 3's ops). Every route gives the "
         "composite ops' numbers within float32 rounding.\n\n"
         "nncards' own kernels are compiled on the machine that uses them, once: the first use on a "
         "machine takes some 10 seconds more (a server's run workers compile them as they start, "
         "ahead of the first run), later ones load them from the user's cache folder "
         "(`~/.cache/nncards/ops`, or `$XDG_CACHE_HOME/nncards/ops`). Without a C++ compiler (`$CXX`, "
-        "else `g++`), or where the build fails, the layer takes `fused_view` instead, and a step "
-        "compiled with `jit_compile` does too (XLA cannot compile them)."
+        "else `g++`), or where the build fails, the layer takes `fused_view` instead (`xla` when the "
+        "features axis is not the last), and a step compiled with `jit_compile` does too (XLA "
+        "cannot compile them)."
     )
     Params = BatchNormalizationParams
     sockets = (

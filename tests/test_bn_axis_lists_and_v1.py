@@ -157,7 +157,7 @@ def test_axis_list_runs_through_the_card_and_refuses_a_mask_and_fused():
 @pytest.mark.parametrize("shape, options", [
     ((8, 3), {}),
     ((8, 4, 4, 3), {}),  # the fused kernel
-    ((8, 3, 4, 4), {"axis": 1}),  # XLA
+    ((8, 3, 4, 4), {"axis": 1}),  # nncards' op on planes
     ((8, 3), {"renorm": True}),
     ((8, 3), {"virtual_batch_size": 4}),
     ((8, 4, 3), {"axis": [1, 2]}),

@@ -1,10 +1,11 @@
-"""nncards' C++ batch normalization op (layers/batch_norm_op.cc) for 2-D and 3-D channels-last inputs.
+"""nncards' C++ batch normalization op (layers/batch_norm_op.cc), on channels-last inputs of any
+rank and on inputs normalized on another axis (NCHW: planes of one channel).
 
 It must give the composite ops' numbers (stock Keras 3) forward, backward and in the moving
-statistics, on shapes whose rows fill several of its chunks and end in a partial one, with odd
-channel counts; the same bits on one thread as on several; and where it cannot be built (no
-compiler, a cache folder that cannot be made) the layer runs on the fused kernel on a view and
-reports that route. Builds happen in child processes with a cache folder of their own: the op is
+statistics, on shapes whose rows (planes) fill several of its chunks and end in a partial one,
+with odd channel counts and planes that end in a partial tile; the same bits on one thread as on
+several; and where it cannot be built (no compiler, a cache folder that cannot be made) the layer
+runs on the fused kernel on a view (XLA for planes) and reports that route. Builds happen in child processes with a cache folder of their own: the op is
 loaded once per process, and a build must not lean on a library left in the user's cache.
 """
 
@@ -46,20 +47,28 @@ def training_step(layer, x, loss_weights):
 # Rows per chunk: 64 kB of input, so 5,461 rows of 3 float32 channels (10,922 in float16) and
 # 2,340 rows of 7; the shapes below end in a partial chunk and a partial group of 64 and of 4 rows.
 # A float32 output of 4 MiB or more is streamed past the caches: 2d-streamed's rows of 2,100 bytes
-# start and end inside 64-byte lines.
-@pytest.mark.parametrize("shape", [(1001, 7), (12001, 3), (64, 1024), (37, 5, 33), (3, 2003, 9), (2, 3, 1),
-                                   (2001, 525)],
-                         ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel", "2d-streamed"])
+# start and end inside 64-byte lines, nchw-streamed's planes of 36,012 bytes too. Planes are read
+# in tiles of 4,096 float32 values (256 float16): nchw-tiles' planes end in a partial tile, and
+# so do nchw-odd's, of 297 values, in float16. Planes of fewer than 64 values are read as rows of
+# every channel's plane in turn (grouped rows), 16 rows a chunk at least: nchw-grouped's 100 rows
+# of 1,024 values make 7 chunks, the last one of 4 rows.
+@pytest.mark.parametrize("shape, axis", [
+    ((1001, 7), -1), ((12001, 3), -1), ((64, 1024), -1), ((37, 5, 33), -1), ((3, 2003, 9), -1), ((2, 3, 1), -1),
+    ((2001, 525), -1), ((2, 7, 33, 9), 1), ((3, 5, 4099), 1), ((2, 5, 3, 3001), 1), ((37, 5, 33), 1),
+    ((16, 3, 2), 1), ((4, 9, 333, 3), 2), ((100, 64, 4, 4), 1),
+], ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel", "2d-streamed", "nchw-odd",
+        "nchw-tiles", "nchw-streamed", "3d-axis1-grouped", "3d-axis1-tiny-planes", "4d-axis2-grouped",
+        "nchw-grouped"])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
-def test_the_op_gives_the_composite_ops_numbers(shape, dtype):
+def test_the_op_gives_the_composite_ops_numbers(shape, axis, dtype):
     x = tf.constant(data(*shape))
     loss_weights = tf.constant(data(*shape, mean=0.0, std=1.0))  # every element weighs differently
-    ours = BatchNormalization(momentum=0.5, dtype=dtype)
+    ours = BatchNormalization(axis=axis, momentum=0.5, dtype=dtype)
     results = []
-    for layer in (ours, keras.layers.BatchNormalization(momentum=0.5, dtype=dtype)):
+    for layer in (ours, keras.layers.BatchNormalization(axis=axis, momentum=0.5, dtype=dtype)):
         layer.build(shape)
-        layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]).astype("float32"))
-        layer.beta.assign(np.linspace(-1.0, 1.0, shape[-1]).astype("float32"))
+        layer.gamma.assign(np.linspace(0.5, 2.0, shape[axis]).astype("float32"))
+        layer.beta.assign(np.linspace(-1.0, 1.0, shape[axis]).astype("float32"))
         results.append(training_step(layer, x, loss_weights))
     assert ours.kernel is Kernel.CUSTOM_OP
     for name, mine, reference in zip(STEP_NAMES, *results):
@@ -68,9 +77,9 @@ def test_the_op_gives_the_composite_ops_numbers(shape, dtype):
                                    **TOLERANCE[dtype], err_msg=name)
 
 
-def test_layers_on_2d_and_3d_inputs_take_the_op_and_say_so():
-    for shape in ((16, 6), (4, 5, 6)):
-        layer = BatchNormalization()
+def test_layers_on_2d_3d_and_nchw_inputs_take_the_op_and_say_so():
+    for shape, axis in (((16, 6), -1), ((4, 5, 6), -1), ((4, 5, 6, 6), 1)):
+        layer = BatchNormalization(axis=axis)
         layer(data(*shape), training=True)
         assert layer.kernel is Kernel.CUSTOM_OP and not layer.fused_kernel
     masked = BatchNormalization()  # a mask: the composite ops
@@ -78,46 +87,57 @@ def test_layers_on_2d_and_3d_inputs_take_the_op_and_say_so():
     assert masked.kernel is Kernel.COMPOSITE
 
 
-def test_a_step_xla_compiles_runs_on_the_fused_kernel_and_says_so():
-    layer = BatchNormalization(momentum=0.5)
-    plain = keras.layers.BatchNormalization(momentum=0.5)
-    x = data(64, 12)
+@pytest.mark.parametrize("shape, axis, kernel", [((64, 12), -1, Kernel.FUSED_VIEW), ((8, 6, 5, 5), 1, Kernel.XLA)],
+                         ids=["channels-last-fused-view", "nchw-xla"])
+def test_a_step_xla_compiles_takes_the_ops_fallback_and_says_so(shape, axis, kernel):
+    layer = BatchNormalization(axis=axis, momentum=0.5)
+    plain = keras.layers.BatchNormalization(axis=axis, momentum=0.5)
+    x = data(*shape)
     outputs = [tf.function(lambda v, bn=bn: bn(v, training=True), jit_compile=True)(x) for bn in (layer, plain)]
-    assert layer.kernel is Kernel.FUSED_VIEW
+    assert layer.kernel is kernel
     np.testing.assert_allclose(outputs[0], outputs[1], **TOLERANCE["float32"])
     np.testing.assert_allclose(layer.moving_variance.numpy(), plain.moving_variance.numpy(), **TOLERANCE["float32"])
 
 
-@pytest.mark.parametrize("case", ["large-mean", "sorted"])
+# name → (shape, normalized axis, the axis sorted along: None for data far from zero)
+ACCURACY_CASES = {"large-mean": ((100001, 8), 1, None), "sorted": ((300001, 4), 1, 0),
+                  "planes-large-mean": ((3, 8, 40001), 1, None), "planes-sorted": ((4, 4, 80001), 1, 2)}
+
+
+@pytest.mark.parametrize("case", ACCURACY_CASES)
 def test_the_statistics_are_as_accurate_as_two_passes(case):
-    """Each chunk's squared deviations from its own mean, shifted to the batch mean: on data far
-    from zero, and on sorted data whose chunks' means differ widely, the mean and variance stay
-    within a few float32 roundings of the exact ones (E[x²] − E[x]² would be some 5% off on the
-    first)."""
+    """Each chunk's (tile's) squared deviations from its own mean, shifted to the batch mean: on
+    data far from zero, and on sorted data whose chunks' (tiles') means differ widely, the mean and
+    variance stay within a few float32 roundings of the exact ones (E[x²] − E[x]² would be some 5%
+    off on the first)."""
     rng = np.random.default_rng(3)
-    x = rng.normal(1000.0, 1.0, (100001, 8)) if case == "large-mean" else np.sort(rng.normal(0, 5, (300001, 4)), 0)
+    shape, axis, sorted_along = ACCURACY_CASES[case]
+    x = rng.normal(1000.0, 1.0, shape) if sorted_along is None else np.sort(rng.normal(0, 5, shape), sorted_along)
     x = x.astype("float32")
+    reduced = tuple(i for i in range(x.ndim) if i != axis)
     exact = x.astype("float64")
-    _, mean, variance = forward(tf.constant(x), tf.ones(x.shape[1]), tf.zeros(x.shape[1]))
-    np.testing.assert_allclose(mean, exact.mean(0), rtol=2e-6, atol=2e-5)
-    np.testing.assert_allclose(variance, exact.var(0), rtol=2e-6)
+    _, mean, variance = forward(tf.constant(x), tf.ones(x.shape[axis]), tf.zeros(x.shape[axis]), axis=axis)
+    np.testing.assert_allclose(mean, exact.mean(reduced), rtol=2e-6, atol=2e-5)
+    np.testing.assert_allclose(variance, exact.var(reduced), rtol=2e-6)
 
 
-def forward(x, gamma, beta, moving=(), momentum=0.99):
+def forward(x, gamma, beta, moving=(), momentum=0.99, axis=-1):
     """nncards' forward op as the layer calls it."""
-    return batch_norm_op.ops().nncards_batch_norm_training(x, gamma, beta, list(moving), epsilon=1e-3,
+    return batch_norm_op.ops().nncards_batch_norm_training(x, gamma, beta, list(moving), epsilon=1e-3, axis=axis,
                                                            momentum=momentum, batch_weight=1.0 - momentum)
 
 
 @pytest.mark.parametrize("momentum", [0.99, 0.5, 0.123])
-@pytest.mark.parametrize("shape", [(1001, 7), (3, 2003, 9)])
-def test_the_op_updates_the_moving_statistics_as_keras_3_does(shape, momentum):
-    x, gamma, beta = tf.constant(data(*shape)), tf.constant(data(shape[-1])), tf.constant(data(shape[-1]))
-    moving = [tf.Variable(data(shape[-1])), tf.Variable(np.abs(data(shape[-1])))]
+@pytest.mark.parametrize("shape, axis", [((1001, 7), -1), ((3, 2003, 9), -1), ((3, 9, 2003), 1)],
+                         ids=["2d", "3d", "planes"])
+def test_the_op_updates_the_moving_statistics_as_keras_3_does(shape, axis, momentum):
+    channels = shape[axis]
+    x, gamma, beta = tf.constant(data(*shape)), tf.constant(data(channels)), tf.constant(data(channels))
+    moving = [tf.Variable(data(channels)), tf.Variable(np.abs(data(channels)))]
     before = [v.read_value() for v in moving]  # held by a reader while the op updates the variable
-    expected_y, mean, variance = forward(x, gamma, beta, momentum=momentum)
+    expected_y, mean, variance = forward(x, gamma, beta, momentum=momentum, axis=axis)
     expected = [old * momentum + batch * (1.0 - momentum) for old, batch in zip(before, (mean, variance))]
-    outputs = forward(x, gamma, beta, [v.handle for v in moving], momentum)
+    outputs = forward(x, gamma, beta, [v.handle for v in moving], momentum, axis)
     for name, mine, reference in zip(("y", "mean", "variance", "moving_mean", "moving_variance"),
                                      (*outputs, *moving), (expected_y, mean, variance, *expected)):
         np.testing.assert_array_equal(mine, reference, err_msg=name)  # the same bits
@@ -153,6 +173,10 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
     x, per_channel = tf.constant(data(8, 3)), tf.ones((3,))
     with pytest.raises(tf.errors.InvalidArgumentError, match="beta must have one value per channel: 4 for 3"):
         forward(x, per_channel, tf.ones((4,)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gamma must have one value per channel: 3 for 8"):
+        forward(x, per_channel, per_channel, axis=0)  # the channels along axis 0 of an (8, 3) x
+    with pytest.raises(tf.errors.InvalidArgumentError, match="axis 2 is not an axis of x, of rank 2"):
+        forward(x, per_channel, per_channel, axis=2)
     moving = tf.Variable(tf.zeros(3))
     with pytest.raises(tf.errors.InvalidArgumentError, match="moving must be empty or the moving mean's"):
         forward(x, per_channel, per_channel, [moving.handle])
@@ -166,21 +190,25 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 
 # -- in child processes: thread counts, builds, fallbacks ----------------------------------------------
 
-# Threads take at most 8 chunks of rows at once (128 Ki values), fewer near a pass's end: these
-# make 33 or 37 chunks forward in 13 takes and 66 or 74 backward in 17 or 18, the last chunk partial,
-# so that several threads share each pass.
-CHILD_SHAPES = ((200001, 3), (9, 12001, 5))
+# Threads take at most 8 chunks of rows at once (128 Ki values), fewer near a pass's end: the
+# channels-last shapes make 33 or 37 chunks forward in 13 takes and 66 or 74 backward in 17 or 18,
+# the last chunk partial; the planes of 3,001 values, 23 chunks of 5 forward and 56 of 2 backward;
+# the grouped rows of 144 values, 18 chunks of 113 rows forward and 36 of 56 backward: several
+# threads share each pass. The last one is channels-last, whose layer's kernel the child reports.
+CHILD_CASES = {"planes": ((16, 7, 3001), 1), "grouped": ((2001, 16, 3, 3), 1), "2d": ((200001, 3), -1),
+               "3d": ((9, 12001, 5), -1)}
 
 
 def step_arrays(make_layer):
-    """The arrays of a training step on each of CHILD_SHAPES (same data every time), and the last layer."""
+    """The arrays of a training step on each of CHILD_CASES (same data every time), and the last
+    layer; make_layer(axis) makes a layer."""
     arrays = {}
-    for shape in CHILD_SHAPES:
+    for case, (shape, axis) in CHILD_CASES.items():
         rng = np.random.default_rng(5)
         x = tf.constant(rng.normal(2.0, 3.0, shape).astype("float32"))
-        layer = make_layer()
+        layer = make_layer(axis)
         values = training_step(layer, x, tf.constant(rng.normal(size=shape).astype("float32")))
-        arrays.update({f"{len(shape)}d-{name}": np.asarray(value) for name, value in zip(STEP_NAMES, values)})
+        arrays.update({f"{case}-{name}": np.asarray(value) for name, value in zip(STEP_NAMES, values)})
     return arrays, layer
 
 
@@ -190,7 +218,7 @@ def child(threads: str, prepare: str, out: str) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     if prepare == "prepare":  # as a server's run worker does when it starts
         batch_norm_op.prepare_in_background().join()
-    arrays, layer = step_arrays(lambda: BatchNormalization(momentum=0.5))
+    arrays, layer = step_arrays(lambda axis: BatchNormalization(axis=axis, momentum=0.5))
     np.savez(out, **arrays)
     print(layer.kernel.value)
 
@@ -237,7 +265,7 @@ def test_without_the_op_the_layer_runs_on_the_fused_view_and_reports_it(tmp_path
     kernel, fallback = run_child(tmp_path, broken, **environment)
     assert kernel == "fused_view"
     assert not list(cache.glob("**/*.so"))  # nothing built, half-built or left behind
-    reference, _ = step_arrays(lambda: keras.layers.BatchNormalization(momentum=0.5))
+    reference, _ = step_arrays(lambda axis: keras.layers.BatchNormalization(axis=axis, momentum=0.5))
     for name in reference:
         scale = max(1.0, float(np.max(np.abs(reference[name]))))
         np.testing.assert_allclose(fallback[name] / scale, reference[name] / scale, **TOLERANCE["float32"],

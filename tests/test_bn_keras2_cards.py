@@ -23,14 +23,15 @@ def fit_and_call(graph, x, batch_size=8, seed=0):
     ({}, X4, "custom_op"),
     ({"fused": True}, X4, "fused"),
     ({"fused": True, "axis": 1}, X4.transpose(0, 3, 1, 2), "fused"),
-    ({"axis": 1}, X4.transpose(0, 3, 1, 2), "xla"),
+    ({"axis": 1}, X4.transpose(0, 3, 1, 2), "custom_op"),
+    ({"axis": 1, "dtype": "bfloat16"}, X4.transpose(0, 3, 1, 2), "xla"),
     ({"fused": False}, X4, "composite"),
     ({"virtual_batch_size": 4}, X4, "composite"),
     ({"adjustment": {"scale": [0.9, 1.1], "bias": [-0.1, 0.1]}, "renorm": True}, X4, "composite"),
     ({"dtype": "bfloat16"}, X4, "fused"),
     ({}, X2, "custom_op"),
     ({"renorm": True}, X2, "composite"),
-], ids=["default-4d", "fused-4d", "fused-nchw", "nchw-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
+], ids=["default-4d", "fused-4d", "fused-nchw", "nchw-op", "nchw-bfloat16-xla", "not-fused", "ghost", "adjustment-renorm", "bfloat16", "default-2d",
         "renorm-2d"])
 def test_options_run_and_report_the_kernel(params, x, kernel):
     result = fit_and_call(bn_graph(x.shape[1:], params), x)

@@ -127,16 +127,16 @@ def test_normalize_batch_in_training_matches_keras2(shape, axes, unbiased, affin
     ((4, 3, 3, 3, 4), -1, True, Kernel.FUSED, "float32"),
     ((16, 6), -1, None, Kernel.CUSTOM_OP, "float32"),
     ((4, 5, 6), -1, None, Kernel.CUSTOM_OP, "float32"),
-    ((8, 4, 5, 5), 1, None, Kernel.XLA, "float32"),
-    ((4, 3, 5), 1, None, Kernel.XLA, "float32"),
-    ((2, 3, 2, 2, 4), 2, None, Kernel.XLA, "float32"),
+    ((8, 4, 5, 5), 1, None, Kernel.CUSTOM_OP, "float32"),
+    ((4, 3, 5), 1, None, Kernel.CUSTOM_OP, "float32"),
+    ((2, 3, 2, 2, 4), 2, None, Kernel.CUSTOM_OP, "float32"),
     ((8, 5, 5, 4), 3, None, Kernel.CUSTOM_OP, "mixed_float16"),
     ((8, 5, 5, 4), 3, True, Kernel.FUSED, "mixed_float16"),
     ((16, 6), -1, None, Kernel.CUSTOM_OP, "mixed_float16"),
-    ((8, 4, 5, 5), 1, None, Kernel.XLA, "mixed_float16"),
+    ((8, 4, 5, 5), 1, None, Kernel.CUSTOM_OP, "mixed_float16"),
 ], ids=["nhwc-op", "nhwc-fused-true", "nchw-fused-true", "ndhwc-op", "ndhwc-fused-true", "2d-op", "3d-op",
-        "nchw-xla", "3d-axis1-xla", "5d-axis2-xla", "nhwc-op-mixed", "nhwc-fused-true-mixed", "2d-op-mixed",
-        "nchw-xla-mixed"])
+        "nchw-op", "3d-axis1-op", "5d-axis2-op", "nhwc-op-mixed", "nhwc-fused-true-mixed", "2d-op-mixed",
+        "nchw-op-mixed"])
 def test_fast_kernels_equal_the_composite_ops(shape, axis, fused, kernel, dtype):
     x = tf.constant(data(*shape))
     ours = BatchNormalization(axis=axis, momentum=0.5, fused=fused, dtype=dtype)

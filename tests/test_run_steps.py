@@ -92,7 +92,7 @@ IMAGES = np.random.default_rng(5).normal(size=(4, 3, 2, 2)).astype("float32").to
 
 @pytest.mark.parametrize("graph, data", [
     (bn_graph([3]), X),  # Keras' optimizer sums the gradients of its one replica through a custom gradient
-    (bn_graph([3, 2, 2], {"axis": 1}), IMAGES),  # and batch normalization's XLA route has its own
+    (bn_graph([3, 2, 2], {"axis": 1, "dtype": "bfloat16"}), IMAGES),  # and batch normalization's XLA route has its own
 ], ids=["replica sum", "xla route"])
 def test_a_fit_leaves_nothing_of_its_training_step_behind(graph, data):
     """`tf.custom_gradient` registers its gradient with TensorFlow for good at every trace, and with

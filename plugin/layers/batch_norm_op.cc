@@ -1,5 +1,8 @@
-// Batch normalization's training step as two TensorFlow ops, for a channels-last input seen as
-// an (M, C) matrix (every position of every sample is a row, the channels are the last axis).
+// Batch normalization's training step as two TensorFlow ops, for an input normalized on any one
+// axis (`axis`), seen as (P, C, Q): the axes before the channels, the channels, the axes after.
+// A channels-last input (Q = 1) is an (M, C) matrix whose rows are every position of every
+// sample, and the passes run along its rows, every channel at once; otherwise (NCHW) each
+// (p, c) is a plane of Q contiguous values of one channel, and the passes run plane by plane.
 //
 // NncardsBatchNormTraining: (x, gamma, beta, moving) -> (y, mean, variance), the statistics in
 // float32, the variance as Keras 3's, the mean of the squared deviations from the mean (never
@@ -18,10 +21,11 @@
 // dx = gamma * rsqrt(variance + epsilon) * (dy - (mean(dy) + xhat * mean(dy * xhat))).
 //
 // x and dy are float32 or float16 (converted to float32 row by row); everything is computed in
-// float32. The rows are cut into chunks of about 64 kB that TensorFlow's CPU worker threads take
-// in turn; each chunk sums its rows into a vector of its own, and the chunks' vectors are added
-// in chunk order, so the results do not depend on the number of threads. The inner loops run
-// over the channels, contiguous in memory, and vectorize.
+// float32. The rows (planes) are cut into chunks of about 64 kB that TensorFlow's CPU worker
+// threads take in turn; each chunk sums its rows into a vector of its own (each tile of a plane
+// sums its values into a number of its own), and these are added in a fixed order, so the
+// results do not depend on the number of threads. The inner loops run over contiguous values
+// (a row's channels, a plane's positions) and vectorize.
 //
 // nncards builds this file with the compiler of the machine that loads it (see
 // batch_norm_op.py); it is built without floating-point contraction, so that every product and
@@ -230,12 +234,14 @@ int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // in its last few (their steps measured within 3% either way).
 class Chunks {
  public:
-  // `inputs`: the matrices a pass reads (of `value_bytes` bytes a value).
-  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t inputs, int64_t value_bytes)
+  // `inputs`: the matrices a pass reads (of `value_bytes` bytes a value); `min_rows`: the rows
+  // of a chunk at least, however wide.
+  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t inputs, int64_t value_bytes,
+         int64_t min_rows = 1)
       : workers_(context->device()->tensorflow_cpu_worker_threads()->workers),
         rows_(rows),
         channels_(channels) {
-    height_ = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, channels * inputs * value_bytes));
+    height_ = std::max<int64_t>(min_rows, kChunkBytes / std::max<int64_t>(1, channels * inputs * value_bytes));
     count_ = CeilDivide(rows, height_);
     per_take_ = std::max<int64_t>(1, kTakeValues / std::max<int64_t>(1, height_ * channels * inputs));
   }
@@ -330,9 +336,92 @@ void SumRows(int64_t first, int64_t end, int64_t channels, float* sums, const Ad
 
 float InverseDeviation(float variance, float epsilon) { return 1.0f / std::sqrt(variance + epsilon); }
 
-// What the two ops share: the epsilon attribute, and the start of a call: the inputs checked (x
-// with an axis, its channels last; the inputs shaped as x; those of one value a channel), then the
-// (rows, channels) view sized and the outputs allocated, one shaped as x and two of one value a channel.
+// --- planes of one channel (the channels not the last axis) --------------------------------
+
+// A plane's values in tiles of at most this many: float32 tiles are read in place, float16 ones
+// converted into a buffer of kHalfTile values (see RowReader), the two inputs of a backward tile
+// and its output stay in the L1/L2 caches while the tile is read twice.
+constexpr int64_t kFloatPlaneTile = 4096;
+
+template <typename T>
+int64_t PlaneTile(int64_t inner) {
+  return std::min(inner, std::is_same<T, float>::value ? kFloatPlaneTile : kHalfTile);
+}
+
+// The (P, C, Q) view of an input: `planes` = P * C planes of `inner` = Q values, each cut into
+// `tiles` tiles of `tile` values (the last one's may be fewer).
+struct Planes {
+  Planes(int64_t outer, int64_t channels, int64_t inner, int64_t tile)
+      : outer(outer), channels(channels), inner(inner), tile(tile), tiles(CeilDivide(inner, tile)) {}
+  int64_t Width(int64_t t) const { return std::min(tile, inner - t * tile); }
+  // Calls body(tile, channel, tile's first value, width) for every tile of planes [first, end);
+  // `tile` counts the tiles of all planes, plane after plane.
+  template <typename Body>
+  void ForTiles(int64_t first, int64_t end, const Body& body) const {
+    for (int64_t plane = first; plane < end; ++plane)
+      for (int64_t t = 0; t < tiles; ++t) body(plane * tiles + t, plane % channels, plane * inner + t * tile, Width(t));
+  }
+  // term(a tile's `sums` values, its channel, its width) of every tile added into total[its
+  // channel] in tile order; `values` holds `sums` values a tile, tile after tile.
+  template <typename Term>
+  void Total(const float* values, int sums, float* total, const Term& term) const {
+    std::fill(total, total + channels, 0.0f);
+    for (int64_t p = 0; p < outer; ++p)
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t t = 0; t < tiles; ++t) total[c] += term(values + ((p * channels + c) * tiles + t) * sums, c, Width(t));
+  }
+  int64_t outer, channels, inner, tile, tiles;
+};
+
+constexpr int kLanes = 64;  // partial sums a tile's sum keeps: four 16-float vectors
+
+// The sum of term(j) for j in [0, n): kLanes partial sums, one every kLanes values, then added
+// pairwise. (A sum into one float could not vectorize without reordering its additions, which
+// the build does not allow; these are as accurate, every partial sum short.)
+template <typename Term>
+float LaneSum(int64_t n, const Term& term) {
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += term(j + l);
+  for (int l = 0; j + l < n; ++l) lanes[l] += term(j + l);
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  return lanes[0];
+}
+
+// --- grouped rows: small planes ----------------------------------------------------------
+
+// Planes of fewer values than this are read as rows: the (P, C, Q) view as P rows of C x Q
+// values, Q of each channel in turn (a group), summed like a channels-last input's rows, value
+// by value, then group by group into the channels' sums. A plane's tiles cost some fixed work
+// apiece, large next to a few values: a (256, 512, 4, 4) float32 step took 9.5 ms as planes,
+// 2.3 ms as grouped rows, 3.7 ms compiled whole by XLA; (128, 512, 7, 7) 7.1, 3.4 and 7.9 ms;
+// (64, 256, 14, 14) 3.1 as planes, 3.9 as grouped rows (benchmarks/batchnorm.py's step, medians).
+constexpr int64_t kPlaneValues = 64;
+// Grouped rows are wide (a (256, 512, 4, 4) input's hold 8,192 values): a chunk takes at least
+// this many, lest the chunks' partial sums outgrow the input.
+constexpr int64_t kGroupedChunkRows = 16;
+
+// The sums of a row's values, `group` of each channel in turn, added into the channels' sums.
+void FoldGroups(const float* values, int64_t channels, int64_t group, float* totals) {
+  for (int64_t c = 0; c < channels; ++c) {
+    float total = 0.0f;
+    for (int64_t q = 0; q < group; ++q) total += values[c * group + q];
+    totals[c] = total;
+  }
+}
+
+// Each channel's value `group` times in turn: one for each value of a row.
+std::vector<float> ExpandGroups(const float* per_channel, int64_t channels, int64_t group) {
+  std::vector<float> values(channels * group);
+  for (int64_t c = 0; c < channels; ++c) std::fill_n(values.begin() + c * group, group, per_channel[c]);
+  return values;
+}
+
+// What the two ops share: the epsilon and axis attributes, and the start of a call: the inputs
+// checked (x with that axis; the inputs shaped as x; those of one value a channel), then the
+// (P, C, Q) view sized and the outputs allocated, one shaped as x and two of one value a channel.
 class BatchNormKernel : public OpKernel {
  public:
   struct Input {
@@ -344,16 +433,22 @@ class BatchNormKernel : public OpKernel {
                   std::vector<Input> per_channel)
       : OpKernel(context), x_(x), shaped_as_x_(std::move(shaped_as_x)), per_channel_(std::move(per_channel)) {
     OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(context, context->GetAttr("axis", &axis_));
   }
 
   void Compute(OpKernelContext* context) final {
     const Tensor& x = context->input(x_.index);
-    OP_REQUIRES(context, x.dims() >= 1, absl::InvalidArgumentError("x must have at least one axis"));
+    OP_REQUIRES(context, -x.dims() <= axis_ && axis_ < x.dims(),
+                absl::InvalidArgumentError("axis " + std::to_string(axis_) + " is not an axis of x, of rank " +
+                                           std::to_string(x.dims())));
     for (const Input& input : shaped_as_x_)
       OP_REQUIRES(context, context->input(input.index).shape() == x.shape(),
                   absl::InvalidArgumentError(std::string(input.name) + " and x must have the same shape"));
-    const int64_t channels = x.dim_size(x.dims() - 1);
-    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    const int axis = axis_ < 0 ? axis_ + x.dims() : axis_;
+    const int64_t channels = x.dim_size(axis);
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; ++i) outer *= x.dim_size(i);
+    for (int i = axis + 1; i < x.dims(); ++i) inner *= x.dim_size(i);
     for (const Input& input : per_channel_) {
       const int64_t values = context->input(input.index).NumElements();
       OP_REQUIRES(context, values == channels,
@@ -364,15 +459,18 @@ class BatchNormKernel : public OpKernel {
     for (int output = 0; output < 3; ++output)
       OP_REQUIRES_OK(context, context->allocate_output(output, output == 0 ? x.shape() : TensorShape({channels}),
                                                        &outputs[output]));
-    Run(context, rows, channels, outputs);
+    Run(context, outer, channels, inner, outputs);
   }
 
  protected:
-  virtual void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) = 0;
+  // The step on the (outer, channels, inner) view of x (see Planes); inner is 1 for channels last.
+  virtual void Run(OpKernelContext* context, int64_t outer, int64_t channels, int64_t inner,
+                   Tensor* const (&outputs)[3]) = 0;
 
   float epsilon_;
 
  private:
+  int axis_;
   const Input x_;
   const std::vector<Input> shaped_as_x_, per_channel_;
 };
@@ -393,42 +491,93 @@ class BatchNormTraining : public BatchNormKernel {
   }
 
  private:
+  struct Pass;
   static constexpr int kFirstMoving = 3;  // the moving statistics' handles, when given
 
-  void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) override {
+  void Run(OpKernelContext* context, int64_t outer, int64_t channels, int64_t inner,
+           Tensor* const (&outputs)[3]) override {
     const Tensor &x = context->input(0), &gamma = context->input(1), &beta = context->input(2);
     Tensor *y = outputs[0], *mean_out = outputs[1], *variance_out = outputs[2];
 
-    Pass pass{x.flat<T>().data(), y->flat<T>().data(), y->TotalBytes() >= kStreamBytes, channels, static_cast<float>(rows), epsilon_,
-              gamma.flat<float>().data(), beta.flat<float>().data(), mean_out->flat<float>().data(),
-              variance_out->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels)};
-    Chunks chunks(context, rows, channels, 1, sizeof(T));
+    const bool planes = inner >= kPlaneValues;
+    const int64_t group = planes ? 1 : inner;
+    Pass pass{x.flat<T>().data(), y->flat<T>().data(), y->TotalBytes() >= kStreamBytes, channels, group,
+              static_cast<float>(outer * inner), epsilon_, gamma.flat<float>().data(), beta.flat<float>().data(),
+              mean_out->flat<float>().data(), variance_out->flat<float>().data(),
+              std::vector<float>(channels * group), std::vector<float>(channels * group)};
+    if (planes) {
+      RunPlanes(context, pass, Planes(outer, channels, inner, PlaneTile<T>(inner)));
+    } else {
+      RunRows(context, pass, outer);
+    }
+    if (context->num_inputs() > kFirstMoving) {
+      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving, "moving_mean", pass.mean, channels));
+      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving + 1, "moving_variance", pass.variance, channels));
+    }
+  }
+
+  // The statistics of the rows (grouped rows) and the output. The squared deviations from the
+  // mean: a chunk's from its own mean in each value of a row, plus its rows times the square of
+  // the shift between the two means, added in chunk order, then group by group.
+  static void RunRows(OpKernelContext* context, Pass& pass, int64_t rows) {
+    const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
+    Chunks chunks(context, rows, row_values, 1, sizeof(T), pass.group == 1 ? 1 : kGroupedChunkRows);
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: Pass::ChunkMoments
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.ChunkMoments(first, end, partial.get() + 2 * chunk * channels);
+      pass.ChunkMoments(first, end, partial.get() + 2 * chunk * row_values);
     });
-    chunks.Total(partial.get(), 2, 0, pass.mean);
+    std::vector<float> totals(row_values);  // for each value of a row
+    chunks.Total(partial.get(), 2, 0, totals.data());
+    FoldGroups(totals.data(), channels, group, pass.mean);
     pass.Means(pass.mean);
-    // The squared deviations from the mean: a chunk's from its own mean, plus its rows times the
-    // square of the shift between the two means, added in chunk order.
-    std::fill(pass.variance, pass.variance + channels, 0.0f);
+    const std::vector<float> mean = ExpandGroups(pass.mean, channels, group);
+    std::fill(totals.begin(), totals.end(), 0.0f);
     for (int64_t chunk = 0; chunk < chunks.count(); ++chunk) {
-      const float* sums = partial.get() + 2 * chunk * channels;
+      const float* sums = partial.get() + 2 * chunk * row_values;
       const float chunk_rows = static_cast<float>(chunks.Rows(chunk));
-      for (int64_t c = 0; c < channels; ++c) {
-        const float shift = sums[c] / chunk_rows - pass.mean[c];
-        pass.variance[c] += sums[channels + c] + chunk_rows * shift * shift;
+      for (int64_t j = 0; j < row_values; ++j) {
+        const float shift = sums[j] / chunk_rows - mean[j];
+        totals[j] += sums[row_values + j] + chunk_rows * shift * shift;
       }
     }
+    FoldGroups(totals.data(), channels, group, pass.variance);
     pass.Means(pass.variance);
     pass.Affine();
     chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
       pass.Output(first, end);
     });
-    if (context->num_inputs() > kFirstMoving) {
-      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving, "moving_mean", pass.mean, channels));
-      OP_REQUIRES_OK(context, UpdateMoving(context, kFirstMoving + 1, "moving_variance", pass.variance, channels));
-    }
+  }
+
+  // The same for planes: each tile's sum and squared deviations from its own mean, shifted to
+  // the channel's mean and added in (plane, tile) order.
+  static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
+    Chunks chunks(context, planes.outer * planes.channels, planes.inner, 1, sizeof(T));
+    std::unique_ptr<float[]> moments(new float[planes.outer * planes.channels * planes.tiles * 2]);
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      RowReader<T> read(planes.tile);
+      planes.ForTiles(first, end, [&](int64_t tile, int64_t, int64_t start, int64_t width) {
+        const float* __restrict v = read(pass.in + start, width);
+        float* tile_moments = moments.get() + 2 * tile;
+        const float sum = LaneSum(width, [v](int64_t j) { return v[j]; });
+        const float center = sum / static_cast<float>(width);
+        tile_moments[0] = sum;
+        tile_moments[1] = LaneSum(width, [v, center](int64_t j) {
+          const float deviation = v[j] - center;
+          return deviation * deviation;
+        });
+      });
+    });
+    planes.Total(moments.get(), 2, pass.mean, [](const float* tile, int64_t, int64_t) { return tile[0]; });
+    pass.Means(pass.mean);
+    planes.Total(moments.get(), 2, pass.variance, [&pass](const float* tile, int64_t c, int64_t width) {
+      const float shift = tile[0] / static_cast<float>(width) - pass.mean[c];
+      return tile[1] + static_cast<float>(width) * shift * shift;
+    });
+    pass.Means(pass.variance);
+    pass.Affine();
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      pass.PlaneOutput(planes, first, end);
+    });
   }
 
   // The variable of the handle at `input` := its value * momentum + batch * batch_weight. The new
@@ -452,27 +601,28 @@ class BatchNormTraining : public BatchNormKernel {
 
   float momentum_, batch_weight_;
 
-  // The passes over the rows [first, end) of a chunk.
+  // The passes over the rows [first, end) of a chunk, or the planes.
   struct Pass {
     const T* in;
     T* out;
     bool streamed;  // out is written past the caches
-    int64_t channels;
+    int64_t channels, group;  // a row holds `group` values of each channel in turn (see GroupedRows)
     float count, epsilon;
     const float *gamma, *beta;
     float *mean, *variance;
-    std::vector<float> scale, offset;  // y = x * scale + offset
+    std::vector<float> scale, offset;  // y = x * scale + offset, for each value of a row (of a channel for planes)
 
     // sum(term(x, c)) over the rows [first, end) for every channel c, into `sum`
     template <typename Term>
     void SumTerms(int64_t first, int64_t end, float* sum, const Term& term) const {
-      RowReader<T> read(channels);
-      SumRows<1>(first, end, channels, sum, [&](auto rows, int64_t r, float* __restrict group) {
+      const int64_t row_values = channels * group;
+      RowReader<T> read(row_values);
+      SumRows<1>(first, end, row_values, sum, [&](auto rows, int64_t r, float* __restrict group_sums) {
         constexpr int n = decltype(rows)::value;
-        ForTiles<T>(channels, [&](int64_t c0, int64_t width) {
+        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
           const float* row[n];
-          for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * channels + c0, width, k);
-          float* __restrict tile_group = group + c0;
+          for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * row_values + c0, width, k);
+          float* __restrict tile_group = group_sums + c0;
           for (int64_t j = 0; j < width; ++j) {
             float sum = 0.0f;
             for (int k = 0; k < n; ++k) sum += term(row[k][j], c0 + j);
@@ -484,11 +634,12 @@ class BatchNormTraining : public BatchNormKernel {
     // The rows' sum into sums[0, channels), then their squared deviations from their own mean
     // (that sum over their count) into sums[channels, 2 channels).
     void ChunkMoments(int64_t first, int64_t end, float* sums) const {
+      const int64_t row_values = channels * group;
       SumTerms(first, end, sums, [](float value, int64_t) { return value; });
-      std::unique_ptr<float[]> center(new float[channels]);
-      for (int64_t c = 0; c < channels; ++c) center[c] = sums[c] / static_cast<float>(end - first);
+      std::unique_ptr<float[]> center(new float[row_values]);
+      for (int64_t c = 0; c < row_values; ++c) center[c] = sums[c] / static_cast<float>(end - first);
       const float* __restrict m = center.get();
-      SumTerms(first, end, sums + channels, [m](float value, int64_t c) {
+      SumTerms(first, end, sums + row_values, [m](float value, int64_t c) {
         const float deviation = value - m[c];
         return deviation * deviation;
       });
@@ -498,23 +649,37 @@ class BatchNormTraining : public BatchNormKernel {
     }
     void Affine() {
       for (int64_t c = 0; c < channels; ++c) {
-        scale[c] = gamma[c] * InverseDeviation(variance[c], epsilon);
-        offset[c] = beta[c] - mean[c] * scale[c];
+        const float k = gamma[c] * InverseDeviation(variance[c], epsilon);
+        std::fill_n(scale.begin() + c * group, group, k);
+        std::fill_n(offset.begin() + c * group, group, beta[c] - mean[c] * k);
       }
     }
+    // y of the planes [first, end)
+    void PlaneOutput(const Planes& planes, int64_t first, int64_t end) const {
+      RowReader<T> read(planes.tile);
+      RowWriter<T> write(planes.tile, streamed);
+      planes.ForTiles(first, end, [&](int64_t, int64_t c, int64_t start, int64_t width) {
+        const float* __restrict v = read(in + start, width);
+        float* __restrict result = write.Start(out + start);
+        const float k = scale[c], o = offset[c];
+        for (int64_t j = 0; j < width; ++j) result[j] = v[j] * k + o;
+        write.Finish(out + start, width);
+      });
+    }
     void Output(int64_t first, int64_t end) const {
-      RowReader<T> read(channels);
-      RowWriter<T> write(channels, streamed);
+      const int64_t row_values = channels * group;
+      RowReader<T> read(row_values);
+      RowWriter<T> write(row_values, streamed);
       const float* __restrict k = scale.data();
       const float* __restrict o = offset.data();
       for (int64_t r = first; r < end; ++r) {
-        ForTiles<T>(channels, [&](int64_t c0, int64_t width) {
-          const float* __restrict row = read(in + r * channels + c0, width);
-          float* __restrict result = write.Start(out + r * channels + c0);
+        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
+          const float* __restrict row = read(in + r * row_values + c0, width);
+          float* __restrict result = write.Start(out + r * row_values + c0);
           const float* __restrict kt = k + c0;
           const float* __restrict ot = o + c0;
           for (int64_t j = 0; j < width; ++j) result[j] = row[j] * kt[j] + ot[j];
-          write.Finish(out + r * channels + c0, width);
+          write.Finish(out + r * row_values + c0, width);
         });
       }
     }
@@ -530,28 +695,67 @@ class BatchNormTrainingGrad : public BatchNormKernel {
       : BatchNormKernel(context, {1, "x"}, {{0, "dy"}}, {{2, "gamma"}, {3, "mean"}, {4, "variance"}}) {}
 
  private:
-  void Run(OpKernelContext* context, int64_t rows, int64_t channels, Tensor* const (&outputs)[3]) override {
+  struct Pass;
+  void Run(OpKernelContext* context, int64_t outer, int64_t channels, int64_t inner,
+           Tensor* const (&outputs)[3]) override {
     const Tensor &dy = context->input(0), &x = context->input(1), &gamma = context->input(2);
     const Tensor &mean = context->input(3), &variance = context->input(4);
     Tensor *dx = outputs[0], *dgamma = outputs[1], *dbeta = outputs[2];
 
-    Pass pass{dy.flat<T>().data(), x.flat<T>().data(), dx->flat<T>().data(), dx->TotalBytes() >= kStreamBytes, channels, static_cast<float>(rows),
-              gamma.flat<float>().data(), mean.flat<float>().data(), dgamma->flat<float>().data(),
-              dbeta->flat<float>().data(), std::vector<float>(channels), std::vector<float>(channels),
-              std::vector<float>(channels), std::vector<float>(channels)};
+    const bool planes = inner >= kPlaneValues;
+    const int64_t group = planes ? 1 : inner;
+    std::vector<float> inverse(channels);
     const float* v = variance.flat<float>().data();
-    for (int64_t c = 0; c < channels; ++c) pass.inverse[c] = InverseDeviation(v[c], epsilon_);
+    for (int64_t c = 0; c < channels; ++c) inverse[c] = InverseDeviation(v[c], epsilon_);
+    Pass pass{dy.flat<T>().data(), x.flat<T>().data(), dx->flat<T>().data(), dx->TotalBytes() >= kStreamBytes,
+              channels, group, static_cast<float>(outer * inner), gamma.flat<float>().data(),
+              dgamma->flat<float>().data(), dbeta->flat<float>().data(),
+              ExpandGroups(mean.flat<float>().data(), channels, group), ExpandGroups(inverse.data(), channels, group),
+              std::vector<float>(channels * group), std::vector<float>(channels * group),
+              std::vector<float>(channels * group)};
+    if (planes) {
+      RunPlanes(context, pass, Planes(outer, channels, inner, PlaneTile<T>(inner)));
+    } else {
+      RunRows(context, pass, outer);
+    }
+  }
 
-    Chunks chunks(context, rows, channels, 2, sizeof(T));
+  static void RunRows(OpKernelContext* context, Pass& pass, int64_t rows) {
+    const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
+    Chunks chunks(context, rows, row_values, 2, sizeof(T), pass.group == 1 ? 1 : kGroupedChunkRows);
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: sum(dy), then sum(dy * xhat)
     chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.Sums(first, end, partial.get() + 2 * chunk * channels);
+      pass.Sums(first, end, partial.get() + 2 * chunk * row_values);
     });
-    chunks.Total(partial.get(), 2, 0, pass.dbeta);
-    chunks.Total(partial.get(), 2, 1, pass.dgamma);
+    std::vector<float> totals(row_values);  // for each value of a row
+    chunks.Total(partial.get(), 2, 0, totals.data());
+    FoldGroups(totals.data(), channels, group, pass.dbeta);
+    chunks.Total(partial.get(), 2, 1, totals.data());
+    FoldGroups(totals.data(), channels, group, pass.dgamma);
     pass.Means();
     chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
       pass.Gradient(first, end);
+    });
+  }
+
+  static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
+    Chunks chunks(context, planes.outer * planes.channels, planes.inner, 2, sizeof(T));
+    std::unique_ptr<float[]> sums(new float[planes.outer * planes.channels * planes.tiles * 2]);
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      RowReader<T> read_dy(planes.tile), read_x(planes.tile);
+      planes.ForTiles(first, end, [&](int64_t tile, int64_t c, int64_t start, int64_t width) {
+        const float* __restrict g = read_dy(pass.gradient + start, width);
+        const float* __restrict v = read_x(pass.in + start, width);
+        const float m = pass.mean[c], inv = pass.inverse[c];
+        sums[2 * tile] = LaneSum(width, [g](int64_t j) { return g[j]; });
+        sums[2 * tile + 1] = LaneSum(width, [g, v, m, inv](int64_t j) { return g[j] * ((v[j] - m) * inv); });
+      });
+    });
+    planes.Total(sums.get(), 2, pass.dbeta, [](const float* tile, int64_t, int64_t) { return tile[0]; });
+    planes.Total(sums.get(), 2, pass.dgamma, [](const float* tile, int64_t, int64_t) { return tile[1]; });
+    pass.Means();
+    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+      pass.PlaneGradient(planes, first, end);
     });
   }
 
@@ -573,61 +777,77 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     }
   }
 
-  // The passes over the rows [first, end) of a chunk.
+  // The passes over the rows [first, end) of a chunk, or the planes.
   struct Pass {
     const T *gradient, *in;
     T* out;
     bool streamed;  // out is written past the caches
-    int64_t channels;
+    int64_t channels, group;  // a row holds `group` values of each channel in turn (see GroupedRows)
     float count;
-    const float *gamma, *mean;
+    const float* gamma;
     float *dgamma, *dbeta;
-    std::vector<float> inverse, scale, mean_dy, mean_dy_normalized;
+    // for each value of a row (of a channel for planes)
+    std::vector<float> mean, inverse, scale, mean_dy, mean_dy_normalized;
 
     // sum(dy), then sum(dy * xhat), into `sums`
     void Sums(int64_t first, int64_t end, float* sums) const {
-      RowReader<T> read_dy(channels), read_x(channels);
-      const float* __restrict m = mean;
+      const int64_t row_values = channels * group;
+      RowReader<T> read_dy(row_values), read_x(row_values);
+      const float* __restrict m = mean.data();
       const float* __restrict inv = inverse.data();
-      SumRows<2>(first, end, channels, sums, [&](auto rows, int64_t r, float* __restrict group) {
+      SumRows<2>(first, end, row_values, sums, [&](auto rows, int64_t r, float* __restrict group_sums) {
         constexpr int n = decltype(rows)::value;
-        ForTiles<T>(channels, [&](int64_t c0, int64_t width) {
+        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
           const float *dy_row[n], *x_row[n];
           for (int k = 0; k < n; ++k) {
-            dy_row[k] = read_dy(gradient + (r + k) * channels + c0, width, k);
-            x_row[k] = read_x(in + (r + k) * channels + c0, width, k);
+            dy_row[k] = read_dy(gradient + (r + k) * row_values + c0, width, k);
+            x_row[k] = read_x(in + (r + k) * row_values + c0, width, k);
           }
-          AddGradientTerms<n>(dy_row, x_row, m + c0, inv + c0, group + c0, group + channels + c0, width);
+          AddGradientTerms<n>(dy_row, x_row, m + c0, inv + c0, group_sums + c0, group_sums + row_values + c0, width);
         });
       });
     }
     void Means() {
       for (int64_t c = 0; c < channels; ++c) {
-        mean_dy[c] = dbeta[c] / count;
-        mean_dy_normalized[c] = dgamma[c] / count;
-        scale[c] = gamma[c] * inverse[c];
+        std::fill_n(mean_dy.begin() + c * group, group, dbeta[c] / count);
+        std::fill_n(mean_dy_normalized.begin() + c * group, group, dgamma[c] / count);
+        std::fill_n(scale.begin() + c * group, group, gamma[c] * inverse[c * group]);
       }
     }
+    // dx of the planes [first, end)
+    void PlaneGradient(const Planes& planes, int64_t first, int64_t end) const {
+      RowReader<T> read_dy(planes.tile), read_x(planes.tile);
+      RowWriter<T> write(planes.tile, streamed);
+      planes.ForTiles(first, end, [&](int64_t, int64_t c, int64_t start, int64_t width) {
+        const float* __restrict g = read_dy(gradient + start, width);
+        const float* __restrict v = read_x(in + start, width);
+        float* __restrict result = write.Start(out + start);
+        const float m = mean[c], inv = inverse[c], k = scale[c], mdy = mean_dy[c], mdyn = mean_dy_normalized[c];
+        for (int64_t j = 0; j < width; ++j) result[j] = k * (g[j] - (mdy + ((v[j] - m) * inv) * mdyn));
+        write.Finish(out + start, width);
+      });
+    }
     void Gradient(int64_t first, int64_t end) const {
-      RowReader<T> read_dy(channels), read_x(channels);
-      RowWriter<T> write(channels, streamed);
-      const float* __restrict m = mean;
+      const int64_t row_values = channels * group;
+      RowReader<T> read_dy(row_values), read_x(row_values);
+      RowWriter<T> write(row_values, streamed);
+      const float* __restrict m = mean.data();
       const float* __restrict inv = inverse.data();
       const float* __restrict k = scale.data();
       const float* __restrict mdy = mean_dy.data();
       const float* __restrict mdyn = mean_dy_normalized.data();
       for (int64_t r = first; r < end; ++r) {
-        ForTiles<T>(channels, [&](int64_t c0, int64_t width) {
-          const float* __restrict dy_row = read_dy(gradient + r * channels + c0, width);
-          const float* __restrict x_row = read_x(in + r * channels + c0, width);
-          float* __restrict result = write.Start(out + r * channels + c0);
+        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
+          const float* __restrict dy_row = read_dy(gradient + r * row_values + c0, width);
+          const float* __restrict x_row = read_x(in + r * row_values + c0, width);
+          float* __restrict result = write.Start(out + r * row_values + c0);
           const float *__restrict mt = m + c0, *__restrict invt = inv + c0, *__restrict kt = k + c0;
           const float *__restrict mdyt = mdy + c0, *__restrict mdynt = mdyn + c0;
           for (int64_t j = 0; j < width; ++j) {
             const float normalized = (x_row[j] - mt[j]) * invt[j];
             result[j] = kt[j] * (dy_row[j] - (mdyt[j] + normalized * mdynt[j]));
           }
-          write.Finish(out + r * channels + c0, width);
+          write.Finish(out + r * row_values + c0, width);
         });
       }
     }
@@ -636,14 +856,16 @@ class BatchNormTrainingGrad : public BatchNormKernel {
 
 // --- registration ----------------------------------------------------------------------
 
-// Either op's shapes, as BatchNormKernel checks them: x with an axis, the inputs `shaped_as_x` of
+// Either op's shapes, as BatchNormKernel checks them: x with the axis `axis`, the inputs `shaped_as_x` of
 // its shape and those `per_channel` of one value a channel; the outputs x's shape, then two per channel.
 absl::Status BatchNormShapes(InferenceContext* context, int x_index, std::initializer_list<int> shaped_as_x,
                              std::initializer_list<int> per_channel) {
+  int axis;
+  TF_RETURN_IF_ERROR(context->GetAttr("axis", &axis));
   ShapeHandle x;
-  TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(x_index), 1, &x));
+  TF_RETURN_IF_ERROR(context->WithRankAtLeast(context->input(x_index), axis < 0 ? -axis : axis + 1, &x));
   for (int input : shaped_as_x) TF_RETURN_IF_ERROR(context->Merge(context->input(input), x, &x));
-  DimensionHandle channels = context->Dim(x, -1);
+  DimensionHandle channels = context->Dim(x, axis);
   for (int input : per_channel) {
     ShapeHandle vector;
     TF_RETURN_IF_ERROR(context->WithRank(context->input(input), 1, &vector));
@@ -667,6 +889,7 @@ REGISTER_OP("NncardsBatchNormTraining")
     .Output("variance: float")
     .Attr("T: {half, float}")
     .Attr("epsilon: float")
+    .Attr("axis: int = -1")
     .Attr("N: int >= 0")
     .Attr("momentum: float")
     .Attr("batch_weight: float")
@@ -684,6 +907,7 @@ REGISTER_OP("NncardsBatchNormTrainingGrad")
     .Output("dbeta: float")
     .Attr("T: {half, float}")
     .Attr("epsilon: float")
+    .Attr("axis: int = -1")
     .SetShapeFn([](InferenceContext* context) { return BatchNormShapes(context, 1, {0}, {2, 3, 4}); });
 
 #define NNCARDS_REGISTER(T)                                                                              \

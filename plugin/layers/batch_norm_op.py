@@ -60,5 +60,6 @@ ops, prepare_in_background = OP.get, OP.prepare_in_background
 def _batch_norm_gradient(op, dy, dmean, dvariance):  # the statistics only feed the moving averages
     x, gamma, _, *moving = op.inputs
     _, mean, variance = op.outputs
-    gradients = ops().nncards_batch_norm_training_grad(dy, x, gamma, mean, variance, epsilon=op.get_attr("epsilon"))
+    gradients = ops().nncards_batch_norm_training_grad(dy, x, gamma, mean, variance, epsilon=op.get_attr("epsilon"),
+                                                       axis=op.get_attr("axis"))
     return [*gradients, *(None for _ in moving)]

@@ -18,7 +18,7 @@ from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
 from nncards.layers import batch_norm_op
 from nncards.layers.bn_rules import (ADJUSTMENT_KEYS, FUSED_DATA_FORMATS, TRAINABLE_SEMANTICS, Kernel, Options,
-                                     axes_of, axes_out_of_range, normalized_axes)
+                                     axes_of, axes_out_of_range, normalized_axes, op_fallback)
 
 
 def _adjustment_range(key: str, value) -> tuple[float, float]:
@@ -103,8 +103,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Args:
         fused: `None` takes the fastest exact route that can serve the layer (see `Kernel`:
-            nncards' op on channels-last inputs, else TensorFlow's fused kernel, XLA when the
-            features are not the last axis) and the composite ops otherwise; `True` requires the
+            nncards' op on float32 and float16 inputs, else TensorFlow's fused kernel on
+            channels-last ones and XLA on the others) and the composite ops otherwise; `True` requires the
             fused kernel on the input's layout (4-D or 5-D input normalized on its channel axis,
             float16/bfloat16/float32, no renorm, ghost batch, adjustment or synchronization; a
             `ValueError` when it cannot serve); `False` never leaves the composite ops. Every
@@ -177,11 +177,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
     @property
     def kernel(self) -> Kernel:
         """How the training step runs (known once built). A mask sends it to the composite ops;
-        nncards' op gives way to the fused kernel on a view where it cannot be built, and in a step
-        XLA compiles (XLA cannot compile it). Asking builds or loads the op if nothing did yet."""
+        nncards' op gives way to its fallback (`op_fallback`) where it cannot be built, and in a
+        step XLA compiles (XLA cannot compile it). Asking builds or loads the op if nothing did yet."""
         planned = self._planned_kernel
         if planned is Kernel.CUSTOM_OP and (self._compiled_training_seen or batch_norm_op.ops() is None):
-            return Kernel.FUSED_VIEW
+            return self._op_fallback
         return planned
 
     @property
@@ -211,6 +211,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if self.axes is None:
             super().build(input_shape)
             self._kernel = options.kernel(rank, self.axis % rank)
+            self._op_fallback = op_fallback(rank, self.axis % rank)
             return
         features = normalized_axes(self.axes, rank)
         reduced = [i for i in range(rank) if i not in features]
@@ -221,6 +222,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         super().build(view_shape)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={i: input_shape[i] for i in features})
         self._kernel = options.kernel(len(view_shape), len(view_shape) - 1)
+        self._op_fallback = Kernel.FUSED_VIEW
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axes or self.axis, "fused": self.fused,
@@ -246,16 +248,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _call_on(self, inputs, training, mask):
         """The call on an input whose features lie along `self.axis`."""
         training = bool(training) and (self.trainable or self.trainable_semantics == "v1")
-        if training and self.kernel is Kernel.CUSTOM_OP:
-            if not GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
-                return self._custom_op_call(inputs)
-            self._compiled_training_seen = True
-        # Inference on the fused kernel (nncards' op has no inference form), and training where the op cannot serve
-        if self._planned_kernel in (Kernel.FUSED, Kernel.FUSED_VIEW, Kernel.CUSTOM_OP):
-            return self._fused_call(inputs, training)
+        kernel = self._planned_kernel
+        if kernel is Kernel.CUSTOM_OP:
+            if training and self.kernel is Kernel.CUSTOM_OP:
+                if not GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+                    return self._custom_op_call(inputs)
+                self._compiled_training_seen = True
+            # Inference on the fallback (nncards' op has no inference form), and training where the op cannot serve
+            kernel = self._op_fallback
+        if kernel in (Kernel.FUSED, Kernel.FUSED_VIEW):
+            return self._fused_call(inputs, training, kernel)
         if not training:
             return super().call(inputs, training=False, mask=mask)
-        if self.kernel is Kernel.XLA:
+        if kernel is Kernel.XLA:
             return self._xla_call(inputs)
         if self.virtual_batch_size is not None:
             return self._ghost_call(inputs)
@@ -274,13 +279,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
         beta = tf.cast(self.beta, dtype) if self.center else tf.zeros((size,), dtype)
         return gamma, beta
 
-    def _fused_call(self, inputs, training):
+    def _fused_call(self, inputs, training, kernel: Kernel):
         # The kernel computes in float32 whatever its input type, and on CPU it does so about twice as
         # fast given float32 values as given 16-bit ones: 16-bit inputs are cast first (as accurate,
         # the output rounded to 16 bits once either way).
         inputs = tf.cast(tf.cast(inputs, self.compute_dtype), "float32")
         rank = len(inputs.shape)
-        if self._planned_kernel is Kernel.FUSED:
+        if kernel is Kernel.FUSED:
             view, data_format = inputs, FUSED_DATA_FORMATS[(rank, self.axis % rank)]
         else:  # every position of every sample is one more row of an NHWC batch: the same statistics
             view, data_format = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]]), "NHWC"
@@ -303,7 +308,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         gamma, beta = self._affine("float32")
         moving = self._moving_handles()
         outputs, mean, variance = batch_norm_op.ops().nncards_batch_norm_training(
-            tf.cast(inputs, self.compute_dtype), gamma, beta, moving, epsilon=self.epsilon,
+            tf.cast(inputs, self.compute_dtype), gamma, beta, moving, epsilon=self.epsilon, axis=self.axis,
             momentum=self.momentum, batch_weight=1.0 - self.momentum)
         if not moving:
             self._update_moving(mean, variance)

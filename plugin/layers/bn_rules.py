@@ -23,13 +23,14 @@ KERNEL_NEEDS = ("it needs a 4-D or 5-D input normalized on one axis, 1 or the la
 class Kernel(StrEnum):
     """How a layer's training step runs; all give the composite ops' numbers (within float32
     rounding). Chosen by measurement on CPU (benchmarks/batchnorm.py): nncards' own op on
-    channels-last inputs of every rank (on NHWC faster than TensorFlow's fused kernel, on NDHWC
-    some four times as fast), the fused kernel where `fused` asks for it or the op has no
-    bfloat16 form, XLA wherever the channels are not the last axis."""
+    float32 and float16 inputs normalized on any axis but the batch's (on NHWC faster than
+    TensorFlow's fused kernel, on NDHWC some four times as fast, on NCHW faster than XLA), the
+    fused kernel where `fused` asks for it or the op has no bfloat16 form, XLA for bfloat16
+    inputs whose channels are not the last axis, and where the op cannot serve them."""
 
     FUSED = "fused"  # TensorFlow's fused kernel on the input's own 4-D/5-D layout
     FUSED_VIEW = "fused_view"  # the fused kernel on an (M, 1, 1, C) view of a channels-last input
-    CUSTOM_OP = "custom_op"  # nncards' C++ op (layers/batch_norm_op.cc) where it builds, else FUSED_VIEW
+    CUSTOM_OP = "custom_op"  # nncards' C++ op (layers/batch_norm_op.cc) where it builds, else `op_fallback`
     XLA = "xla"  # XLA-compiled statistics, normalization and hand-written backward pass
     COMPOSITE = "composite"  # Keras 3's composite ops, and nncards' paths for Keras 2's options
 
@@ -55,6 +56,13 @@ def normalized_axes(axis, rank: int) -> tuple[int, ...]:
 def compute_dtype(dtype: str) -> str:
     """The type a dtype policy name computes in (`mixed_float16` → `float16`)."""
     return dtype.removeprefix("mixed_")
+
+
+def op_fallback(rank: int, axis: int) -> Kernel:
+    """The kernel of a training step nncards' op cannot serve (not built here, or in a step XLA
+    compiles), and of the op's layers in inference: the fused kernel on a view of a
+    channels-last input, XLA for the others."""
+    return Kernel.FUSED_VIEW if axis == rank - 1 else Kernel.XLA
 
 
 @dataclass(frozen=True)
@@ -96,13 +104,13 @@ class Options:
         if self.fused is False or self.kernel_blockers() or rank < 2 or axis == 0:
             return Kernel.COMPOSITE
         channels_last = axis == rank - 1
-        if channels_last and not self.fused and compute_dtype(self.dtype) in CUSTOM_OP_COMPUTE_DTYPES:
+        if not self.fused and compute_dtype(self.dtype) in CUSTOM_OP_COMPUTE_DTYPES:
             return Kernel.CUSTOM_OP
         if (rank, axis) in FUSED_DATA_FORMATS and (self.fused or channels_last):
             return Kernel.FUSED
         if self.fused:  # a layout the kernel cannot serve: one of `conflicts`
             return Kernel.COMPOSITE
-        return Kernel.FUSED_VIEW if channels_last else Kernel.XLA
+        return op_fallback(rank, axis)
 
     def conflicts(self, rank: int | None = None, axes: tuple[int, ...] | None = None) -> list[Conflict]:
         """Every combination that cannot run; `rank` and the `normalized_axes` when the input is

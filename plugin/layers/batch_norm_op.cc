@@ -412,10 +412,19 @@ void FoldGroups(const float* values, int64_t channels, int64_t group, float* tot
   }
 }
 
-// Each channel's value `group` times in turn: one for each value of a row.
+// The first `channels` values, one a channel, spread in place over the channels' groups: each
+// `group` times in turn, one for each value of a row (back to front, so that each is read before
+// a group overwrites it). Nothing to do for channels-last rows (a group of one).
+void SpreadGroups(std::vector<float>& values, int64_t channels, int64_t group) {
+  if (group == 1) return;
+  for (int64_t c = channels - 1; c >= 0; --c) std::fill_n(values.begin() + c * group, group, values[c]);
+}
+
+// One value a channel, spread over the channels' groups (SpreadGroups).
 std::vector<float> ExpandGroups(const float* per_channel, int64_t channels, int64_t group) {
   std::vector<float> values(channels * group);
-  for (int64_t c = 0; c < channels; ++c) std::fill_n(values.begin() + c * group, group, per_channel[c]);
+  std::copy_n(per_channel, channels, values.begin());
+  SpreadGroups(values, channels, group);
   return values;
 }
 
@@ -649,10 +658,11 @@ class BatchNormTraining : public BatchNormKernel {
     }
     void Affine() {
       for (int64_t c = 0; c < channels; ++c) {
-        const float k = gamma[c] * InverseDeviation(variance[c], epsilon);
-        std::fill_n(scale.begin() + c * group, group, k);
-        std::fill_n(offset.begin() + c * group, group, beta[c] - mean[c] * k);
+        scale[c] = gamma[c] * InverseDeviation(variance[c], epsilon);
+        offset[c] = beta[c] - mean[c] * scale[c];
       }
+      SpreadGroups(scale, channels, group);
+      SpreadGroups(offset, channels, group);
     }
     // y of the planes [first, end)
     void PlaneOutput(const Planes& planes, int64_t first, int64_t end) const {
@@ -809,10 +819,11 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     }
     void Means() {
       for (int64_t c = 0; c < channels; ++c) {
-        std::fill_n(mean_dy.begin() + c * group, group, dbeta[c] / count);
-        std::fill_n(mean_dy_normalized.begin() + c * group, group, dgamma[c] / count);
-        std::fill_n(scale.begin() + c * group, group, gamma[c] * inverse[c * group]);
+        mean_dy[c] = dbeta[c] / count;
+        mean_dy_normalized[c] = dgamma[c] / count;
+        scale[c] = gamma[c] * inverse[c * group];
       }
+      for (std::vector<float>* values : {&mean_dy, &mean_dy_normalized, &scale}) SpreadGroups(*values, channels, group);
     }
     // dx of the planes [first, end)
     void PlaneGradient(const Planes& planes, int64_t first, int64_t end) const {

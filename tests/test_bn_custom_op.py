@@ -77,6 +77,24 @@ def test_the_op_gives_the_composite_ops_numbers(shape, axis, dtype):
                                    **TOLERANCE[dtype], err_msg=name)
 
 
+@pytest.mark.parametrize("shape, axis", [((0, 5), -1), ((0, 3, 4, 4), 1), ((2, 3, 0), 1), ((2, 3, 0, 70), 1),
+                                         ((4, 0, 70), 1)],
+                         ids=["no-rows", "no-grouped-rows", "empty-groups", "no-planes", "no-channels"])
+def test_an_empty_input_gets_keras_answers(shape, axis):
+    """No values: an empty output and gradient, and statistics of none (NaN moving averages), as
+    Keras computes them, whichever way the op reads the input."""
+    results = []
+    for layer in (BatchNormalization(axis=axis, momentum=0.5), keras.layers.BatchNormalization(axis=axis, momentum=0.5)):
+        layer.build(shape)
+        x = tf.zeros(shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        results.append([y, tape.gradient(y, x), layer.moving_mean.numpy(), layer.moving_variance.numpy()])
+    for mine, reference in zip(*results):
+        np.testing.assert_array_equal(mine, reference)
+
+
 def test_layers_on_2d_3d_and_nchw_inputs_take_the_op_and_say_so():
     for shape, axis in (((16, 6), -1), ((4, 5, 6), -1), ((4, 5, 6, 6), 1)):
         layer = BatchNormalization(axis=axis)

@@ -458,6 +458,7 @@ class BatchNormKernel : public OpKernel {
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; ++i) outer *= x.dim_size(i);
     for (int i = axis + 1; i < x.dims(); ++i) inner *= x.dim_size(i);
+    if (inner == 0) outer = 0, inner = 1;  // no values either way: no rows (a group of none would hold no channel)
     for (const Input& input : per_channel_) {
       const int64_t values = context->input(input.index).NumElements();
       OP_REQUIRES(context, values == channels,

@@ -113,6 +113,23 @@ void ForTiles(int64_t channels, const Body& body) {
   }
 }
 
+// A chunk's rows [first_row, end_row), and of each the values [first_value, end_value).
+struct Span {
+  int64_t first_row, end_row, first_value, end_value;
+  int64_t Rows() const { return end_row - first_row; }
+  int64_t Width() const { return end_value - first_value; }
+};
+
+// Calls body(the tile's first value in the matrix, its first value in the band, width) for every
+// tile (see ForTiles) of a chunk's rows of `row_values` values.
+template <typename T, typename Body>
+void ForChunkTiles(const Span& span, int64_t row_values, const Body& body) {
+  for (int64_t r = span.first_row; r < span.end_row; ++r) {
+    const int64_t start = r * row_values + span.first_value;
+    ForTiles<T>(span.Width(), [&](int64_t c0, int64_t width) { body(start + c0, c0, width); });
+  }
+}
+
 // The values of one tile (see ForTiles), at most.
 template <typename T>
 int64_t TileWidth(int64_t channels) {
@@ -208,7 +225,7 @@ class RowWriter {
 // layer would find in the cache, is not streamed.
 constexpr int64_t kStreamBytes = 4 * 1024 * 1024;
 
-// --- tiles of the (rows x channels) matrix on TensorFlow's worker threads ------------------
+// --- chunks of the (rows x values) matrix on TensorFlow's worker threads -------------------
 
 constexpr int64_t kChunkBytes = 64 * 1024;  // rows per chunk: about this many bytes of input
 constexpr int64_t kTakeValues = 128 * 1024;  // chunks a thread takes at once: at most about this many input values
@@ -216,9 +233,10 @@ constexpr int64_t kGroupRows = 64;          // rows summed apart before their su
 
 int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Chunks of about kChunkBytes of rows (every channel), for the threads. Each pass over the
-// matrix runs every chunk once; the sums a chunk makes are its own and they are added in chunk
-// order, so the results do not depend on which thread ran which chunk, or on how many did.
+// Chunks of about kChunkBytes of rows (every channel, or a band of grouped rows), for the
+// threads. Each pass over the matrix runs every chunk once; the sums a chunk makes are its own and
+// they are added in chunk order, so the results do not depend on which thread ran which chunk,
+// or on how many did.
 //
 // The thread that runs the op takes chunks itself and asks TensorFlow's CPU worker threads to
 // help: each thread takes the next chunks nobody has taken until none are left, some kTakeValues
@@ -234,27 +252,35 @@ int64_t CeilDivide(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // in its last few (their steps measured within 3% either way).
 class Chunks {
  public:
-  // `inputs`: the matrices a pass reads (of `value_bytes` bytes a value); `min_rows`: the rows
-  // of a chunk at least, however wide.
-  Chunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t inputs, int64_t value_bytes,
-         int64_t min_rows = 1)
+  // A matrix of `rows` rows of `row_values` values, cut into bands of `band_values` values a row
+  // (one band of whole rows but for grouped rows), each band into chunks of about kChunkBytes of
+  // rows, `min_rows` rows at least however wide; `inputs`: the matrices a pass reads (of
+  // `value_bytes` bytes a value). The chunks run band after band, each band's top to bottom.
+  Chunks(OpKernelContext* context, int64_t rows, int64_t row_values, int64_t band_values, int64_t inputs,
+         int64_t value_bytes, int64_t min_rows = 1)
       : workers_(context->device()->tensorflow_cpu_worker_threads()->workers),
         rows_(rows),
-        channels_(channels) {
-    height_ = std::max<int64_t>(min_rows, kChunkBytes / std::max<int64_t>(1, channels * inputs * value_bytes));
-    count_ = CeilDivide(rows, height_);
-    per_take_ = std::max<int64_t>(1, kTakeValues / std::max<int64_t>(1, height_ * channels * inputs));
+        values_(row_values),
+        band_(std::max<int64_t>(1, band_values)) {
+    height_ = std::max<int64_t>(min_rows, kChunkBytes / (band_ * inputs * value_bytes));
+    blocks_ = CeilDivide(rows, height_);
+    count_ = blocks_ * CeilDivide(values_, band_);
+    per_take_ = std::max<int64_t>(1, kTakeValues / (height_ * band_ * inputs));
   }
 
   int64_t count() const { return count_; }
-  // The rows of a chunk (the last one's may be fewer).
-  int64_t Rows(int64_t chunk) const { return std::min(rows_, (chunk + 1) * height_) - chunk * height_; }
+  // The rows and values of a chunk (a band's last chunk may have fewer rows, a row's last band fewer values).
+  Span At(int64_t chunk) const {
+    const int64_t band = chunk / blocks_, block = chunk % blocks_;
+    return {block * height_, std::min(rows_, (block + 1) * height_), band * band_,
+            std::min(values_, (band + 1) * band_)};
+  }
 
-  // Calls body(chunk, first row, end row) for every chunk, on this thread and the helpers.
+  // Calls body(chunk, its Span) for every chunk, on this thread and the helpers.
   template <typename Body>
   void ForEach(const Body& body) const {
     const std::function<void(int64_t, int64_t)> run = [&](int64_t first, int64_t end) {
-      for (int64_t chunk = first; chunk < end; ++chunk) body(chunk, chunk * height_, chunk * height_ + Rows(chunk));
+      for (int64_t chunk = first; chunk < end; ++chunk) body(chunk, At(chunk));
     };
     // Shared with the helpers, which may start after this pass (or this op) is over: they touch
     // `run` only after taking chunks, and the pass waits for every chunk taken.
@@ -265,16 +291,23 @@ class Chunks {
     while (pass->done.load(std::memory_order_acquire) < count_) std::this_thread::yield();
   }
 
-  // A buffer for `sums` vectors of `channels` sums per chunk, chunk after chunk (not initialized:
-  // each chunk writes its own).
-  std::unique_ptr<float[]> Partial(int sums) const { return std::unique_ptr<float[]>(new float[count_ * sums * channels_]); }
+  // A buffer for `sums` vectors of sums per chunk, one a value of its rows (not initialized: each
+  // chunk writes its own), and where a chunk's `sum`th vector is in it (a chunk's vectors follow
+  // one another, as SumRows writes them).
+  std::unique_ptr<float[]> Partial(int sums) const { return std::unique_ptr<float[]>(new float[count_ * sums * band_]); }
+  float* Part(float* partial, int64_t chunk, int sums, int sum) const {
+    return partial + chunk * sums * band_ + sum * At(chunk).Width();
+  }
 
-  // The chunks' `sum`th vectors of a Partial of `sums` vectors, added in chunk order into `total`.
-  void Total(const float* partial, int sums, int sum, float* total) const {
-    std::fill(total, total + channels_, 0.0f);
+  // The chunks' `sum`th vectors of a Partial of `sums` vectors, added in chunk order into `total`
+  // (a value of a row each).
+  void Total(float* partial, int sums, int sum, float* total) const {
+    std::fill(total, total + values_, 0.0f);
     for (int64_t chunk = 0; chunk < count_; ++chunk) {
-      const float* __restrict part = partial + (chunk * sums + sum) * channels_;
-      for (int64_t c = 0; c < channels_; ++c) total[c] += part[c];
+      const Span span = At(chunk);
+      const float* __restrict part = Part(partial, chunk, sums, sum);
+      float* __restrict band_total = total + span.first_value;
+      for (int64_t j = 0; j < span.Width(); ++j) band_total[j] += part[j];
     }
   }
 
@@ -302,7 +335,7 @@ class Chunks {
   };
 
   tensorflow::thread::ThreadPool* workers_;
-  int64_t rows_, channels_, height_, count_, per_take_;
+  int64_t rows_, values_, band_, height_, blocks_, count_, per_take_;
 };
 
 // Adds rows [first, end) into `sums`, kSums vectors of `channels` sums one after the other.
@@ -396,12 +429,28 @@ float LaneSum(int64_t n, const Term& term) {
 // values, Q of each channel in turn (a group), summed like a channels-last input's rows, value
 // by value, then group by group into the channels' sums. A plane's tiles cost some fixed work
 // apiece, large next to a few values: a (256, 512, 4, 4) float32 step took 9.5 ms as planes,
-// 2.3 ms as grouped rows, 3.7 ms compiled whole by XLA; (128, 512, 7, 7) 7.1, 3.4 and 7.9 ms;
-// (64, 256, 14, 14) 3.1 as planes, 3.9 as grouped rows (benchmarks/batchnorm.py's step, medians).
+// 2.2 ms as grouped rows, 3.6-3.7 ms compiled whole by XLA; (128, 512, 7, 7) 7.1, 3.3-3.4 and
+// 7.8-8.0 ms; but (64, 256, 14, 14) 3.1 as planes, 3.6 as grouped rows, and (32, 64, 28, 28) 1.6
+// and 2.2 (benchmarks/batchnorm.py's step, medians of 10 blocks).
 constexpr int64_t kPlaneValues = 64;
 // Grouped rows are wide (a (256, 512, 4, 4) input's hold 8,192 values): a chunk takes at least
 // this many, lest the chunks' partial sums outgrow the input.
 constexpr int64_t kGroupedChunkRows = 16;
+
+// The chunks of rows of `channels` groups of `group` values: one band of whole rows when the
+// channels are the last axis (a group of one), else bands of whole groups, as wide as makes a
+// chunk of kGroupedChunkRows rows (of all the rows, when fewer) about kChunkBytes: a few wide
+// rows (a (16, 2048, 7, 7) input's 16 rows of 100,352 values) still make many chunks for the
+// threads, each small enough for the cache (that step took 4.2 ms in one chunk, 2.4 in bands,
+// XLA's 3.2), and many narrow ones no more than needed ((2, 16384, 4, 4): 2.8 ms in bands of 1,024
+// values, 1.2 compiled whole by XLA).
+Chunks RowChunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t group, int64_t inputs,
+                 int64_t value_bytes) {
+  if (group == 1) return Chunks(context, rows, channels, channels, inputs, value_bytes);
+  const int64_t chunk_rows = std::max<int64_t>(1, std::min(rows, kGroupedChunkRows));
+  const int64_t band_groups = std::max<int64_t>(1, kChunkBytes / (chunk_rows * inputs * value_bytes * group));
+  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, kGroupedChunkRows);
+}
 
 // The sums of a row's values, `group` of each channel in turn, added into the channels' sums.
 void FoldGroups(const float* values, int64_t channels, int64_t group, float* totals) {
@@ -531,10 +580,10 @@ class BatchNormTraining : public BatchNormKernel {
   // the shift between the two means, added in chunk order, then group by group.
   static void RunRows(OpKernelContext* context, Pass& pass, int64_t rows) {
     const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
-    Chunks chunks(context, rows, row_values, 1, sizeof(T), pass.group == 1 ? 1 : kGroupedChunkRows);
+    const Chunks chunks = RowChunks(context, rows, channels, group, 1, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: Pass::ChunkMoments
-    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.ChunkMoments(first, end, partial.get() + 2 * chunk * row_values);
+    chunks.ForEach([&](int64_t chunk, const Span& span) {
+      pass.ChunkMoments(span, chunks.Part(partial.get(), chunk, 2, 0));
     });
     std::vector<float> totals(row_values);  // for each value of a row
     chunks.Total(partial.get(), 2, 0, totals.data());
@@ -543,29 +592,33 @@ class BatchNormTraining : public BatchNormKernel {
     const std::vector<float> mean = ExpandGroups(pass.mean, channels, group);
     std::fill(totals.begin(), totals.end(), 0.0f);
     for (int64_t chunk = 0; chunk < chunks.count(); ++chunk) {
-      const float* sums = partial.get() + 2 * chunk * row_values;
-      const float chunk_rows = static_cast<float>(chunks.Rows(chunk));
-      for (int64_t j = 0; j < row_values; ++j) {
-        const float shift = sums[j] / chunk_rows - mean[j];
-        totals[j] += sums[row_values + j] + chunk_rows * shift * shift;
+      const Span span = chunks.At(chunk);
+      const float* sums = chunks.Part(partial.get(), chunk, 2, 0);
+      const float* squares = chunks.Part(partial.get(), chunk, 2, 1);
+      const float chunk_rows = static_cast<float>(span.Rows());
+      const float* band_mean = mean.data() + span.first_value;
+      float* band_totals = totals.data() + span.first_value;
+      for (int64_t j = 0; j < span.Width(); ++j) {
+        const float shift = sums[j] / chunk_rows - band_mean[j];
+        band_totals[j] += squares[j] + chunk_rows * shift * shift;
       }
     }
     FoldGroups(totals.data(), channels, group, pass.variance);
     pass.Means(pass.variance);
     pass.Affine();
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
-      pass.Output(first, end);
+    chunks.ForEach([&](int64_t, const Span& span) {
+      pass.Output(span);
     });
   }
 
   // The same for planes: each tile's sum and squared deviations from its own mean, shifted to
   // the channel's mean and added in (plane, tile) order.
   static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
-    Chunks chunks(context, planes.outer * planes.channels, planes.inner, 1, sizeof(T));
+    const Chunks chunks(context, planes.outer * planes.channels, planes.inner, planes.inner, 1, sizeof(T));
     std::unique_ptr<float[]> moments(new float[planes.outer * planes.channels * planes.tiles * 2]);
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+    chunks.ForEach([&](int64_t, const Span& span) {
       RowReader<T> read(planes.tile);
-      planes.ForTiles(first, end, [&](int64_t tile, int64_t, int64_t start, int64_t width) {
+      planes.ForTiles(span.first_row, span.end_row, [&](int64_t tile, int64_t, int64_t start, int64_t width) {
         const float* __restrict v = read(pass.in + start, width);
         float* tile_moments = moments.get() + 2 * tile;
         const float sum = LaneSum(width, [v](int64_t j) { return v[j]; });
@@ -585,8 +638,8 @@ class BatchNormTraining : public BatchNormKernel {
     });
     pass.Means(pass.variance);
     pass.Affine();
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
-      pass.PlaneOutput(planes, first, end);
+    chunks.ForEach([&](int64_t, const Span& span) {
+      pass.PlaneOutput(planes, span.first_row, span.end_row);
     });
   }
 
@@ -622,16 +675,17 @@ class BatchNormTraining : public BatchNormKernel {
     float *mean, *variance;
     std::vector<float> scale, offset;  // y = x * scale + offset, for each value of a row (of a channel for planes)
 
-    // sum(term(x, c)) over the rows [first, end) for every channel c, into `sum`
+    // sum(term(x, j)) over a chunk's rows for each value j of its band, into `sum`
     template <typename Term>
-    void SumTerms(int64_t first, int64_t end, float* sum, const Term& term) const {
-      const int64_t row_values = channels * group;
-      RowReader<T> read(row_values);
-      SumRows<1>(first, end, row_values, sum, [&](auto rows, int64_t r, float* __restrict group_sums) {
+    void SumTerms(const Span& span, float* sum, const Term& term) const {
+      const int64_t row_values = channels * group, band_width = span.Width();
+      const T* band = in + span.first_value;
+      RowReader<T> read(band_width);
+      SumRows<1>(span.first_row, span.end_row, band_width, sum, [&](auto rows, int64_t r, float* __restrict group_sums) {
         constexpr int n = decltype(rows)::value;
-        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
+        ForTiles<T>(band_width, [&](int64_t c0, int64_t width) {
           const float* row[n];
-          for (int k = 0; k < n; ++k) row[k] = read(in + (r + k) * row_values + c0, width, k);
+          for (int k = 0; k < n; ++k) row[k] = read(band + (r + k) * row_values + c0, width, k);
           float* __restrict tile_group = group_sums + c0;
           for (int64_t j = 0; j < width; ++j) {
             float sum = 0.0f;
@@ -641,16 +695,16 @@ class BatchNormTraining : public BatchNormKernel {
         });
       });
     }
-    // The rows' sum into sums[0, channels), then their squared deviations from their own mean
-    // (that sum over their count) into sums[channels, 2 channels).
-    void ChunkMoments(int64_t first, int64_t end, float* sums) const {
-      const int64_t row_values = channels * group;
-      SumTerms(first, end, sums, [](float value, int64_t) { return value; });
-      std::unique_ptr<float[]> center(new float[row_values]);
-      for (int64_t c = 0; c < row_values; ++c) center[c] = sums[c] / static_cast<float>(end - first);
+    // A chunk's rows' sum into sums[0, width), then their squared deviations from their own mean
+    // (that sum over their count) into sums[width, 2 width), for each value of its band.
+    void ChunkMoments(const Span& span, float* sums) const {
+      const int64_t band_width = span.Width();
+      SumTerms(span, sums, [](float value, int64_t) { return value; });
+      std::unique_ptr<float[]> center(new float[band_width]);
+      for (int64_t j = 0; j < band_width; ++j) center[j] = sums[j] / static_cast<float>(span.Rows());
       const float* __restrict m = center.get();
-      SumTerms(first, end, sums + row_values, [m](float value, int64_t c) {
-        const float deviation = value - m[c];
+      SumTerms(span, sums + band_width, [m](float value, int64_t j) {
+        const float deviation = value - m[j];
         return deviation * deviation;
       });
     }
@@ -677,22 +731,20 @@ class BatchNormTraining : public BatchNormKernel {
         write.Finish(out + start, width);
       });
     }
-    void Output(int64_t first, int64_t end) const {
-      const int64_t row_values = channels * group;
-      RowReader<T> read(row_values);
-      RowWriter<T> write(row_values, streamed);
-      const float* __restrict k = scale.data();
-      const float* __restrict o = offset.data();
-      for (int64_t r = first; r < end; ++r) {
-        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
-          const float* __restrict row = read(in + r * row_values + c0, width);
-          float* __restrict result = write.Start(out + r * row_values + c0);
-          const float* __restrict kt = k + c0;
-          const float* __restrict ot = o + c0;
-          for (int64_t j = 0; j < width; ++j) result[j] = row[j] * kt[j] + ot[j];
-          write.Finish(out + r * row_values + c0, width);
-        });
-      }
+    void Output(const Span& span) const {
+      const int64_t row_values = channels * group, band_width = span.Width();
+      RowReader<T> read(band_width);
+      RowWriter<T> write(band_width, streamed);
+      const float* __restrict k = scale.data() + span.first_value;
+      const float* __restrict o = offset.data() + span.first_value;
+      ForChunkTiles<T>(span, row_values, [&](int64_t at, int64_t c0, int64_t width) {
+        const float* __restrict row = read(in + at, width);
+        float* __restrict result = write.Start(out + at);
+        const float* __restrict kt = k + c0;
+        const float* __restrict ot = o + c0;
+        for (int64_t j = 0; j < width; ++j) result[j] = row[j] * kt[j] + ot[j];
+        write.Finish(out + at, width);
+      });
     }
   };
 };
@@ -733,10 +785,10 @@ class BatchNormTrainingGrad : public BatchNormKernel {
 
   static void RunRows(OpKernelContext* context, Pass& pass, int64_t rows) {
     const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
-    Chunks chunks(context, rows, row_values, 2, sizeof(T), pass.group == 1 ? 1 : kGroupedChunkRows);
+    const Chunks chunks = RowChunks(context, rows, channels, group, 2, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: sum(dy), then sum(dy * xhat)
-    chunks.ForEach([&](int64_t chunk, int64_t first, int64_t end) {
-      pass.Sums(first, end, partial.get() + 2 * chunk * row_values);
+    chunks.ForEach([&](int64_t chunk, const Span& span) {
+      pass.Sums(span, chunks.Part(partial.get(), chunk, 2, 0));
     });
     std::vector<float> totals(row_values);  // for each value of a row
     chunks.Total(partial.get(), 2, 0, totals.data());
@@ -744,17 +796,17 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     chunks.Total(partial.get(), 2, 1, totals.data());
     FoldGroups(totals.data(), channels, group, pass.dgamma);
     pass.Means();
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
-      pass.Gradient(first, end);
+    chunks.ForEach([&](int64_t, const Span& span) {
+      pass.Gradient(span);
     });
   }
 
   static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
-    Chunks chunks(context, planes.outer * planes.channels, planes.inner, 2, sizeof(T));
+    const Chunks chunks(context, planes.outer * planes.channels, planes.inner, planes.inner, 2, sizeof(T));
     std::unique_ptr<float[]> sums(new float[planes.outer * planes.channels * planes.tiles * 2]);
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
+    chunks.ForEach([&](int64_t, const Span& span) {
       RowReader<T> read_dy(planes.tile), read_x(planes.tile);
-      planes.ForTiles(first, end, [&](int64_t tile, int64_t c, int64_t start, int64_t width) {
+      planes.ForTiles(span.first_row, span.end_row, [&](int64_t tile, int64_t c, int64_t start, int64_t width) {
         const float* __restrict g = read_dy(pass.gradient + start, width);
         const float* __restrict v = read_x(pass.in + start, width);
         const float m = pass.mean[c], inv = pass.inverse[c];
@@ -765,8 +817,8 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     planes.Total(sums.get(), 2, pass.dbeta, [](const float* tile, int64_t, int64_t) { return tile[0]; });
     planes.Total(sums.get(), 2, pass.dgamma, [](const float* tile, int64_t, int64_t) { return tile[1]; });
     pass.Means();
-    chunks.ForEach([&](int64_t, int64_t first, int64_t end) {
-      pass.PlaneGradient(planes, first, end);
+    chunks.ForEach([&](int64_t, const Span& span) {
+      pass.PlaneGradient(planes, span.first_row, span.end_row);
     });
   }
 
@@ -800,21 +852,23 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     // for each value of a row (of a channel for planes)
     std::vector<float> mean, inverse, scale, mean_dy, mean_dy_normalized;
 
-    // sum(dy), then sum(dy * xhat), into `sums`
-    void Sums(int64_t first, int64_t end, float* sums) const {
-      const int64_t row_values = channels * group;
-      RowReader<T> read_dy(row_values), read_x(row_values);
-      const float* __restrict m = mean.data();
-      const float* __restrict inv = inverse.data();
-      SumRows<2>(first, end, row_values, sums, [&](auto rows, int64_t r, float* __restrict group_sums) {
+    // A chunk's sum(dy), then sum(dy * xhat), into `sums`, for each value of its band
+    void Sums(const Span& span, float* sums) const {
+      const int64_t row_values = channels * group, band_width = span.Width();
+      const T* dy_band = gradient + span.first_value;
+      const T* x_band = in + span.first_value;
+      RowReader<T> read_dy(band_width), read_x(band_width);
+      const float* __restrict m = mean.data() + span.first_value;
+      const float* __restrict inv = inverse.data() + span.first_value;
+      SumRows<2>(span.first_row, span.end_row, band_width, sums, [&](auto rows, int64_t r, float* __restrict group_sums) {
         constexpr int n = decltype(rows)::value;
-        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
+        ForTiles<T>(band_width, [&](int64_t c0, int64_t width) {
           const float *dy_row[n], *x_row[n];
           for (int k = 0; k < n; ++k) {
-            dy_row[k] = read_dy(gradient + (r + k) * row_values + c0, width, k);
-            x_row[k] = read_x(in + (r + k) * row_values + c0, width, k);
+            dy_row[k] = read_dy(dy_band + (r + k) * row_values + c0, width, k);
+            x_row[k] = read_x(x_band + (r + k) * row_values + c0, width, k);
           }
-          AddGradientTerms<n>(dy_row, x_row, m + c0, inv + c0, group_sums + c0, group_sums + row_values + c0, width);
+          AddGradientTerms<n>(dy_row, x_row, m + c0, inv + c0, group_sums + c0, group_sums + band_width + c0, width);
         });
       });
     }
@@ -839,29 +893,27 @@ class BatchNormTrainingGrad : public BatchNormKernel {
         write.Finish(out + start, width);
       });
     }
-    void Gradient(int64_t first, int64_t end) const {
-      const int64_t row_values = channels * group;
-      RowReader<T> read_dy(row_values), read_x(row_values);
-      RowWriter<T> write(row_values, streamed);
-      const float* __restrict m = mean.data();
-      const float* __restrict inv = inverse.data();
-      const float* __restrict k = scale.data();
-      const float* __restrict mdy = mean_dy.data();
-      const float* __restrict mdyn = mean_dy_normalized.data();
-      for (int64_t r = first; r < end; ++r) {
-        ForTiles<T>(row_values, [&](int64_t c0, int64_t width) {
-          const float* __restrict dy_row = read_dy(gradient + r * row_values + c0, width);
-          const float* __restrict x_row = read_x(in + r * row_values + c0, width);
-          float* __restrict result = write.Start(out + r * row_values + c0);
-          const float *__restrict mt = m + c0, *__restrict invt = inv + c0, *__restrict kt = k + c0;
-          const float *__restrict mdyt = mdy + c0, *__restrict mdynt = mdyn + c0;
-          for (int64_t j = 0; j < width; ++j) {
-            const float normalized = (x_row[j] - mt[j]) * invt[j];
-            result[j] = kt[j] * (dy_row[j] - (mdyt[j] + normalized * mdynt[j]));
-          }
-          write.Finish(out + r * row_values + c0, width);
-        });
-      }
+    void Gradient(const Span& span) const {
+      const int64_t row_values = channels * group, band_width = span.Width();
+      RowReader<T> read_dy(band_width), read_x(band_width);
+      RowWriter<T> write(band_width, streamed);
+      const float* __restrict m = mean.data() + span.first_value;
+      const float* __restrict inv = inverse.data() + span.first_value;
+      const float* __restrict k = scale.data() + span.first_value;
+      const float* __restrict mdy = mean_dy.data() + span.first_value;
+      const float* __restrict mdyn = mean_dy_normalized.data() + span.first_value;
+      ForChunkTiles<T>(span, row_values, [&](int64_t at, int64_t c0, int64_t width) {
+        const float* __restrict dy_row = read_dy(gradient + at, width);
+        const float* __restrict x_row = read_x(in + at, width);
+        float* __restrict result = write.Start(out + at);
+        const float *__restrict mt = m + c0, *__restrict invt = inv + c0, *__restrict kt = k + c0;
+        const float *__restrict mdyt = mdy + c0, *__restrict mdynt = mdyn + c0;
+        for (int64_t j = 0; j < width; ++j) {
+          const float normalized = (x_row[j] - mt[j]) * invt[j];
+          result[j] = kt[j] * (dy_row[j] - (mdyt[j] + normalized * mdynt[j]));
+        }
+        write.Finish(out + at, width);
+      });
     }
   };
 };

@@ -2,6 +2,7 @@
 
 import ctypes
 import subprocess
+import time
 
 import pytest
 
@@ -62,3 +63,25 @@ def test_a_library_that_cannot_be_built_is_a_warning_with_the_compilers_last_wor
     [record] = [record for record in caplog.records if record.name == "nncards.native"]
     assert record.levelname == "WARNING" and "answer" in record.getMessage()
     assert "PacketMathFP16.h:740: error" in record.getMessage()
+
+
+def test_a_library_built_before_is_ready_at_its_first_use_and_a_new_one_is_built_aside(cache):
+    """`ready()` loads a library the cache holds at once (a process's first lists run went to the
+    slower way while another thread loaded it), and starts the build of one it does not hold
+    without waiting for it."""
+    target = native.library_path("answer", [SOURCE, b"ready"])
+    native.built(target, compile_answer(cache / "answer.cc"))  # built by an earlier process
+
+    def load_in_a_moment(path):  # as a real library's load takes a few milliseconds
+        time.sleep(0.2)
+        return ctypes.CDLL(path)
+
+    assert native.OnFirstUse("answer", lambda: target, compile_answer(cache / "answer.cc"),
+                             load_in_a_moment).ready().answer() == 42
+
+    fresh = native.library_path("answer", [SOURCE, b"fresh"])
+    slow_compiler = lambda output: ["sh", "-c", f'sleep 1; exec "$0" "$@"', *compile_answer(cache / "answer.cc")(output)]
+    building = native.OnFirstUse("answer", lambda: fresh, slow_compiler, ctypes.CDLL)
+    assert building.ready() is None  # the build has started, nobody waits for it
+    building.prepare_in_background().join()
+    assert building.ready().answer() == 42

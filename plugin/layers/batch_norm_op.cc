@@ -387,6 +387,12 @@ struct Planes {
   Planes(int64_t outer, int64_t channels, int64_t inner, int64_t tile)
       : outer(outer), channels(channels), inner(inner), tile(tile), tiles(CeilDivide(inner, tile)) {}
   int64_t Width(int64_t t) const { return std::min(tile, inner - t * tile); }
+  // The chunks of planes for the threads: each plane a row, whole (`inputs`: see Chunks).
+  Chunks Chunked(OpKernelContext* context, int64_t inputs, int64_t value_bytes) const {
+    return Chunks(context, outer * channels, inner, inner, inputs, value_bytes);
+  }
+  // A buffer of two sums a tile (not initialized: each tile writes its own), for Total.
+  std::unique_ptr<float[]> TileSums() const { return std::unique_ptr<float[]>(new float[outer * channels * tiles * 2]); }
   // Calls body(tile, channel, tile's first value, width) for every tile of planes [first, end);
   // `tile` counts the tiles of all planes, plane after plane.
   template <typename Body>
@@ -507,7 +513,10 @@ class BatchNormKernel : public OpKernel {
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; ++i) outer *= x.dim_size(i);
     for (int i = axis + 1; i < x.dims(); ++i) inner *= x.dim_size(i);
-    if (inner == 0) outer = 0, inner = 1;  // no values either way: no rows (a group of none would hold no channel)
+    if (inner == 0) {  // no values either way: no rows (a group of none would hold no channel)
+      outer = 0;
+      inner = 1;
+    }
     for (const Input& input : per_channel_) {
       const int64_t values = context->input(input.index).NumElements();
       OP_REQUIRES(context, values == channels,
@@ -614,8 +623,8 @@ class BatchNormTraining : public BatchNormKernel {
   // The same for planes: each tile's sum and squared deviations from its own mean, shifted to
   // the channel's mean and added in (plane, tile) order.
   static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
-    const Chunks chunks(context, planes.outer * planes.channels, planes.inner, planes.inner, 1, sizeof(T));
-    std::unique_ptr<float[]> moments(new float[planes.outer * planes.channels * planes.tiles * 2]);
+    const Chunks chunks = planes.Chunked(context, 1, sizeof(T));
+    const std::unique_ptr<float[]> moments = planes.TileSums();
     chunks.ForEach([&](int64_t, const Span& span) {
       RowReader<T> read(planes.tile);
       planes.ForTiles(span.first_row, span.end_row, [&](int64_t tile, int64_t, int64_t start, int64_t width) {
@@ -802,8 +811,8 @@ class BatchNormTrainingGrad : public BatchNormKernel {
   }
 
   static void RunPlanes(OpKernelContext* context, Pass& pass, const Planes& planes) {
-    const Chunks chunks(context, planes.outer * planes.channels, planes.inner, planes.inner, 2, sizeof(T));
-    std::unique_ptr<float[]> sums(new float[planes.outer * planes.channels * planes.tiles * 2]);
+    const Chunks chunks = planes.Chunked(context, 2, sizeof(T));
+    const std::unique_ptr<float[]> sums = planes.TileSums();
     chunks.ForEach([&](int64_t, const Span& span) {
       RowReader<T> read_dy(planes.tile), read_x(planes.tile);
       planes.ForTiles(span.first_row, span.end_row, [&](int64_t tile, int64_t c, int64_t start, int64_t width) {

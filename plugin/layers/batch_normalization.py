@@ -222,7 +222,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         super().build(view_shape)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={i: input_shape[i] for i in features})
         self._kernel = options.kernel(len(view_shape), len(view_shape) - 1)
-        self._op_fallback = Kernel.FUSED_VIEW
+        self._op_fallback = op_fallback(len(view_shape), len(view_shape) - 1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axes or self.axis, "fused": self.fused,

@@ -3,7 +3,8 @@
 A training step is the forward pass in training mode (batch statistics, moving-average updates)
 and the backward pass to the input, gamma and beta, given the output's gradient. It is timed for
 four layouts (2-D, 3-D and NHWC inputs normalized on the last axis, NCHW on axis 1, the latter
-also with small planes of 7 x 7, as a network's last blocks have them) in float32
+also with small planes of 7 x 7, as a network's last blocks have them, in a batch of 128 and in
+one of 8) in float32
 and under the `mixed_float16` policy (16-bit input and gradient, float32 variables), as the
 median of repeats after a warm-up. Steps run as a training loop runs them, back to back: each
 repeat runs every step in turn for a short block (one untimed call, then BLOCK timed ones), so
@@ -29,7 +30,8 @@ JAX) may fuse the backward reductions into the forward pass, which no layer insi
 model can. The last lines print, per layout, the card's time over the fastest baseline's (≤ 1:
 the card is at least as fast), for the plain step and for the step under `jit_compile`.
 
-    python benchmarks/batchnorm.py [--repeats 20] [--layouts 2d 3d nhwc nchw nchw7] [--policies float32 mixed_float16]
+    python benchmarks/batchnorm.py [--repeats 20] [--layouts 2d 3d nhwc nchw nchw7 nchw7b8]
+                                   [--policies float32 mixed_float16]
 
 Needs the `bench` extra (`pip install -e '.[bench]'`) for JAX; without it the JAX column is empty.
 """
@@ -51,6 +53,7 @@ LAYOUTS = {  # name → (input shape, batch included; normalized axis)
     "nhwc": ((128, 32, 32, 64), -1),
     "nchw": ((64, 64, 64, 32), 1),
     "nchw7": ((128, 512, 7, 7), 1),
+    "nchw7b8": ((8, 2048, 7, 7), 1),
 }
 POLICIES = ("float32", "mixed_float16")
 BASELINES = ("Keras 3", "tf_keras", "XLA", "JAX")

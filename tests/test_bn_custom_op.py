@@ -53,14 +53,18 @@ def training_step(layer, x, loss_weights):
 # every channel's plane in turn (grouped rows), 16 rows a chunk at least: nchw-grouped's 100 rows
 # of 1,024 values make 7 chunks, the last one of 4 rows; and in bands of whole planes, about 64 kB
 # a chunk: nchw-bands' rows of 4,949 values make bands of 980 values (490 backward, 2,009 in
-# float16), the last one partial, each of two chunks (16 rows and 4).
+# float16), the last one partial, each of two chunks (16 rows and 4). Small planes in 16 rows or
+# fewer are read channel by channel (channel blocks), in the same bands: 3d-axis1-tiny-planes and
+# blocks-one-row in one band, blocks-bands' 700 channels in bands of 66 (33 backward, 133 in
+# float16), the last one partial.
 @pytest.mark.parametrize("shape, axis", [
     ((1001, 7), -1), ((12001, 3), -1), ((64, 1024), -1), ((37, 5, 33), -1), ((3, 2003, 9), -1), ((2, 3, 1), -1),
     ((2001, 525), -1), ((2, 7, 33, 9), 1), ((3, 5, 4099), 1), ((2, 5, 3, 3001), 1), ((37, 5, 33), 1),
-    ((16, 3, 2), 1), ((4, 9, 333, 3), 2), ((100, 64, 4, 4), 1), ((20, 101, 7, 7), 1),
+    ((16, 3, 2), 1), ((4, 9, 333, 3), 2), ((100, 64, 4, 4), 1), ((20, 101, 7, 7), 1), ((1, 37, 7, 7), 1),
+    ((5, 700, 7, 7), 1),
 ], ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel", "2d-streamed", "nchw-odd",
         "nchw-tiles", "nchw-streamed", "3d-axis1-grouped", "3d-axis1-tiny-planes", "4d-axis2-grouped",
-        "nchw-grouped", "nchw-bands"])
+        "nchw-grouped", "nchw-bands", "blocks-one-row", "blocks-bands"])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
 def test_the_op_gives_the_composite_ops_numbers(shape, axis, dtype):
     x = tf.constant(data(*shape))
@@ -121,7 +125,8 @@ def test_a_step_xla_compiles_takes_the_ops_fallback_and_says_so(shape, axis, ker
 
 # name → (shape, normalized axis, the axis sorted along: None for data far from zero)
 ACCURACY_CASES = {"large-mean": ((100001, 8), 1, None), "sorted": ((300001, 4), 1, 0),
-                  "planes-large-mean": ((3, 8, 40001), 1, None), "planes-sorted": ((4, 4, 80001), 1, 2)}
+                  "planes-large-mean": ((3, 8, 40001), 1, None), "planes-sorted": ((4, 4, 80001), 1, 2),
+                  "blocks-large-mean": ((16, 6, 63), 1, None), "blocks-sorted": ((16, 5, 50), 1, 2)}
 
 
 @pytest.mark.parametrize("case", ACCURACY_CASES)
@@ -214,9 +219,11 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 # channels-last shapes make 33 or 37 chunks forward in 13 takes and 66 or 74 backward in 17 or 18,
 # the last chunk partial; the planes of 3,001 values, 23 chunks of 5 forward and 56 of 2 backward;
 # the grouped rows of 144 values, 18 chunks of 113 rows forward and 36 of 56 backward; the grouped
-# rows of 14,700 values, 15 bands of 3 chunks forward, 30 backward: several threads share each
+# rows of 14,700 values, 15 bands of 3 chunks forward, 30 backward; the channel blocks of 12
+# rows, 75 bands of 27 channels forward (154 of 13 backward), 6 a take: several threads share each
 # pass. The last one is channels-last, whose layer's kernel the child reports.
 CHILD_CASES = {"planes": ((16, 7, 3001), 1), "grouped": ((2001, 16, 3, 3), 1), "bands": ((40, 300, 7, 7), 1),
+               "blocks": ((12, 2000, 7, 7), 1),
                "2d": ((200001, 3), -1), "3d": ((9, 12001, 5), -1)}
 
 

@@ -2,9 +2,9 @@
 
 A training step is the forward pass in training mode (batch statistics, moving-average updates)
 and the backward pass to the input, gamma and beta, given the output's gradient. It is timed for
-four layouts (2-D, 3-D and NHWC inputs normalized on the last axis, NCHW on axis 1, the latter
-also with small planes of 7 x 7, as a network's last blocks have them, in a batch of 128 and in
-one of 8) in float32
+four layouts (2-D, 3-D and NHWC inputs normalized on the last axis, the 2-D one also with rows
+of 16,384 channels; NCHW on axis 1, also with small planes of 7 x 7, as a network's last blocks
+have them, in a batch of 128 and in one of 8) in float32
 and under the `mixed_float16` policy (16-bit input and gradient, float32 variables), as the
 median of repeats after a warm-up. Steps run as a training loop runs them, back to back: each
 repeat runs every step in turn for a short block (one untimed call, then BLOCK timed ones), so
@@ -30,7 +30,7 @@ JAX) may fuse the backward reductions into the forward pass, which no layer insi
 model can. The last lines print, per layout, the card's time over the fastest baseline's (≤ 1:
 the card is at least as fast), for the plain step and for the step under `jit_compile`.
 
-    python benchmarks/batchnorm.py [--repeats 20] [--layouts 2d 3d nhwc nchw nchw7 nchw7b8]
+    python benchmarks/batchnorm.py [--repeats 20] [--layouts 2d 2dwide 3d nhwc nchw nchw7 nchw7b8]
                                    [--policies float32 mixed_float16]
 
 Needs the `bench` extra (`pip install -e '.[bench]'`) for JAX; without it the JAX column is empty.
@@ -49,6 +49,7 @@ import numpy as np
 
 LAYOUTS = {  # name → (input shape, batch included; normalized axis)
     "2d": ((512, 1024), -1),
+    "2dwide": ((64, 16384), -1),
     "3d": ((64, 128, 256), -1),
     "nhwc": ((128, 32, 32, 64), -1),
     "nchw": ((64, 64, 64, 32), 1),

@@ -553,14 +553,25 @@ struct Rows {
   int64_t count;
 };
 
-// How the (outer, C, inner) view of an input is read: as planes, channel blocks or rows.
-using Reading = std::variant<Planes, ChannelBlocks, Rows>;
+// Channels-last rows no more than a chunk's (kGroupedChunkRows): each chunk holds every row of
+// its band of channels, whose statistics and output (sums and dx) it computes whole, in one pass
+// over the input instead of two, with no partial sums to add up between them: the same numbers as
+// Rows gives such rows (one chunk a band), sooner: a float32 forward and backward (a tf.function
+// of the two ops, 0.11 ms with none) took 0.90 ms as Rows, 0.67 as FewRows on (16, 16384), 0.63
+// and 0.42 on (2, 16384).
+struct FewRows {
+  int64_t count;
+};
+
+// How the (outer, C, inner) view of an input is read: as planes, channel blocks, few rows or rows.
+using Reading = std::variant<Planes, ChannelBlocks, FewRows, Rows>;
 
 template <typename T>
 Reading ReadingOf(int64_t outer, int64_t channels, int64_t inner) {
   if (inner >= kPlaneValues) return Planes(outer, channels, inner, PlaneTile<T>(inner));
-  if (inner > 1 && 1 <= outer && outer <= kGroupedChunkRows) return ChannelBlocks{outer, channels, inner};
-  return Rows{outer};
+  if (outer < 1 || outer > kGroupedChunkRows) return Rows{outer};
+  if (inner > 1) return ChannelBlocks{outer, channels, inner};
+  return FewRows{outer};
 }
 
 // The values a channel has in a row, for a pass's vectors of one value for each value of a row:
@@ -732,6 +743,25 @@ class BatchNormTraining : public BatchNormKernel {
     });
   }
 
+  // The same for few rows: each chunk's band of channels, whole.
+  static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
+    const Chunks chunks = RowChunks(context, rows.count, pass.channels, 1, 1, sizeof(T));
+    chunks.ForEach([&](int64_t, const Span& span) {
+      const int64_t width = span.Width();
+      float* mean = pass.mean + span.first_value;
+      float* variance = pass.variance + span.first_value;
+      pass.SumTerms(span, mean, [](float value, int64_t) { return value; });
+      for (int64_t j = 0; j < width; ++j) mean[j] /= pass.count;
+      pass.SumTerms(span, variance, [mean](float value, int64_t j) {
+        const float deviation = value - mean[j];
+        return deviation * deviation;
+      });
+      for (int64_t j = 0; j < width; ++j) variance[j] /= pass.count;
+      pass.AffineOf(span.first_value, span.end_value);
+      pass.Output(span);
+    });
+  }
+
   // The same for channel blocks: each channel's mean, then the squared deviations from it, summed
   // over its block (two passes over values in the cache), then its output.
   static void RunOn(OpKernelContext* context, Pass& pass, const ChannelBlocks& blocks) {
@@ -826,12 +856,16 @@ class BatchNormTraining : public BatchNormKernel {
       for (int64_t c = 0; c < channels; ++c) sums[c] /= count;
     }
     void Affine() {
-      for (int64_t c = 0; c < channels; ++c) {
+      AffineOf(0, channels);
+      SpreadGroups(scale, channels, group);
+      SpreadGroups(offset, channels, group);
+    }
+    // scale and offset of the channels [first, end)
+    void AffineOf(int64_t first, int64_t end) {
+      for (int64_t c = first; c < end; ++c) {
         scale[c] = gamma[c] * InverseDeviation(variance[c], epsilon);
         offset[c] = beta[c] - mean[c] * scale[c];
       }
-      SpreadGroups(scale, channels, group);
-      SpreadGroups(offset, channels, group);
     }
     // y of the planes [first, end)
     void PlaneOutput(const Planes& planes, int64_t first, int64_t end) const {
@@ -932,6 +966,20 @@ class BatchNormTrainingGrad : public BatchNormKernel {
     });
   }
 
+  // The same for few rows: each chunk's band of channels, whole.
+  static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
+    const Chunks chunks = RowChunks(context, rows.count, pass.channels, 1, 2, sizeof(T));
+    chunks.ForEach([&](int64_t, const Span& span) {
+      const int64_t width = span.Width();
+      const std::unique_ptr<float[]> sums(new float[2 * width]);  // sum(dy), then sum(dy * xhat)
+      pass.Sums(span, sums.get());
+      std::copy_n(sums.get(), width, pass.dbeta + span.first_value);
+      std::copy_n(sums.get() + width, width, pass.dgamma + span.first_value);
+      pass.MeansOf(span.first_value, span.end_value);
+      pass.Gradient(span);
+    });
+  }
+
   // The same for channel blocks: each channel's sums over its block, then its dx.
   static void RunOn(OpKernelContext* context, Pass& pass, const ChannelBlocks& blocks) {
     const Chunks chunks = blocks.Chunked(context, 2, sizeof(T));
@@ -1007,12 +1055,16 @@ class BatchNormTrainingGrad : public BatchNormKernel {
       });
     }
     void Means() {
-      for (int64_t c = 0; c < channels; ++c) {
+      MeansOf(0, channels);
+      for (std::vector<float>* values : {&mean_dy, &mean_dy_normalized, &scale}) SpreadGroups(*values, channels, group);
+    }
+    // the means of dy and dy * xhat, and gamma * rsqrt(variance + epsilon), of the channels [first, end)
+    void MeansOf(int64_t first, int64_t end) {
+      for (int64_t c = first; c < end; ++c) {
         mean_dy[c] = dbeta[c] / count;
         mean_dy_normalized[c] = dgamma[c] / count;
         scale[c] = gamma[c] * inverse[c * group];
       }
-      for (std::vector<float>* values : {&mean_dy, &mean_dy_normalized, &scale}) SpreadGroups(*values, channels, group);
     }
     // dx of the planes [first, end)
     void PlaneGradient(const Planes& planes, int64_t first, int64_t end) const {

@@ -58,17 +58,18 @@ def training_step(layer, x, loss_weights):
 # blocks-one-row in one band, blocks-bands' 700 channels in bands of 66 (33 backward, 133 in
 # float16), the last one partial. Rows too wide for a chunk of 16 are cut into bands too: 2d-bands'
 # 5,000 channels in 5 bands of 1,024 (the last one partial; 10 of 512 backward, 3 of 2,048 in
-# float16), each of 16, 16 and 8 rows; channels-last inputs of 16 rows or fewer are read a band of
-# channels at a time, all its rows in one chunk (few rows): 2d-few-rows in 15 bands of 1,365
-# channels (30 of 682 backward, 8 of 2,730 in float16), 3d-one-channel in one.
+# float16), each of 18 chunks of 16 rows and one of 12; channels-last inputs of 128 rows or fewer
+# are read a band of channels at a time, all its rows in one chunk (few rows): 2d-few-rows in 15
+# bands of 1,365 channels (30 of 682 backward, 8 of 2,730 in float16), 2d-128-rows in 24 bands of
+# 128 (the last one partial; 47 of 64 backward), 3d-one-channel in one.
 @pytest.mark.parametrize("shape, axis", [
     ((1001, 7), -1), ((12001, 3), -1), ((64, 1024), -1), ((37, 5, 33), -1), ((3, 2003, 9), -1), ((2, 3, 1), -1),
     ((2001, 525), -1), ((2, 7, 33, 9), 1), ((3, 5, 4099), 1), ((2, 5, 3, 3001), 1), ((37, 5, 33), 1),
     ((16, 3, 2), 1), ((4, 9, 333, 3), 2), ((100, 64, 4, 4), 1), ((20, 101, 7, 7), 1), ((1, 37, 7, 7), 1),
-    ((5, 700, 7, 7), 1), ((40, 5000), -1), ((12, 20000), -1),
+    ((5, 700, 7, 7), 1), ((300, 5000), -1), ((12, 20000), -1), ((128, 3000), -1),
 ], ids=["2d-odd", "2d-chunks", "2d-wide", "3d-odd", "3d-chunks", "3d-one-channel", "2d-streamed", "nchw-odd",
         "nchw-tiles", "nchw-streamed", "3d-axis1-grouped", "3d-axis1-tiny-planes", "4d-axis2-grouped",
-        "nchw-grouped", "nchw-bands", "blocks-one-row", "blocks-bands", "2d-bands", "2d-few-rows"])
+        "nchw-grouped", "nchw-bands", "blocks-one-row", "blocks-bands", "2d-bands", "2d-few-rows", "2d-128-rows"])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
 def test_the_op_gives_the_composite_ops_numbers(shape, axis, dtype):
     x = tf.constant(data(*shape))
@@ -225,12 +226,12 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 # the grouped rows of 144 values, 18 chunks of 113 rows forward and 36 of 56 backward; the grouped
 # rows of 14,700 values, 15 bands of 3 chunks forward, 30 backward; the channel blocks of 12
 # rows, 75 bands of 27 channels forward (154 of 13 backward), 6 a take: several threads share each
-# pass; the channels-last rows of 6,000 channels, 18 chunks of 16 rows and 1,024 channels forward
-# (36 of 512 backward), 8 a take; the 9 rows of 30,000 channels, 17 bands of 1,820 forward (33 of
-# 910 backward), 4 a take. The last one is channels-last, whose layer's kernel the child
+# pass; the 200 channels-last rows of 6,000 channels, 78 chunks of 16 rows (the last 8) and 1,024
+# channels forward (156 of 512 backward), 8 a take; the 100 rows of 30,000 channels, 185 bands of
+# 163 forward (371 of 81 backward), 8 a take. The last one is channels-last, whose layer's kernel the child
 # reports.
 CHILD_CASES = {"planes": ((16, 7, 3001), 1), "grouped": ((2001, 16, 3, 3), 1), "bands": ((40, 300, 7, 7), 1),
-               "blocks": ((12, 2000, 7, 7), 1), "2d-bands": ((48, 6000), -1), "few-rows": ((9, 30000), -1),
+               "blocks": ((12, 2000, 7, 7), 1), "2d-bands": ((200, 6000), -1), "few-rows": ((100, 30000), -1),
                "2d": ((200001, 3), -1), "3d": ((9, 12001, 5), -1)}
 
 

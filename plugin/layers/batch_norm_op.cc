@@ -442,25 +442,34 @@ float LaneSum(int64_t n, const Term& term) {
 // 7.8-8.0 ms; but (64, 256, 14, 14) 3.1 as planes, 3.6 as grouped rows, and (32, 64, 28, 28) 1.6
 // and 2.2 (benchmarks/batchnorm.py's step, medians of 10 blocks).
 constexpr int64_t kPlaneValues = 64;
-// Grouped rows are wide (a (256, 512, 4, 4) input's hold 8,192 values): a chunk takes at least
-// this many, lest the chunks' partial sums outgrow the input.
-constexpr int64_t kGroupedChunkRows = 16;
+// Rows may be wide (a (256, 512, 4, 4) input's grouped rows hold 8,192 values, a 2-D input's
+// 16,384 channels): a chunk takes at least this many, in bands of their values when they are,
+// lest the chunks' partial sums outgrow the input.
+constexpr int64_t kChunkRows = 16;
 
 // The chunks of rows of `channels` groups of `group` values (a group of one: channels last), in
-// bands of whole groups as wide as makes a chunk of kGroupedChunkRows rows (of all the rows, when
+// bands of whole groups as wide as makes a chunk of kChunkRows rows (of all the rows, when
 // fewer) about kChunkBytes, or one band of whole rows when a chunk of them holds that many rows.
 // A few wide rows (a (16, 2048, 7, 7) input's 16 rows of 100,352 values) still make many chunks
 // for the threads, each small enough for the cache (that step took 4.2 ms in one chunk, 2.4 in
 // bands, XLA's 3.2, as grouped rows; channel blocks take the same bands); and the chunks of wide
 // rows keep few partial sums: in chunks of one or two whole rows, a (64, 16384) float32 input's
 // sums were twice the input, added up on one thread (its forward and backward took 2.8 ms, 1.5
-// to 1.6 in bands of 1,024 channels; the card's step 3.0 ms, 1.7 in bands, XLA's 1.6-1.8).
+// to 1.6 in bands of 1,024 channels, before so few rows were read as FewRows).
 Chunks RowChunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t group, int64_t inputs,
                  int64_t value_bytes) {
-  const int64_t chunk_rows = std::max<int64_t>(1, std::min(rows, kGroupedChunkRows));
+  const int64_t chunk_rows = std::max<int64_t>(1, std::min(rows, kChunkRows));
   const int64_t band_groups =
       std::clamp<int64_t>(kChunkBytes / (chunk_rows * inputs * value_bytes * group), 1, std::max<int64_t>(1, channels));
-  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, kGroupedChunkRows);
+  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, kChunkRows);
+}
+
+// The chunks of rows of `channels` groups of `group` values in bands of whole groups, each band
+// one chunk of every row, about kChunkBytes.
+Chunks BandChunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t group, int64_t inputs,
+                  int64_t value_bytes) {
+  const int64_t band_groups = std::clamp<int64_t>(kChunkBytes / (rows * inputs * value_bytes * group), 1, channels);
+  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, rows);
 }
 
 // The sums of a row's values, `group` of each channel in turn, added into the channels' sums.
@@ -490,7 +499,7 @@ std::vector<float> ExpandGroups(const float* per_channel, int64_t channels, int6
 
 // --- channel blocks: small planes in a few rows ---------------------------------------------
 
-// Grouped rows no more than a chunk's (kGroupedChunkRows) are read channel by channel instead: a
+// Grouped rows no more than a chunk's (kChunkRows) are read channel by channel instead: a
 // channel's planes gathered into one block of float32 values, its statistics and its output (its
 // gradients and dx) computed from the block at once, in one pass over the input. Grouped rows
 // keep sums for every value of a row and spread each channel's scale over its values: vectors as
@@ -503,7 +512,7 @@ struct ChannelBlocks {
   // The chunks for the threads: bands of whole channels of every row (see RowChunks; one chunk of
   // rows holds them all).
   Chunks Chunked(OpKernelContext* context, int64_t inputs, int64_t value_bytes) const {
-    return RowChunks(context, rows, channels, group, inputs, value_bytes);
+    return BandChunks(context, rows, channels, group, inputs, value_bytes);
   }
   // Calls body(channel) for every channel of the chunk's band.
   template <typename Body>
@@ -539,7 +548,7 @@ struct ChannelBlocks {
 };
 
 // A channel block's values, at most.
-constexpr int64_t kBlockValues = kGroupedChunkRows * (kPlaneValues - 1);
+constexpr int64_t kBlockValues = kChunkRows * (kPlaneValues - 1);
 using Block = std::array<float, kBlockValues>;
 // The sum of term(j) over a block of n values (see LaneSum): in 16 partial sums, one vector, when
 // the block is short; long ones keep LaneSum's 64, four vectors added to at once.
@@ -553,15 +562,19 @@ struct Rows {
   int64_t count;
 };
 
-// Channels-last rows no more than a chunk's (kGroupedChunkRows): each chunk holds every row of
-// its band of channels, whose statistics and output (sums and dx) it computes whole, in one pass
-// over the input instead of two, with no partial sums to add up between them: the same numbers as
-// Rows gives such rows (one chunk a band), sooner: a float32 forward and backward (a tf.function
-// of the two ops, 0.11 ms with none) took 0.90 ms as Rows, 0.67 as FewRows on (16, 16384), 0.63
-// and 0.42 on (2, 16384).
+// Channels-last rows no more than kFewRows: each chunk holds every row of its band of channels
+// (BandChunks), whose statistics and output (sums and dx) it computes whole, in one pass over the
+// input instead of two, with no partial sums to add up between them; for 16 rows or fewer, the
+// same numbers as Rows, which also sums them in one chunk a band. A float32 forward and backward
+// (a tf.function of the two ops, 0.11 ms with none) took, as Rows and as FewRows: 0.90 and 0.67 ms
+// on (16, 16384), 0.63 and 0.42 on (2, 16384), 1.55-1.60 and 1.07-1.19 on (64, 16384), 1.41 and
+// 1.10 on (128, 8192); the same on narrower rows ((128, 1024): 0.36 and 0.33). With more rows a
+// band narrows (64 KB of every row): 1.35 and 1.19 on (256, 4096), but 0.80 and 1.17 on
+// (512, 1024), in bands of 16 channels backward.
 struct FewRows {
   int64_t count;
 };
+constexpr int64_t kFewRows = 128;
 
 // How the (outer, C, inner) view of an input is read: as planes, channel blocks, few rows or rows.
 using Reading = std::variant<Planes, ChannelBlocks, FewRows, Rows>;
@@ -569,9 +582,9 @@ using Reading = std::variant<Planes, ChannelBlocks, FewRows, Rows>;
 template <typename T>
 Reading ReadingOf(int64_t outer, int64_t channels, int64_t inner) {
   if (inner >= kPlaneValues) return Planes(outer, channels, inner, PlaneTile<T>(inner));
-  if (outer < 1 || outer > kGroupedChunkRows) return Rows{outer};
-  if (inner > 1) return ChannelBlocks{outer, channels, inner};
-  return FewRows{outer};
+  if (inner > 1 && 1 <= outer && outer <= kChunkRows) return ChannelBlocks{outer, channels, inner};
+  if (inner == 1 && 1 <= outer && outer <= kFewRows) return FewRows{outer};
+  return Rows{outer};
 }
 
 // The values a channel has in a row, for a pass's vectors of one value for each value of a row:
@@ -745,7 +758,7 @@ class BatchNormTraining : public BatchNormKernel {
 
   // The same for few rows: each chunk's band of channels, whole.
   static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
-    const Chunks chunks = RowChunks(context, rows.count, pass.channels, 1, 1, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, pass.channels, 1, 1, sizeof(T));
     chunks.ForEach([&](int64_t, const Span& span) {
       const int64_t width = span.Width();
       float* mean = pass.mean + span.first_value;
@@ -968,7 +981,7 @@ class BatchNormTrainingGrad : public BatchNormKernel {
 
   // The same for few rows: each chunk's band of channels, whole.
   static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
-    const Chunks chunks = RowChunks(context, rows.count, pass.channels, 1, 2, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, pass.channels, 1, 2, sizeof(T));
     chunks.ForEach([&](int64_t, const Span& span) {
       const int64_t width = span.Width();
       const std::unique_ptr<float[]> sums(new float[2 * width]);  // sum(dy), then sum(dy * xhat)

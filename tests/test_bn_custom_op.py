@@ -225,11 +225,11 @@ def test_inputs_of_the_wrong_size_are_refused_by_name():
 # the last chunk partial; the planes of 3,001 values, 23 chunks of 5 forward and 56 of 2 backward;
 # the grouped rows of 144 values, 18 chunks of 113 rows forward and 36 of 56 backward; the grouped
 # rows of 14,700 values, 15 bands of 3 chunks forward, 30 backward; the channel blocks of 12
-# rows, 75 bands of 27 channels forward (154 of 13 backward), 6 a take: several threads share each
-# pass; the 200 channels-last rows of 6,000 channels, 78 chunks of 16 rows (the last 8) and 1,024
-# channels forward (156 of 512 backward), 8 a take; the 100 rows of 30,000 channels, 185 bands of
-# 163 forward (371 of 81 backward), 8 a take. The last one is channels-last, whose layer's kernel the child
-# reports.
+# rows, 75 bands of 27 channels forward (154 of 13 backward), 6 a take; the 200 channels-last rows
+# of 6,000 channels, 78 chunks of 16 rows (the last 8) and 1,024 channels forward (156 of 512
+# backward), 8 a take; the 100 few rows of 30,000 channels, 185 bands of 163 forward (371 of 81
+# backward), 8 a take: several threads share each pass. The last one is channels-last, whose
+# layer's kernel the child reports.
 CHILD_CASES = {"planes": ((16, 7, 3001), 1), "grouped": ((2001, 16, 3, 3), 1), "bands": ((40, 300, 7, 7), 1),
                "blocks": ((12, 2000, 7, 7), 1), "2d-bands": ((200, 6000), -1), "few-rows": ((100, 30000), -1),
                "2d": ((200001, 3), -1), "3d": ((9, 12001, 5), -1)}

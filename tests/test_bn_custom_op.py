@@ -89,8 +89,9 @@ def test_the_op_gives_the_composite_ops_numbers(shape, axis, dtype):
 
 
 @pytest.mark.parametrize("shape, axis", [((0, 5), -1), ((0, 3, 4, 4), 1), ((2, 3, 0), 1), ((2, 3, 0, 70), 1),
-                                         ((4, 0, 70), 1)],
-                         ids=["no-rows", "no-grouped-rows", "empty-groups", "no-planes", "no-channels"])
+                                         ((4, 0, 70), 1), ((5, 0), -1)],
+                         ids=["no-rows", "no-grouped-rows", "empty-groups", "no-planes", "no-channels",
+                              "few-rows-no-channels"])
 def test_an_empty_input_gets_keras_answers(shape, axis):
     """No values: an empty output and gradient, and statistics of none (NaN moving averages), as
     Keras computes them, whichever way the op reads the input."""

@@ -447,29 +447,21 @@ constexpr int64_t kPlaneValues = 64;
 // lest the chunks' partial sums outgrow the input.
 constexpr int64_t kChunkRows = 16;
 
-// The chunks of rows of `channels` groups of `group` values (a group of one: channels last), in
-// bands of whole groups as wide as makes a chunk of kChunkRows rows (of all the rows, when
-// fewer) about kChunkBytes, or one band of whole rows when a chunk of them holds that many rows.
-// A few wide rows (a (16, 2048, 7, 7) input's 16 rows of 100,352 values) still make many chunks
-// for the threads, each small enough for the cache (that step took 4.2 ms in one chunk, 2.4 in
-// bands, XLA's 3.2, as grouped rows; channel blocks take the same bands); and the chunks of wide
-// rows keep few partial sums: in chunks of one or two whole rows, a (64, 16384) float32 input's
-// sums were twice the input, added up on one thread (its forward and backward took 2.8 ms, 1.5
-// to 1.6 in bands of 1,024 channels, before so few rows were read as FewRows).
-Chunks RowChunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t group, int64_t inputs,
-                 int64_t value_bytes) {
-  const int64_t chunk_rows = std::max<int64_t>(1, std::min(rows, kChunkRows));
+// The chunks of rows of `channels` groups of `group` values (a group of one: channels last), at
+// least `chunk_rows` rows a chunk, in bands of whole groups as wide as makes a chunk of that many
+// rows about kChunkBytes, or one band of whole rows when a chunk of them holds that many rows.
+// Rows are read kChunkRows at least a chunk; channel blocks and few rows all the rows of a band
+// in one chunk. A few wide rows (a (16, 2048, 7, 7) input's 16 rows of 100,352 values) still make
+// many chunks for the threads, each small enough for the cache (that step took 4.2 ms in one
+// chunk, 2.4 in bands, XLA's 3.2, as grouped rows); and the chunks of wide rows keep few partial
+// sums: in chunks of one or two whole rows, a (64, 16384) float32 input's sums were twice the
+// input, added up on one thread (its forward and backward took 2.8 ms, 1.5 to 1.6 in bands of
+// 1,024 channels, before so few rows were read as FewRows).
+Chunks BandChunks(OpKernelContext* context, int64_t rows, int64_t chunk_rows, int64_t channels, int64_t group,
+                  int64_t inputs, int64_t value_bytes) {
   const int64_t band_groups =
       std::clamp<int64_t>(kChunkBytes / (chunk_rows * inputs * value_bytes * group), 1, std::max<int64_t>(1, channels));
-  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, kChunkRows);
-}
-
-// The chunks of rows of `channels` groups of `group` values in bands of whole groups, each band
-// one chunk of every row, about kChunkBytes.
-Chunks BandChunks(OpKernelContext* context, int64_t rows, int64_t channels, int64_t group, int64_t inputs,
-                  int64_t value_bytes) {
-  const int64_t band_groups = std::clamp<int64_t>(kChunkBytes / (rows * inputs * value_bytes * group), 1, channels);
-  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, rows);
+  return Chunks(context, rows, channels * group, band_groups * group, inputs, value_bytes, chunk_rows);
 }
 
 // The sums of a row's values, `group` of each channel in turn, added into the channels' sums.
@@ -509,10 +501,9 @@ std::vector<float> ExpandGroups(const float* per_channel, int64_t channels, int6
 // more rows, grouped rows catch up: 2.0 either way on (32, 1024, 7, 7), 0.53 and 0.80 on
 // (64, 256, 4, 4).
 struct ChannelBlocks {
-  // The chunks for the threads: bands of whole channels of every row (see RowChunks; one chunk of
-  // rows holds them all).
+  // The chunks for the threads: bands of whole channels, each one chunk of every row.
   Chunks Chunked(OpKernelContext* context, int64_t inputs, int64_t value_bytes) const {
-    return BandChunks(context, rows, channels, group, inputs, value_bytes);
+    return BandChunks(context, rows, rows, channels, group, inputs, value_bytes);
   }
   // Calls body(channel) for every channel of the chunk's band.
   template <typename Body>
@@ -693,7 +684,7 @@ class BatchNormTraining : public BatchNormKernel {
   // the shift between the two means, added in chunk order, then group by group.
   static void RunOn(OpKernelContext* context, Pass& pass, const Rows& rows) {
     const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
-    const Chunks chunks = RowChunks(context, rows.count, channels, group, 1, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, kChunkRows, channels, group, 1, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: Pass::ChunkMoments
     chunks.ForEach([&](int64_t chunk, const Span& span) {
       pass.ChunkMoments(span, chunks.Part(partial.get(), chunk, 2, 0));
@@ -758,18 +749,16 @@ class BatchNormTraining : public BatchNormKernel {
 
   // The same for few rows: each chunk's band of channels, whole.
   static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
-    const Chunks chunks = BandChunks(context, rows.count, pass.channels, 1, 1, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, rows.count, pass.channels, 1, 1, sizeof(T));
     chunks.ForEach([&](int64_t, const Span& span) {
+      // every row is in the chunk: its moments, from its own mean, are the channels'
       const int64_t width = span.Width();
-      float* mean = pass.mean + span.first_value;
-      float* variance = pass.variance + span.first_value;
-      pass.SumTerms(span, mean, [](float value, int64_t) { return value; });
-      for (int64_t j = 0; j < width; ++j) mean[j] /= pass.count;
-      pass.SumTerms(span, variance, [mean](float value, int64_t j) {
-        const float deviation = value - mean[j];
-        return deviation * deviation;
-      });
-      for (int64_t j = 0; j < width; ++j) variance[j] /= pass.count;
+      const std::unique_ptr<float[]> moments(new float[2 * width]);
+      pass.ChunkMoments(span, moments.get());
+      for (int64_t j = 0; j < width; ++j) {
+        pass.mean[span.first_value + j] = moments[j] / pass.count;
+        pass.variance[span.first_value + j] = moments[width + j] / pass.count;
+      }
       pass.AffineOf(span.first_value, span.end_value);
       pass.Output(span);
     });
@@ -942,7 +931,7 @@ class BatchNormTrainingGrad : public BatchNormKernel {
 
   static void RunOn(OpKernelContext* context, Pass& pass, const Rows& rows) {
     const int64_t channels = pass.channels, group = pass.group, row_values = channels * group;
-    const Chunks chunks = RowChunks(context, rows.count, channels, group, 2, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, kChunkRows, channels, group, 2, sizeof(T));
     const std::unique_ptr<float[]> partial = chunks.Partial(2);  // per chunk: sum(dy), then sum(dy * xhat)
     chunks.ForEach([&](int64_t chunk, const Span& span) {
       pass.Sums(span, chunks.Part(partial.get(), chunk, 2, 0));
@@ -981,7 +970,7 @@ class BatchNormTrainingGrad : public BatchNormKernel {
 
   // The same for few rows: each chunk's band of channels, whole.
   static void RunOn(OpKernelContext* context, Pass& pass, const FewRows& rows) {
-    const Chunks chunks = BandChunks(context, rows.count, pass.channels, 1, 2, sizeof(T));
+    const Chunks chunks = BandChunks(context, rows.count, rows.count, pass.channels, 1, 2, sizeof(T));
     chunks.ForEach([&](int64_t, const Span& span) {
       const int64_t width = span.Width();
       const std::unique_ptr<float[]> sums(new float[2 * width]);  // sum(dy), then sum(dy * xhat)

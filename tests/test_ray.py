@@ -71,6 +71,29 @@ def task_of(cluster, run_id):
     return tasks[0]
 
 
+def worker_pid_of(cluster, run_id) -> int:
+    """The process running the run's task; the state API may list the task before its worker reports in."""
+    return wait_until(lambda: task_of(cluster, run_id).worker_pid, seconds=30, what=f"the worker of run {run_id}")
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test(request):
+    """Cancel what a test left queued or running (a failed one, say): a one-CPU node busy with an
+    endless fit would otherwise starve every later test of the module."""
+    yield
+    if not {"server", "servers"} & set(request.fixturenames):
+        return
+
+    def cancel_what_is_left(servers):
+        for live in servers:
+            for run in live.client.get("/runs", params={"limit": 100}).json()["runs"]:
+                if run["status"] in ("queued", "running"):
+                    live.client.delete(f"/runs/{run['run_id']}")
+
+    # the servers answer only inside the cluster's namespace, where the tests themselves run
+    request.getfixturevalue("ray_cluster").namespace.call(cancel_what_is_left, request.getfixturevalue("servers"))
+
+
 def test_a_fit_on_the_cluster_streams_its_epochs_and_equals_the_local_run(ray_cluster, server):
     run = fit_run(epochs=3)
     created = server.client.post("/runs", json=run)
@@ -126,7 +149,7 @@ def test_cancel_stops_the_task_on_its_node(ray_cluster, server):
 def test_a_lost_worker_process_fails_the_run_with_its_code_and_the_next_run_succeeds(ray_cluster, server):
     run_id = server.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     wait_for_epoch(server.client, run_id)
-    os.kill(task_of(ray_cluster, run_id).worker_pid, signal.SIGKILL)
+    os.kill(worker_pid_of(ray_cluster, run_id), signal.SIGKILL)
     result = finished_result(server.client, run_id)
     assert result["status"] == "failed"
     assert result["error"]["code"] == "run_node_lost", result["error"]
@@ -140,8 +163,8 @@ def test_the_time_limit_kills_the_task_on_its_node(ray_cluster, servers):
     run_id = limited.client.post("/runs", json=fit_run(epochs=100_000)).json()["run_id"]
     result = finished_result(limited.client, run_id)
     assert (result["status"], result["error"]["code"]) == ("failed", "run_timeout")
-    task = wait_until(lambda: (t := task_of(ray_cluster, run_id)).state != "RUNNING" and t, what="the task to end")
-    assert task.state == "FAILED"
+    task = wait_until(lambda: (t := task_of(ray_cluster, run_id)).state == "FAILED" and t.worker_pid and t,
+                      what="the task to fail on its node")
     with pytest.raises(ProcessLookupError):
         os.kill(task.worker_pid, 0)  # its process on the node is gone
 

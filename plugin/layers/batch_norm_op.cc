@@ -863,10 +863,15 @@ class BatchNormTraining : public BatchNormKernel {
       SpreadGroups(offset, channels, group);
     }
     // scale and offset of the channels [first, end)
+    // (restrict-qualified, or the compiler keeps the loop scalar lest the outputs alias the inputs)
     void AffineOf(int64_t first, int64_t end) {
+      float* __restrict k = scale.data();
+      float* __restrict o = offset.data();
+      const float *__restrict g = gamma, *__restrict b = beta, *__restrict m = mean, *__restrict v = variance;
+      const float e = epsilon;
       for (int64_t c = first; c < end; ++c) {
-        scale[c] = gamma[c] * InverseDeviation(variance[c], epsilon);
-        offset[c] = beta[c] - mean[c] * scale[c];
+        k[c] = g[c] * InverseDeviation(v[c], e);
+        o[c] = b[c] - m[c] * k[c];
       }
     }
     // y of the planes [first, end)
@@ -1061,11 +1066,15 @@ class BatchNormTrainingGrad : public BatchNormKernel {
       for (std::vector<float>* values : {&mean_dy, &mean_dy_normalized, &scale}) SpreadGroups(*values, channels, group);
     }
     // the means of dy and dy * xhat, and gamma * rsqrt(variance + epsilon), of the channels [first, end)
-    void MeansOf(int64_t first, int64_t end) {
+    void MeansOf(int64_t first, int64_t end) {  // (restrict-qualified, as AffineOf)
+      float *__restrict mdy = mean_dy.data(), *__restrict mdyn = mean_dy_normalized.data(), *__restrict k = scale.data();
+      const float *__restrict db = dbeta, *__restrict dg = dgamma, *__restrict g = gamma, *__restrict inv = inverse.data();
+      const float n = count;
+      const int64_t step = group;
       for (int64_t c = first; c < end; ++c) {
-        mean_dy[c] = dbeta[c] / count;
-        mean_dy_normalized[c] = dgamma[c] / count;
-        scale[c] = gamma[c] * inverse[c * group];
+        mdy[c] = db[c] / n;
+        mdyn[c] = dg[c] / n;
+        k[c] = g[c] * inv[c * step];
       }
     }
     // dx of the planes [first, end)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from nncards.contract import arrays, list_walk, run_json
-from nncards.contract.limits import DEFAULT_LIMITS
 from nncards.contract.run import Run
 
 
@@ -258,7 +257,7 @@ def test_every_step_runs_on_read_only_arrays_mapped_from_files(tmp_path):
                   {"kind": "predict", "inputs": data, "batch_size": 4},
                   {"kind": "inspect", "inputs": data, "training": True}]})
     own = execute(request.model_copy(deep=True)).as_json()
-    stored = StoredRequest.set_aside(request, tmp_path, DEFAULT_LIMITS)
+    stored = StoredRequest.set_aside(request, tmp_path)
     files = {path: open(path, "rb").read() for path in stored.files}
     loaded = stored.loaded()
     mapped = loaded.steps[0].inputs["x"]
@@ -282,9 +281,9 @@ def test_the_inputs_a_request_reads_as_float32_are_its_float32_input_nodes():
                        {"id": "half", "card": "input", "params": {"shape": [2], "dtype": "float16"}},
                        {"id": "bad", "card": "input", "params": {"shape": "two"}},
                        {"id": "d", "card": "layer_Dense", "params": {"units": 2}}], "edges": []}
-    assert float32_inputs(graph, DEFAULT_LIMITS) == {"x"}
+    assert float32_inputs(graph) == {"x"}
     for not_a_graph in (None, [graph], {"nodes": "x"}):
-        assert float32_inputs(not_a_graph, DEFAULT_LIMITS) == set()
+        assert float32_inputs(not_a_graph) == set()
 
 
 def test_the_server_keeps_request_arrays_as_files_beside_the_run(live_server):

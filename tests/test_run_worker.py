@@ -83,7 +83,7 @@ class SpawnedWorker:
     def run(self, run_id: str, request: dict):
         run = Run.model_validate(request)
         decode_arrays(run)
-        self.connection.send((run_id, StoredRequest.set_aside(run, self.tmp_path / run_id, DEFAULT_LIMITS)))
+        self.connection.send((run_id, StoredRequest.set_aside(run, self.tmp_path / run_id)))
         while not isinstance(message := self.connection.recv(), RunFinished):
             pass
         return message.result
@@ -294,7 +294,7 @@ def run_built_ahead(connection, tmp_path) -> None:
     connection.send(PrepareRun(Run.model_validate(fit_request(7)).graph.model_dump(), 7))
     run = Run.model_validate(fit_request(7))
     decode_arrays(run)
-    connection.send(("run", StoredRequest.set_aside(run, tmp_path / "request", DEFAULT_LIMITS)))
+    connection.send(("run", StoredRequest.set_aside(run, tmp_path / "request")))
     while not isinstance(message := connection.recv(), RunFinished):
         pass
     assert message.result.status == "succeeded", message.result.error

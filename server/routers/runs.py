@@ -10,7 +10,6 @@ arrived, while the rest is parsed (`EarlyBuild`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
@@ -63,8 +62,8 @@ class FastJsonRequest(Request):
             body = await self.body()
             received: ReceivedBody | None = self.scope.get(RECEIVED_BODY)
             structure, quotes = (received.structure, received.quotes) if received is not None else (None, None)
-            as_float32 = functools.partial(float32_inputs, limits=self.app.state.settings.limits)
-            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure, quotes, as_float32)
+            self._json = await off_the_loop_when_large(len(body), run_json.parse, body, structure, quotes,
+                                                       float32_inputs)
         return self._json
 
 

@@ -214,8 +214,7 @@ class RunService:
         self.executor.build_ahead(run)  # the model is built while the arrays are stored
         try:
             # The arrays go to the run's folder (retention and DELETE remove it whole), the rest to the database.
-            request = await asyncio.to_thread(StoredRequest.set_aside, run, self.store.folder(run_id) / "request",
-                                           self.limits)
+            request = await asyncio.to_thread(StoredRequest.set_aside, run, self.store.folder(run_id) / "request")
             await asyncio.to_thread(self.store.create, run_id, request.run.model_dump(mode="json", by_alias=True))
         except (sqlite3.Error, OSError) as exc:
             self.storage_problem = f"The run database cannot be written ({exc})."
